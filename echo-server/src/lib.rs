@@ -1,0 +1,172 @@
+//! echo-server: the HTTP/1.1 echo backend every benchmark configuration shares.
+//!
+//! Every request gets `200` with exactly the request body (Content-Length framed); a GET
+//! gets an empty `200`. Bodies with a Content-Length stream straight back (a 1 GiB POST
+//! needs one buffer, not 1 GiB); chunked bodies are collected up to `max_body` so the
+//! answer can be Content-Length framed too. Beyond `max_body` the answer is `413`.
+//!
+//! It listens on TCP, on TCP with TLS (through the proxy's own TLS seam, so "backend does
+//! TLS itself" and "proxy does TLS" run the very same TLS code), or on a Unix socket.
+
+pub mod listener;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use proxy::tls::Acceptor;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use listener::{Listener, Stream};
+
+/// How the server treats each connection.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest request body echoed; larger ones get 413.
+    pub max_body: u64,
+    /// TLS acceptor for HTTPS mode; `None` for plain HTTP (TCP or Unix).
+    pub tls: Option<Acceptor>,
+    /// How long in-flight connections may take to finish after shutdown is asked for.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_body: DEFAULT_MAX_BODY_BYTES,
+            tls: None,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains connections for up to
+/// `opts.grace` and returns. The listener is bound by the caller (tests pass port 0).
+pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // Answer pipelined requests with one write where possible.
+        .pipeline_flush(true)
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    let mut backoff = listener::AcceptBackoff::default();
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => { backoff.reset(); stream }
+                Err(e) => { backoff.wait(&e).await; continue; }
+            },
+        };
+        let opts = opts.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            match (stream, &opts.tls) {
+                (Stream::Tcp(tcp), Some(tls)) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                        Ok(Ok(tls)) => serve(tls, &http, watcher, opts.max_body).await,
+                        Ok(Err(e)) => tracing::debug!("client: {e}"),
+                        Err(_) => tracing::debug!("client: TLS handshake timed out"),
+                    }
+                }
+                (Stream::Tcp(tcp), None) => serve(tcp, &http, watcher, opts.max_body).await,
+                (Stream::Unix(unix), _) => serve(unix, &http, watcher, opts.max_body).await,
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over: closing remaining connections");
+    }
+}
+
+async fn serve<IO>(
+    io: IO,
+    http: &http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    max_body: u64,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(TokioIo::new(io), service_fn(move |req| echo(req, max_body)));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!("client: connection ended: {e}");
+    }
+}
+
+type EchoBody = Either<Incoming, Full<Bytes>>;
+
+/// The whole service: echo the body back.
+async fn echo(req: Request<Incoming>, max_body: u64) -> Result<Response<EchoBody>, Infallible> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return Ok(fixed(StatusCode::OK, Bytes::new()));
+    }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_body => Ok(too_large()),
+        // Known length: stream the body straight back, never holding more than one chunk.
+        Some(len) => {
+            let mut resp = Response::new(Either::Left(req.into_body()));
+            resp.headers_mut().insert(CONTENT_LENGTH, len.into());
+            Ok(resp)
+        }
+        // Chunked: collect (bounded) to answer with a Content-Length.
+        None => {
+            let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+            match Limited::new(req.into_body(), limit).collect().await {
+                Ok(body) => Ok(fixed(StatusCode::OK, body.to_bytes())),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(too_large()),
+                Err(_) => {
+                    let mut resp = fixed(StatusCode::BAD_REQUEST, Bytes::new());
+                    resp.headers_mut()
+                        .insert(CONNECTION, http::HeaderValue::from_static("close"));
+                    Ok(resp)
+                }
+            }
+        }
+    }
+}
+
+fn fixed(status: StatusCode, body: Bytes) -> Response<EchoBody> {
+    let len = body.len();
+    let mut resp = Response::new(Either::Right(Full::new(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_LENGTH, len.into());
+    resp
+}
+
+/// 413, and close: the unread body is not worth draining.
+fn too_large() -> Response<EchoBody> {
+    let mut resp = fixed(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new());
+    resp.headers_mut()
+        .insert(CONNECTION, http::HeaderValue::from_static("close"));
+    resp
+}
+
+/// 64 MiB: larger than any benchmark body, small enough that a chunked upload cannot
+/// exhaust memory.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// How long shutdown waits for in-flight connections.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not sent a full request head by then is dropped (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

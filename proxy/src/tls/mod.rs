@@ -1,0 +1,487 @@
+//! The one TLS seam: every TLS library the project uses sits behind this small surface.
+//!
+//! The proxy and the echo-server's HTTPS mode both call [`Acceptor::build`] and
+//! [`Acceptor::accept`], so "the backend does TLS itself" and "the proxy does TLS" differ only
+//! by the proxy hop. Each library lives in its own module ([`rustls`](self::rustls),
+//! [`openssl`](self::openssl)) exporting the same names: `build(&TlsSettings, &LoadedCerts)`,
+//! an acceptor type with `accept`, and `info(&stream)`.
+//!
+//! Options a backend cannot honour are refused with [`TlsError::Unsupported`], never ignored:
+//! a comparison between backends is only fair when both really run the parameters asked for.
+
+pub mod openssl;
+pub mod rustls;
+pub mod selfsigned;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Which TLS library terminates the connection. Chosen at run time; all are compiled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// rustls with the aws-lc-rs crypto provider (the default).
+    #[default]
+    RustlsAwsLc,
+    /// rustls with the ring crypto provider.
+    RustlsRing,
+    /// The system OpenSSL (libssl), through the `openssl` crate.
+    Openssl,
+}
+
+impl Backend {
+    /// The stable name used on the command line, in config files and in CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::RustlsAwsLc => "rustls-aws-lc",
+            Backend::RustlsRing => "rustls-ring",
+            Backend::Openssl => "openssl",
+        }
+    }
+
+    /// Every backend, for tests and sweeps that cover them all.
+    pub const ALL: [Backend; 3] = [Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl];
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Lowest protocol version the server accepts. TLS 1.2 and 1.3 are the only versions any
+/// backend here is allowed to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum)]
+pub enum TlsVersion {
+    #[default]
+    #[value(name = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// A PEM certificate chain and its PEM private key, by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The certificates a listener serves: a default, plus optional ones selected by SNI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSet {
+    pub default: CertPaths,
+    /// (server name, certificate) pairs; names are matched case-insensitively and exactly.
+    pub by_sni: Vec<(String, CertPaths)>,
+    /// Refuse the handshake when the client's SNI names no configured certificate, instead
+    /// of answering with the default one.
+    pub strict_sni: bool,
+}
+
+impl CertSet {
+    /// One certificate for every name.
+    pub fn single(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        CertSet {
+            default: CertPaths {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            by_sni: Vec::new(),
+            strict_sni: false,
+        }
+    }
+}
+
+/// Everything about the TLS server side that is not the certificate itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub backend: Backend,
+    pub min_version: TlsVersion,
+    /// IANA names (`TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`);
+    /// empty means the backend's defaults.
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups (`X25519`, `secp256r1`, `secp384r1`, `X25519MLKEM768`);
+    /// empty means the backend's defaults.
+    pub kx_groups: Vec<String>,
+    /// ALPN protocols in server preference order; empty means no ALPN.
+    pub alpn: Vec<String>,
+    /// TLS 1.3 tickets (keys rotated automatically) and the TLS 1.2 session cache.
+    pub session_resumption: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            backend: Backend::default(),
+            min_version: TlsVersion::default(),
+            cipher_suites: Vec::new(),
+            kx_groups: Vec::new(),
+            alpn: Vec::new(),
+            session_resumption: true,
+        }
+    }
+}
+
+/// What a handshake settled on, the same fields for every backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HandshakeInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: String,
+    /// IANA name, e.g. `TLS_AES_128_GCM_SHA256`.
+    pub cipher_suite: String,
+    /// e.g. `X25519`, `secp256r1`; `None` where the backend does not say.
+    pub kx_group: Option<String>,
+    pub alpn: Option<String>,
+    pub sni: Option<String>,
+    /// The client resumed an earlier session (ticket or session id).
+    pub resumed: bool,
+}
+
+/// Why building an acceptor or a handshake failed. Messages name the file or option.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} file {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("no PEM {what} block in {}", path.display())]
+    NoPem { what: &'static str, path: PathBuf },
+    #[error("malformed PEM in {}: {detail}", path.display())]
+    BadPem { path: PathBuf, detail: String },
+    #[error("private key {} does not match certificate {}", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("private key {}: unsupported key type for the {backend} backend: {detail}", path.display())]
+    UnsupportedKey {
+        path: PathBuf,
+        backend: Backend,
+        detail: String,
+    },
+    #[error("the {backend} backend cannot honour {option}: {detail}")]
+    Unsupported {
+        backend: Backend,
+        option: &'static str,
+        detail: String,
+    },
+    #[error("{backend}: {context}: {detail}")]
+    Library {
+        backend: Backend,
+        context: &'static str,
+        detail: String,
+    },
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+}
+
+/// PEM contents read and checked once, shared by every backend's builder.
+#[derive(Debug)]
+pub struct LoadedCert {
+    pub paths: CertPaths,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub key_pem: Vec<u8>,
+}
+
+impl Clone for LoadedCert {
+    fn clone(&self) -> Self {
+        LoadedCert {
+            paths: self.paths.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+}
+
+/// A [`CertSet`] with every file read and parsed.
+#[derive(Debug, Clone)]
+pub struct LoadedCerts {
+    pub default: LoadedCert,
+    pub by_sni: Vec<(String, LoadedCert)>,
+    pub strict_sni: bool,
+}
+
+impl LoadedCerts {
+    pub fn load(set: &CertSet) -> Result<Self, TlsError> {
+        Ok(LoadedCerts {
+            default: load_pair(&set.default)?,
+            by_sni: set
+                .by_sni
+                .iter()
+                .map(|(name, paths)| Ok((name.to_ascii_lowercase(), load_pair(paths)?)))
+                .collect::<Result<_, TlsError>>()?,
+            strict_sni: set.strict_sni,
+        })
+    }
+}
+
+/// Reads a PEM chain and key, with errors that name the file and the problem.
+pub fn load_pair(paths: &CertPaths) -> Result<LoadedCert, TlsError> {
+    let cert_pem = read_file("certificate", &paths.cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&paths.cert, "CERTIFICATE", e))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoPem {
+            what: "CERTIFICATE",
+            path: paths.cert.clone(),
+        });
+    }
+    let key_pem = read_file("private key", &paths.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| pem_error(&paths.key, "PRIVATE KEY", e))?;
+    Ok(LoadedCert {
+        paths: paths.clone(),
+        chain,
+        key,
+        key_pem,
+    })
+}
+
+fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn pem_error(path: &Path, what: &'static str, e: rustls_pki_types::pem::Error) -> TlsError {
+    match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
+            what,
+            path: path.to_owned(),
+        },
+        other => TlsError::BadPem {
+            path: path.to_owned(),
+            detail: format!("{other:?}"),
+        },
+    }
+}
+
+/// A server-side TLS acceptor for one listener, cheap to clone (reference counted).
+#[derive(Clone)]
+pub struct Acceptor {
+    inner: AcceptorInner,
+}
+
+#[derive(Clone)]
+enum AcceptorInner {
+    Rustls(self::rustls::Acceptor),
+    Openssl(self::openssl::Acceptor),
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+impl Acceptor {
+    /// Reads the certificates and builds an acceptor for `settings.backend`.
+    pub fn build(settings: &TlsSettings, certs: &CertSet) -> Result<Self, TlsError> {
+        let loaded = LoadedCerts::load(certs)?;
+        Self::from_loaded(settings, &loaded)
+    }
+
+    /// Builds from certificates already read (reloads read once, build for each listener).
+    pub fn from_loaded(settings: &TlsSettings, certs: &LoadedCerts) -> Result<Self, TlsError> {
+        let inner = match settings.backend {
+            Backend::RustlsAwsLc | Backend::RustlsRing => {
+                AcceptorInner::Rustls(self::rustls::build(settings, certs)?)
+            }
+            Backend::Openssl => AcceptorInner::Openssl(self::openssl::build(settings, certs)?),
+        };
+        Ok(Acceptor { inner })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.inner {
+            AcceptorInner::Rustls(a) => a.backend(),
+            AcceptorInner::Openssl(_) => Backend::Openssl,
+        }
+    }
+
+    /// Runs the server handshake on `io`. No timeout here: callers wrap it in theirs.
+    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        match &self.inner {
+            AcceptorInner::Rustls(a) => a.accept(io).await.map(TlsStream::Rustls),
+            AcceptorInner::Openssl(a) => a.accept(io).await.map(TlsStream::Openssl),
+        }
+    }
+}
+
+/// An established server-side TLS stream of any backend.
+#[derive(Debug)]
+// reason: each stream lives inside its connection's task, which is heap-allocated once;
+// boxing the larger variant would add a second allocation and a pointer chase per poll.
+#[allow(clippy::large_enum_variant)]
+pub enum TlsStream<IO> {
+    Rustls(tokio_rustls::server::TlsStream<IO>),
+    Openssl(tokio_openssl::SslStream<IO>),
+}
+
+impl<IO> TlsStream<IO> {
+    /// The negotiated parameters.
+    pub fn info(&self) -> HandshakeInfo {
+        match self {
+            TlsStream::Rustls(s) => self::rustls::info(s),
+            TlsStream::Openssl(s) => self::openssl::info(s),
+        }
+    }
+
+    /// The transport underneath.
+    pub fn get_ref(&self) -> &IO {
+        match self {
+            TlsStream::Rustls(s) => s.get_ref().0,
+            TlsStream::Openssl(s) => s.get_ref(),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Rustls(s) => Pin::new(s).poll_read(cx, buf),
+            TlsStream::Openssl(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TlsStream::Rustls(s) => Pin::new(s).poll_write(cx, buf),
+            TlsStream::Openssl(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TlsStream::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            TlsStream::Openssl(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            TlsStream::Rustls(s) => s.is_write_vectored(),
+            TlsStream::Openssl(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Rustls(s) => Pin::new(s).poll_flush(cx),
+            TlsStream::Openssl(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    /// Sends close_notify, then shuts the transport's write side (FIN).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Rustls(s) => Pin::new(s).poll_shutdown(cx),
+            TlsStream::Openssl(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Canonical (IANA) cipher suite name for any spelling users may write: `TLS13_AES_...`
+/// (rustls) becomes `TLS_AES_...`; case is ignored.
+pub fn canonical_suite(name: &str) -> String {
+    let upper = name.trim().to_ascii_uppercase();
+    match upper.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => upper,
+    }
+}
+
+/// Canonical key-exchange group name: OpenSSL's and the RFC's spellings map to rustls's
+/// (`P-256`/`prime256v1` become `secp256r1`), so every backend reports the same string.
+pub fn canonical_group(name: &str) -> String {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "x25519" => "X25519".into(),
+        "p-256" | "prime256v1" | "secp256r1" => "secp256r1".into(),
+        "p-384" | "secp384r1" => "secp384r1".into(),
+        "p-521" | "secp521r1" => "secp521r1".into(),
+        "x25519mlkem768" => "X25519MLKEM768".into(),
+        "x448" => "X448".into(),
+        _ => name.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_and_group_names_are_canonical() {
+        assert_eq!(
+            canonical_suite("tls13_aes_128_gcm_sha256"),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            canonical_suite("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        );
+        assert_eq!(canonical_group("P-256"), "secp256r1");
+        assert_eq!(canonical_group("prime256v1"), "secp256r1");
+        assert_eq!(canonical_group("x25519"), "X25519");
+    }
+
+    #[test]
+    fn missing_and_empty_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = CertPaths {
+            cert: dir.path().join("nope.pem"),
+            key: dir.path().join("nope.key"),
+        };
+        let err = load_pair(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope.pem"), "{err}");
+        assert!(err.contains("certificate"), "{err}");
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "hello\n").unwrap();
+        let err = load_pair(&CertPaths {
+            cert: empty.clone(),
+            key: empty,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no PEM CERTIFICATE block"), "{err}");
+        assert!(err.contains("empty.pem"), "{err}");
+    }
+}
