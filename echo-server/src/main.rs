@@ -54,10 +54,12 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Setup errors (flags, certificates) are the user's to fix: exit 2, as for bad flags.
-    let opts = match setup(&args) {
-        Ok(opts) => opts,
+    // `_generated` holds a generated certificate's directory until the server is done.
+    let (opts, _generated) = match setup(&args) {
+        Ok(setup) => setup,
         Err(e) => {
             eprintln!("echo-server: {e:#}");
             return ExitCode::from(2);
@@ -72,43 +74,53 @@ fn main() -> ExitCode {
     }
 }
 
-fn setup(args: &Args) -> anyhow::Result<ServeOptions> {
+fn setup(args: &Args) -> anyhow::Result<(ServeOptions, Option<tempfile::TempDir>)> {
     if let Err(e) = proxy::sys::raise_nofile_limit() {
         eprintln!("echo-server: warning: cannot raise the open-file limit: {e}");
     }
-    let tls = match args.mode {
-        Mode::Https => Some(acceptor(args)?),
+    let (tls, generated) = match args.mode {
+        Mode::Https => {
+            let (acceptor, generated) = acceptor(args)?;
+            (Some(acceptor), generated)
+        }
         _ if args.cert.is_some() => {
             anyhow::bail!("--cert/--key only make sense with --mode https")
         }
-        _ => None,
+        _ => (None, None),
     };
-    Ok(ServeOptions {
+    let opts = ServeOptions {
         max_body: args.max_body,
         tls,
         ..ServeOptions::default()
-    })
+    };
+    Ok((opts, generated))
 }
 
-fn acceptor(args: &Args) -> anyhow::Result<Acceptor> {
+/// The acceptor, and the directory of a generated certificate (removed when dropped).
+fn acceptor(args: &Args) -> anyhow::Result<(Acceptor, Option<tempfile::TempDir>)> {
     let settings = TlsSettings {
         backend: args.tls_backend,
         ..TlsSettings::default()
     };
-    let certs = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => CertSet::single(cert, key),
+    let (certs, generated) = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => (CertSet::single(cert, key), None),
         _ => {
-            let dir = std::env::temp_dir().join(format!("echo-server-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let paths = selfsigned::write_to_dir(&dir, KeyKind::EcdsaP256)?;
+            // A new directory with an unpredictable name and mode 0700: a fixed name under
+            // /tmp could be planted by another user (a symlink there would have us write the
+            // key through it), and it would be left behind after every run.
+            let dir = tempfile::Builder::new()
+                .prefix("echo-server-")
+                .tempdir()
+                .context("creating a directory for the self-signed certificate")?;
+            let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256)?;
             eprintln!(
                 "echo-server: no --cert/--key: generated a self-signed ECDSA P-256 certificate for localhost at {}",
                 paths.cert.display()
             );
-            CertSet::single(paths.cert, paths.key)
+            (CertSet::single(paths.cert, paths.key), Some(dir))
         }
     };
-    Ok(Acceptor::build(&settings, &certs)?)
+    Ok((Acceptor::build(&settings, &certs)?, generated))
 }
 
 fn serve(args: &Args, opts: ServeOptions) -> anyhow::Result<()> {
@@ -130,8 +142,10 @@ fn serve(args: &Args, opts: ServeOptions) -> anyhow::Result<()> {
             Mode::Unix => Listener::bind_unix(args.listen.as_ref(), args.socket_mode)?,
             Mode::Http | Mode::Https => Listener::bind_tcp(&args.listen).await?,
         };
+        let signal =
+            proxy::sys::ShutdownSignal::register().context("installing signal handlers")?;
         println!("listening on {}", listener.local_addr()?);
-        echo_server::run(listener, opts, proxy::sys::shutdown_signal()).await;
+        echo_server::run(listener, opts, signal.recv()).await;
         Ok(())
     })
 }

@@ -1,10 +1,17 @@
 //! tls-off: a TLS terminating proxy.
 //!
-//! Modules:
+//! Modules, in data-path order:
+//! - [`cli`]: flags and `proxy check`; flags override config keys.
+//! - [`config`]: the TOML config, parsed into checked types.
+//! - [`server`]: listeners, worker models, the per-connection path, limits, shutdown.
 //! - [`tls`]: the one TLS seam (rustls with aws-lc-rs or ring, OpenSSL), shared with the
 //!   echo-server's HTTPS mode, plus self-signed certificates for tests and quick starts.
-//! - [`sys`]: process-level helpers every binary needs (affinity-sized worker counts,
-//!   file-descriptor limits).
+//! - [`relay`]: the bidirectional, half-close aware copy.
+//! - [`sys`]: process-level helpers (affinity-sized worker counts, fd limits, signals).
 
+pub mod cli;
+pub mod config;
+pub mod relay;
+pub mod server;
 pub mod sys;
 pub mod tls;

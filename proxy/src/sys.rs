@@ -39,25 +39,81 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
     Ok(hard.max(soft))
 }
 
-/// Resolves on the first SIGTERM or SIGINT: the graceful-stop signals of every binary here.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (term, int) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without signal handlers there is nothing to wait for but Ctrl-C.
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT, the graceful-stop signals of every binary here.
+///
+/// Registered eagerly by [`ShutdownSignal::register`] (inside a tokio runtime), before the
+/// readiness line is printed: a signal that arrives right after readiness must mean a
+/// graceful stop, not the default action of killing the process.
+#[derive(Debug)]
+pub struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    pub fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the first of the two signals.
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
+}
+
+/// Allows one log line per period for a recurring event (a failing upstream under load,
+/// a flood of bad handshakes) and counts what it held back.
+#[derive(Debug)]
+pub struct LogLimit {
+    /// Milliseconds since [`epoch`] of the last allowed line, plus one (0 = never).
+    last_ms: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    pub const fn new() -> Self {
+        LogLimit {
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be logged now.
+    pub fn allow(&self, every: Duration) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let last = self.last_ms.load(Relaxed);
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < every_ms {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        match self.last_ms.compare_exchange(last, now, Relaxed, Relaxed) {
+            Ok(_) => Some(self.suppressed.swap(0, Relaxed)),
+            Err(_) => {
+                self.suppressed.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+}
+
+impl Default for LogLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// Keeps an accept loop from spinning when accepts fail (out of file descriptors, out of
@@ -134,6 +190,15 @@ mod tests {
         assert!(!cpus.is_empty());
         assert_eq!(worker_count(None).get(), cpus.len());
         assert_eq!(worker_count(NonZeroUsize::new(3)).get(), 3);
+    }
+
+    #[test]
+    fn log_limit_allows_one_line_per_period_and_counts_the_rest() {
+        let limit = LogLimit::new();
+        assert_eq!(limit.allow(Duration::from_secs(3600)), Some(0));
+        assert_eq!(limit.allow(Duration::from_secs(3600)), None);
+        assert_eq!(limit.allow(Duration::from_secs(3600)), None);
+        assert_eq!(limit.allow(Duration::ZERO), Some(2));
     }
 
     #[test]

@@ -24,7 +24,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Which TLS library terminates the connection. Chosen at run time; all are compiled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// rustls with the aws-lc-rs crypto provider (the default).
     #[default]
@@ -57,12 +58,16 @@ impl fmt::Display for Backend {
 
 /// Lowest protocol version the server accepts. TLS 1.2 and 1.3 are the only versions any
 /// backend here is allowed to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum, serde::Deserialize,
+)]
 pub enum TlsVersion {
     #[default]
     #[value(name = "1.2")]
+    #[serde(rename = "1.2")]
     Tls12,
     #[value(name = "1.3")]
+    #[serde(rename = "1.3")]
     Tls13,
 }
 

@@ -108,9 +108,18 @@ fn context_builder(
     let mut b = SslContext::builder(SslMethod::tls_server()).map_err(lib("SSL_CTX_new"))?;
     // Same defaults as rustls offers: ECDHE key exchange and AEAD suites only.
     b.set_options(SslOptions::NO_TLSV1 | SslOptions::NO_TLSV1_1 | SslOptions::NO_RENEGOTIATION);
+    // A client that closes TCP without close_notify (wrk, most HTTP clients) ends its
+    // direction like a clean EOF, as with rustls, instead of an error.
+    b.set_options(SslOptions::IGNORE_UNEXPECTED_EOF);
     // Free per-connection read/write buffers while idle, as nginx and HAProxy do: idle TLS
     // connections then cost a few KiB instead of ~34 KiB.
     b.set_mode(SslMode::RELEASE_BUFFERS);
+    // AsyncWrite semantics: a write that returned Pending may be retried with a buffer that
+    // has moved or grown (hyper appends to its write buffer meanwhile), and a write may
+    // finish after some records. Without these OpenSSL fails such a retry with "bad write
+    // retry" and the connection dies mid-response. The `openssl` crate's SslAcceptor sets
+    // the same modes.
+    b.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
     let min = match settings.min_version {
         TlsVersion::Tls12 => SslVersion::TLS1_2,
         TlsVersion::Tls13 => SslVersion::TLS1_3,

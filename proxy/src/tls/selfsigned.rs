@@ -53,19 +53,32 @@ pub fn generate(kind: KeyKind, names: &[&str]) -> Result<SelfSigned, SelfSignedE
         kind: kind.name(),
         detail: e.to_string(),
     };
+    // Keys OpenSSL generates are written as PKCS#8 v1, which every backend reads.
+    let from_openssl = |pkey: openssl::pkey::PKey<openssl::pkey::Private>,
+                        alg: &'static rcgen::SignatureAlgorithm| {
+        let pem = pkey.private_key_to_pem_pkcs8().map_err(|e| fail(&e))?;
+        let pem = String::from_utf8(pem).map_err(|e| fail(&e))?;
+        rcgen::KeyPair::from_pem_and_sign_algo(&pem, alg).map_err(|e| fail(&e))
+    };
     let key = match kind {
-        KeyKind::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyKind::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        KeyKind::EcdsaP256 => {
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))?
+        }
+        // Not rcgen's own: aws-lc writes Ed25519 keys as PKCS#8 v2 (RFC 5958, public key
+        // included), which OpenSSL 3.0 refuses to read.
+        KeyKind::Ed25519 => from_openssl(
+            openssl::pkey::PKey::generate_ed25519().map_err(|e| fail(&e))?,
+            &rcgen::PKCS_ED25519,
+        )?,
         KeyKind::Rsa2048 => {
             // rcgen cannot generate RSA keys with every provider; OpenSSL always can.
             let rsa = openssl::rsa::Rsa::generate(2048).map_err(|e| fail(&e))?;
-            let pkey = openssl::pkey::PKey::from_rsa(rsa).map_err(|e| fail(&e))?;
-            let pem = pkey.private_key_to_pem_pkcs8().map_err(|e| fail(&e))?;
-            let pem = String::from_utf8(pem).map_err(|e| fail(&e))?;
-            rcgen::KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256)
+            from_openssl(
+                openssl::pkey::PKey::from_rsa(rsa).map_err(|e| fail(&e))?,
+                &rcgen::PKCS_RSA_SHA256,
+            )?
         }
-    }
-    .map_err(|e| fail(&e))?;
+    };
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| fail(&e))?;
     params

@@ -1,0 +1,244 @@
+//! Command-line interface: `proxy [CONFIG] [FLAGS]` and `proxy check CONFIG`.
+//!
+//! Flags override the config file key by key; without a file they make the whole config
+//! (`--listen`, `--upstream`, `--cert` and `--key` are then required).
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    Config, ConfigError, ListenerConfig, RuntimeModel, Timeouts, TlsConfig, Upstream,
+    DEFAULT_MAX_CONNECTIONS,
+};
+use crate::tls::{Backend, TlsVersion};
+
+/// tls-off: a TLS terminating proxy. Decrypts TLS from clients and relays the bytes to a
+/// Unix-socket or TCP upstream.
+#[derive(Debug, Parser)]
+#[command(name = "proxy", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// TOML config file (see proxy/config.example.toml); flags override its keys.
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file (and its certificates); exit 0 if usable, 2 if not.
+    Check {
+        config: PathBuf,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+/// Settings that can be given as flags; each overrides the config key of the same name.
+#[derive(Debug, Default, Args)]
+pub struct Flags {
+    /// Address to accept TLS on (replaces the config's listeners), e.g. 127.0.0.1:8443.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Upstream: unix:/path/to.sock or tcp:HOST:PORT.
+    #[arg(long, value_parser = Upstream::parse)]
+    pub upstream: Option<Upstream>,
+    /// PEM certificate chain [tls.cert].
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key [tls.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// TLS library [tls.backend; default rustls-aws-lc].
+    #[arg(long, value_enum)]
+    pub tls_backend: Option<Backend>,
+    /// Lowest TLS version accepted [tls.min_version; default 1.2].
+    #[arg(long, value_enum)]
+    pub min_tls_version: Option<TlsVersion>,
+    /// Cipher suites, comma-separated IANA names [tls.cipher_suites; default: backend's].
+    #[arg(long, value_delimiter = ',')]
+    pub cipher_suites: Option<Vec<String>>,
+    /// Key-exchange groups, comma-separated, in preference order [tls.kx_groups].
+    #[arg(long, value_delimiter = ',')]
+    pub kx_groups: Option<Vec<String>>,
+    /// ALPN protocols, comma-separated, in preference order [tls.alpn; default none].
+    #[arg(long, value_delimiter = ',')]
+    pub alpn: Option<Vec<String>>,
+    /// Turn off session resumption (tickets and session cache) [tls.session_resumption].
+    #[arg(long)]
+    pub no_session_resumption: bool,
+    /// Worker threads [threads; default: CPUs in the affinity mask].
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
+    /// Worker model [runtime; default per-core].
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeModel>,
+    /// Most connections open at once [max_connections; default 50000].
+    #[arg(long)]
+    pub max_connections: Option<NonZeroUsize>,
+    /// TLS handshake timeout, e.g. 10s [timeouts.handshake].
+    #[arg(long, value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Upstream connect timeout, e.g. 5s [timeouts.upstream_connect].
+    #[arg(long, value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Idle timeout, e.g. 5m [timeouts.idle].
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Shutdown grace period, e.g. 30s [timeouts.shutdown_grace].
+    #[arg(long, value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+impl Flags {
+    /// The config file (if any) with these flags applied, checked.
+    pub fn resolve(self, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let source = file.unwrap_or(Path::new("command line"));
+        let mut config = match file {
+            Some(path) => Config::load(path)?,
+            None => self.bare_config(source)?,
+        };
+        let missing = |key: &str| ConfigError::Invalid {
+            path: source.to_owned(),
+            key: key.to_string(),
+            message: "required (no config file given)".into(),
+        };
+        if let Some(listen) = self.listen {
+            let upstream = match (&self.upstream, config.listeners.as_slice()) {
+                (Some(u), _) => u.clone(),
+                (None, [only]) => only.upstream.clone(),
+                (None, _) => return Err(missing("--upstream")),
+            };
+            config.listeners = vec![ListenerConfig { listen, upstream }];
+        } else if let Some(upstream) = &self.upstream {
+            for l in &mut config.listeners {
+                l.upstream = upstream.clone();
+            }
+        }
+        let tls = &mut config.tls;
+        set(&mut tls.cert, self.cert);
+        set(&mut tls.key, self.key);
+        set(&mut tls.backend, self.tls_backend);
+        set(&mut tls.min_version, self.min_tls_version);
+        set(&mut tls.cipher_suites, self.cipher_suites);
+        set(&mut tls.kx_groups, self.kx_groups);
+        set(&mut tls.alpn, self.alpn);
+        if self.no_session_resumption {
+            tls.session_resumption = false;
+        }
+        if self.threads.is_some() {
+            config.threads = self.threads;
+        }
+        set(&mut config.runtime, self.runtime);
+        set(&mut config.max_connections, self.max_connections);
+        let t = &mut config.timeouts;
+        set(&mut t.handshake, self.handshake_timeout);
+        set(&mut t.upstream_connect, self.connect_timeout);
+        set(&mut t.idle, self.idle_timeout);
+        set(&mut t.shutdown_grace, self.shutdown_grace);
+        config.check(source)?;
+        Ok(config)
+    }
+
+    fn bare_config(&self, source: &Path) -> Result<Config, ConfigError> {
+        let missing = |flag: &str| ConfigError::Invalid {
+            path: source.to_owned(),
+            key: flag.to_string(),
+            message: "required when no config file is given".into(),
+        };
+        let (Some(listen), Some(upstream)) = (self.listen, self.upstream.clone()) else {
+            return Err(missing(if self.listen.is_none() {
+                "--listen"
+            } else {
+                "--upstream"
+            }));
+        };
+        let (Some(cert), Some(key)) = (self.cert.clone(), self.key.clone()) else {
+            return Err(missing(if self.cert.is_none() {
+                "--cert"
+            } else {
+                "--key"
+            }));
+        };
+        Ok(Config {
+            threads: None,
+            runtime: RuntimeModel::default(),
+            max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
+                .expect("constant is non-zero"),
+            timeouts: Timeouts::default(),
+            tls: TlsConfig {
+                backend: Backend::default(),
+                min_version: TlsVersion::default(),
+                cipher_suites: Vec::new(),
+                kx_groups: Vec::new(),
+                alpn: Vec::new(),
+                session_resumption: true,
+                strict_sni: false,
+                cert,
+                key,
+                sni: Vec::new(),
+            },
+            listeners: vec![ListenerConfig { listen, upstream }],
+        })
+    }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 10s: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_alone_make_a_config() {
+        let cli = Cli::parse_from([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "unix:/tmp/x.sock",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--tls-backend",
+            "openssl",
+            "--threads",
+            "3",
+        ]);
+        let c = cli.flags.resolve(None).unwrap();
+        assert_eq!(c.tls.backend, Backend::Openssl);
+        assert_eq!(c.threads, NonZeroUsize::new(3));
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(
+            c.listeners[0].upstream,
+            Upstream::Unix("/tmp/x.sock".into())
+        );
+    }
+
+    #[test]
+    fn missing_flag_is_named() {
+        let cli = Cli::parse_from(["proxy", "--listen", "127.0.0.1:0"]);
+        let err = cli.flags.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("--upstream"), "{err}");
+    }
+
+    #[test]
+    fn check_subcommand_parses() {
+        let cli = Cli::parse_from(["proxy", "check", "p.toml"]);
+        assert!(matches!(cli.command, Some(Command::Check { .. })));
+    }
+}

@@ -1,0 +1,405 @@
+//! The proxy's configuration: a TOML file (every key documented in
+//! `proxy/config.example.toml`), parsed straight into checked types (`SocketAddr`,
+//! `Duration`, `NonZeroUsize`, enums) so nothing downstream validates again.
+//!
+//! Unknown keys, wrong types and impossible values are rejected with the file, line and key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::tls::{Backend, CertPaths, CertSet, TlsSettings, TlsVersion};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Worker threads; `None` means one per CPU in the affinity mask.
+    #[serde(default)]
+    pub threads: Option<NonZeroUsize>,
+    /// How the workers are organised; see [`RuntimeModel`].
+    #[serde(default)]
+    pub runtime: RuntimeModel,
+    /// Connections open at once, all listeners together; more are accepted and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    pub tls: TlsConfig,
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// Worker organisation. Both were measured (README, "Runtime model"); the default won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeModel {
+    /// One current-thread runtime per worker, each accepting on its own SO_REUSEPORT
+    /// socket: no work stealing, no cross-thread wake-ups; the kernel spreads connections.
+    #[default]
+    PerCore,
+    /// One tokio multi-thread runtime with work stealing and a shared listener.
+    MultiThread,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// From accept to a finished TLS handshake.
+    #[serde(deserialize_with = "duration")]
+    pub handshake: Duration,
+    /// Connecting to the upstream.
+    #[serde(deserialize_with = "duration")]
+    pub upstream_connect: Duration,
+    /// No byte moved in either direction for this long closes the connection.
+    #[serde(deserialize_with = "duration")]
+    pub idle: Duration,
+    /// After SIGTERM: how long in-flight connections may finish before they are closed.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            upstream_connect: Duration::from_secs(5),
+            idle: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    #[serde(default)]
+    pub kx_groups: Vec<String>,
+    #[serde(default)]
+    pub alpn: Vec<String>,
+    #[serde(default = "yes")]
+    pub session_resumption: bool,
+    #[serde(default)]
+    pub strict_sni: bool,
+    /// Default certificate chain (PEM) and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Extra certificates chosen by SNI.
+    #[serde(default)]
+    pub sni: Vec<SniCert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    pub fn settings(&self) -> TlsSettings {
+        TlsSettings {
+            backend: self.backend,
+            min_version: self.min_version,
+            cipher_suites: self.cipher_suites.clone(),
+            kx_groups: self.kx_groups.clone(),
+            alpn: self.alpn.clone(),
+            session_resumption: self.session_resumption,
+        }
+    }
+
+    pub fn cert_set(&self) -> CertSet {
+        CertSet {
+            default: CertPaths {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+            },
+            by_sni: self
+                .sni
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        CertPaths {
+                            cert: s.cert.clone(),
+                            key: s.key.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            strict_sni: self.strict_sni,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to accept TLS on, e.g. `0.0.0.0:443` or `[::1]:8443`.
+    pub listen: SocketAddr,
+    /// Where the decrypted bytes go.
+    pub upstream: Upstream,
+}
+
+/// An upstream address: `unix:/path/to.sock` or `tcp:host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Upstream {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("{s:?}: empty socket path after unix:"));
+            }
+            Ok(Upstream::Unix(PathBuf::from(path)))
+        } else if let Some(addr) = s.strip_prefix("tcp:") {
+            match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(Upstream::Tcp(addr.to_string()))
+                }
+                _ => Err(format!("{s:?}: expected tcp:HOST:PORT")),
+            }
+        } else {
+            Err(format!(
+                "{s:?}: expected unix:/path/to.sock or tcp:HOST:PORT"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Unix(p) => write!(f, "unix:{}", p.display()),
+            Upstream::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Upstream::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration error: always one line naming the file and line, or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                message: e.message().replace('\n', " "),
+            }
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Cross-key rules that types alone cannot express.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_string(),
+            message,
+        };
+        if self.listeners.is_empty() {
+            return Err(invalid(
+                "listener",
+                "at least one [[listener]] with listen and upstream is required".into(),
+            ));
+        }
+        let t = &self.timeouts;
+        for (key, value) in [
+            ("timeouts.handshake", t.handshake),
+            ("timeouts.upstream_connect", t.upstream_connect),
+            ("timeouts.idle", t.idle),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than zero".into()));
+            }
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|o| o.listen == l.listen) {
+                return Err(invalid(
+                    "listener.listen",
+                    format!("{} is listed twice", l.listen),
+                ));
+            }
+        }
+        for s in &self.tls.sni {
+            if s.name.is_empty() || s.name.contains(['*', ' ', '/']) {
+                return Err(invalid(
+                    "tls.sni.name",
+                    format!("{:?} is not an exact DNS name", s.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!("{s:?} is not a duration like 10s or 500ms: {e}"))
+    })
+}
+
+fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("constant is non-zero")
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Default connection cap: far above what one core serves, below typical hard fd limits.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[tls]
+cert = "c.pem"
+key = "k.pem"
+
+[[listener]]
+listen = "127.0.0.1:8443"
+upstream = "unix:/run/app.sock"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("proxy.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.timeouts.handshake, Duration::from_secs(10));
+        assert_eq!(c.timeouts.upstream_connect, Duration::from_secs(5));
+        assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.tls.backend, Backend::RustlsAwsLc);
+        assert!(c.tls.session_resumption);
+        assert_eq!(c.runtime, RuntimeModel::PerCore);
+        assert_eq!(
+            c.listeners[0].upstream,
+            Upstream::Unix("/run/app.sock".into())
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = MINIMAL.replace("key = \"k.pem\"", "key = \"k.pem\"\nbogus = 1");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("proxy.toml:5:"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn wrong_types_and_impossible_values_are_rejected() {
+        let cases = [
+            ("threads = 0\n", "threads", 1),
+            ("max_connections = \"many\"\n", "max_connections", 1),
+            ("[timeouts]\nidle = \"soon\"\n", "soon", 2),
+        ];
+        for (prefix, needle, line) in cases {
+            let err = parse(&format!("{prefix}{MINIMAL}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle) || err.contains("zero"), "{err}");
+            assert!(err.starts_with(&format!("proxy.toml:{line}:")), "{err}");
+        }
+        let err = parse(&MINIMAL.replace("unix:/run/app.sock", "http://x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected unix:"), "{err}");
+        let err = parse(&format!("[timeouts]\nidle = \"0s\"\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeouts.idle"), "{err}");
+        let err = parse(
+            &MINIMAL
+                .replace("backend", "x")
+                .replace("[tls]", "[tls]\nbackend = \"gnutls\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("gnutls"), "{err}");
+    }
+
+    #[test]
+    fn listeners_are_required() {
+        let text = MINIMAL.split("[[listener]]").next().unwrap();
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("listener"), "{err}");
+    }
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(
+            Upstream::parse("tcp:127.0.0.1:80").unwrap(),
+            Upstream::Tcp("127.0.0.1:80".into())
+        );
+        assert_eq!(
+            Upstream::parse("tcp:[::1]:80").unwrap(),
+            Upstream::Tcp("[::1]:80".into())
+        );
+        assert!(Upstream::parse("tcp:host").is_err());
+        assert!(Upstream::parse("unix:").is_err());
+    }
+}

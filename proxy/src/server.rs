@@ -1,0 +1,413 @@
+//! Listeners, workers and the per-connection path: accept, TLS handshake, upstream
+//! connect, relay; plus the connection limit and graceful shutdown.
+//!
+//! Two worker models (chosen by [`RuntimeModel`], measured in the README):
+//! - per-core: one current-thread runtime per worker thread, each with its own
+//!   SO_REUSEPORT socket for every listener, so a connection lives its whole life on the
+//!   thread that accepted it;
+//! - multi-thread: one tokio work-stealing runtime sharing one socket per listener.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::{watch, Notify};
+
+use crate::config::{Config, RuntimeModel, Timeouts, Upstream};
+use crate::relay::{relay, Outcome, RelayError, Side};
+use crate::sys::{AcceptBackoff, LogLimit};
+use crate::tls::Acceptor;
+
+/// State every worker and connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub acceptor: Acceptor,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+    pub counters: Counters,
+    /// Woken when the last connection closes (shutdown waits on it).
+    all_closed: Notify,
+}
+
+/// Totals since start; cheap relaxed atomics on the connection path.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub active: AtomicUsize,
+    pub accepted: AtomicU64,
+    /// Accepted and closed at once because `max_connections` were open.
+    pub refused_max_connections: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub upstream_failures: AtomicU64,
+    pub bytes_client_to_upstream: AtomicU64,
+    pub bytes_upstream_to_client: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(acceptor: Acceptor, config: &Config) -> Arc<Self> {
+        Arc::new(Shared {
+            acceptor,
+            timeouts: config.timeouts,
+            max_connections: config.max_connections.get(),
+            counters: Counters::default(),
+            all_closed: Notify::new(),
+        })
+    }
+
+    /// Takes a connection slot, or `None` at the limit.
+    fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let active = &self.counters.active;
+        let mut now = active.load(Ordering::Relaxed);
+        loop {
+            if now >= self.max_connections {
+                return None;
+            }
+            match active.compare_exchange_weak(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Waits until no connection is open, or `grace` passes. True when all closed.
+    pub async fn wait_closed(&self, grace: Duration) -> bool {
+        let all_closed = async {
+            loop {
+                let notified = self.all_closed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.counters.active.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(grace, all_closed).await.is_ok()
+    }
+}
+
+/// One open connection's place under `max_connections`; released on drop.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.0.counters.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.all_closed.notify_waiters();
+        }
+    }
+}
+
+/// A configured listener with its bound sockets: one per worker (per-core model) or one.
+#[derive(Debug)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub upstream: Upstream,
+    sockets: Vec<std::net::TcpListener>,
+}
+
+/// Binds every listener of `config` for `workers` workers. Port 0 is resolved by the first
+/// socket, and the others join that port.
+pub fn bind(config: &Config, workers: usize) -> io::Result<Vec<Bound>> {
+    let per_listener = match config.runtime {
+        RuntimeModel::PerCore => workers,
+        RuntimeModel::MultiThread => 1,
+    };
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            let first = reuseport_socket(l.listen)?;
+            let addr = first.local_addr()?;
+            let mut sockets = vec![first];
+            for _ in 1..per_listener {
+                sockets.push(reuseport_socket(addr)?);
+            }
+            Ok(Bound {
+                addr,
+                upstream: l.upstream.clone(),
+                sockets,
+            })
+        })
+        .collect()
+}
+
+fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("binding {addr}: {e}"));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(ctx)?;
+    socket.set_reuse_address(true).map_err(ctx)?;
+    socket.set_reuse_port(true).map_err(ctx)?;
+    socket.set_nodelay(true).map_err(ctx)?;
+    socket.set_nonblocking(true).map_err(ctx)?;
+    socket.bind(&addr.into()).map_err(ctx)?;
+    socket.listen(LISTEN_BACKLOG).map_err(ctx)?;
+    Ok(socket.into())
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets open connections finish
+/// for up to the grace period and returns (closing whatever is left). Blocks the caller.
+pub fn run(
+    bound: Vec<Bound>,
+    shared: Arc<Shared>,
+    model: RuntimeModel,
+    workers: usize,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match model {
+        RuntimeModel::PerCore => {
+            let cpus = crate::sys::affinity_cpus();
+            // Pin worker i to CPU i when there is one CPU per worker, as HAProxy's cpu-map.
+            let pin = cpus.len() == workers && workers > 1;
+            let mut threads = Vec::with_capacity(workers);
+            let mut per_worker: Vec<Vec<(std::net::TcpListener, Upstream)>> =
+                (0..workers).map(|_| Vec::new()).collect();
+            for b in bound {
+                for (i, socket) in b.sockets.into_iter().enumerate() {
+                    per_worker[i % workers].push((socket, b.upstream.clone()));
+                }
+            }
+            for (i, listeners) in per_worker.into_iter().enumerate() {
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                let cpu = pin.then(|| cpus[i]);
+                let thread = std::thread::Builder::new()
+                    .name(format!("proxy-worker-{i}"))
+                    .spawn(move || -> io::Result<()> {
+                        if let Some(cpu) = cpu {
+                            pin_current_thread(cpu);
+                        }
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        rt.block_on(worker(listeners, shared, stop, grace))
+                    })?;
+                threads.push(thread);
+            }
+            control.block_on(shutdown);
+            let _ = stop_tx.send(true);
+            for t in threads {
+                match t.join() {
+                    Ok(result) => result?,
+                    Err(_) => return Err(io::Error::other("a worker thread panicked")),
+                }
+            }
+        }
+        RuntimeModel::MultiThread => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .thread_name("proxy-worker")
+                .enable_all()
+                .build()?;
+            let listeners = bound
+                .into_iter()
+                .flat_map(|b| {
+                    let upstream = b.upstream;
+                    b.sockets.into_iter().map(move |s| (s, upstream.clone()))
+                })
+                .collect();
+            let work = rt.spawn(worker(listeners, shared, stop_rx, grace));
+            control.block_on(shutdown);
+            let _ = stop_tx.send(true);
+            let result = rt.block_on(work);
+            rt.shutdown_timeout(Duration::from_millis(100));
+            result.map_err(|_| io::Error::other("the accept loop panicked"))??;
+        }
+    }
+    Ok(())
+}
+
+/// One worker: accept on its listeners until told to stop, then drain.
+async fn worker(
+    listeners: Vec<(std::net::TcpListener, Upstream)>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> io::Result<()> {
+    let mut loops = tokio::task::JoinSet::new();
+    for (socket, upstream) in listeners {
+        let listener = TcpListener::from_std(socket)?;
+        let ctx = Arc::new(ListenerCtx {
+            shared: shared.clone(),
+            upstream,
+        });
+        loops.spawn(accept_loop(listener, ctx, stop.clone()));
+    }
+    while loops.join_next().await.is_some() {}
+    // Listeners are closed now: no new connection is accepted during the grace period.
+    if !shared.wait_closed(grace).await {
+        let left = shared.counters.active.load(Ordering::Relaxed);
+        tracing::warn!(
+            open = left,
+            "proxy: grace period over; closing remaining connections"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ListenerCtx {
+    shared: Arc<Shared>,
+    upstream: Upstream,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            biased;
+            // The flag only ever turns true; a dropped sender also means stop.
+            _ = stop.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => { backoff.reset(); conn }
+                Err(e) => { backoff.wait(&e).await; continue; }
+            },
+        };
+        let counters = &ctx.shared.counters;
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = ctx.shared.admit() else {
+            // Accepted and closed at once: the client learns now instead of waiting in
+            // the backlog, and the refusal is counted.
+            counters
+                .refused_max_connections
+                .fetch_add(1, Ordering::Relaxed);
+            static LIMIT: LogLimit = LogLimit::new();
+            if let Some(more) = LIMIT.allow(LOG_EVERY) {
+                tracing::warn!(%peer, max = ctx.shared.max_connections, suppressed = more,
+                    "proxy: max_connections reached; closing new connection");
+            }
+            drop(tcp);
+            continue;
+        };
+        tokio::spawn(handle(tcp, peer, ctx.clone(), slot));
+    }
+}
+
+/// One client connection, start to end.
+async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, _slot: Slot) {
+    let shared = &ctx.shared;
+    let timeouts = &shared.timeouts;
+    let _ = tcp.set_nodelay(true);
+    let mut tls = match tokio::time::timeout(timeouts.handshake, shared.acceptor.accept(tcp)).await
+    {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, side = "client", error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, side = "client", "handshake timed out");
+            return;
+        }
+    };
+    let upstream = match tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream))
+        .await
+    {
+        Ok(Ok(up)) => up,
+        failed => {
+            shared
+                .counters
+                .upstream_failures
+                .fetch_add(1, Ordering::Relaxed);
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("connect timed out after {:?}", timeouts.upstream_connect),
+            };
+            static LIMIT: LogLimit = LogLimit::new();
+            if let Some(more) = LIMIT.allow(LOG_EVERY) {
+                tracing::warn!(%peer, side = "upstream", upstream = %ctx.upstream, error = %reason,
+                    suppressed = more, "upstream connect failed; closing client");
+            }
+            // close_notify + FIN, so the client learns at once rather than by a timeout.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+            return;
+        }
+    };
+    let result = match upstream {
+        UpstreamStream::Unix(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
+        UpstreamStream::Tcp(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
+    };
+    let stats = match &result {
+        Ok((_, stats)) => *stats,
+        Err(e) => e.stats,
+    };
+    let c = &shared.counters;
+    c.bytes_client_to_upstream
+        .fetch_add(stats.client_to_upstream, Ordering::Relaxed);
+    c.bytes_upstream_to_client
+        .fetch_add(stats.upstream_to_client, Ordering::Relaxed);
+    match result {
+        Ok((Outcome::Done, _)) => {}
+        Ok((Outcome::IdleTimeout, _)) => {
+            tracing::debug!(%peer, timeout = ?timeouts.idle, "idle timeout; closing");
+        }
+        Err(RelayError {
+            side, op, source, ..
+        }) => {
+            // Resets by either peer are routine; log them at debug, the rest as warnings.
+            if matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) {
+                tracing::debug!(%peer, side = side.name(), op, error = %source, "connection reset");
+            } else if side == Side::Upstream {
+                tracing::warn!(%peer, side = "upstream", op, error = %source, "relay failed");
+            } else {
+                tracing::debug!(%peer, side = "client", op, error = %source, "relay failed");
+            }
+        }
+    }
+}
+
+enum UpstreamStream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+async fn connect(upstream: &Upstream) -> io::Result<UpstreamStream> {
+    match upstream {
+        Upstream::Unix(path) => Ok(UpstreamStream::Unix(UnixStream::connect(path).await?)),
+        Upstream::Tcp(addr) => {
+            let s = TcpStream::connect(addr.as_str()).await?;
+            s.set_nodelay(true)?;
+            Ok(UpstreamStream::Tcp(s))
+        }
+    }
+}
+
+fn pin_current_thread(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            tracing::warn!(cpu, error = %e, "cannot pin worker thread");
+        }
+    }
+}
+
+/// Kernel accept queue per socket: bursts of thousands of connects are normal in benchmarks.
+const LISTEN_BACKLOG: i32 = 4096;
+/// How long to try a polite close (close_notify) before dropping the connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// At most one line per this period for each recurring per-connection warning.
+const LOG_EVERY: Duration = Duration::from_secs(1);
