@@ -1,0 +1,34 @@
+//! loadgen: a wrk/wrk2-class HTTP/1.1 load generator that reports honestly on itself.
+//!
+//! Closed loop (each connection sends its next request when the previous response is
+//! complete, like wrk) or open loop (`--rate`: requests at fixed intended times, latency
+//! measured from those times so server stalls are not hidden, like wrk2), over TCP, TLS
+//! (rustls with aws-lc-rs) or a Unix socket.
+//!
+//! Modules, from the command line to the report:
+//! - [`cli`]: the flags (clap), turned into a checked [`config::Config`].
+//! - [`config`]: the URL, the request, the TLS client settings; every input error here.
+//! - [`request`]: the request bytes (built once) and the generated body.
+//! - [`tls`]: the rustls client configuration (versions, suites, groups, roots, resumption).
+//! - [`connect`]: one connector per transport, generic over the stream type.
+//! - [`http`]: the response reader (httparse head; Content-Length, chunked or close-delimited
+//!   body) with the echo check, one fixed buffer per connection.
+//! - [`engine`]: the threads, their event loops and the per-connection loops.
+//! - [`stats`]: thread-local counters and HdrHistograms, merged at the end.
+//! - [`report`]: the JSON object (schema 1), the wrk-like text and the `--hdr-out` file.
+//! - [`cpu`]: the load generator's own CPU time.
+
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod cpu;
+pub mod engine;
+pub mod http;
+pub mod report;
+pub mod request;
+pub mod stats;
+pub mod tls;
+
+pub use config::{Config, ConfigError};
+pub use engine::{run, RunError};
+pub use report::Report;

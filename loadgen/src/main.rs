@@ -1,0 +1,69 @@
+//! `loadgen`: parse flags, run, print the report, map the outcome to an exit code
+//! (0 ok; 2 bad flags or inputs; 1 the run failed: unreachable, TLS refused, all failed).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use loadgen::cli::{Args, OutputFormat};
+use loadgen::report::{self, Report};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |requests: u64, errors: u64, left: Duration| {
+        eprint!(
+            "\r\x1b[2K{requests} requests, {errors} errors, {}s left",
+            left.as_secs()
+        );
+        let _ = std::io::stderr().flush();
+    };
+    let result = loadgen::run(&config, if tty { Some(&mut progress) } else { None });
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let report = Report::new(&config, &result);
+    match config.output {
+        OutputFormat::Json => println!("{}", report.to_json()),
+        OutputFormat::Text => print!("{}", report::text(&report, &result)),
+    }
+    if let Some(path) = &config.hdr_out {
+        let what = if config.rate.is_some() {
+            "latency from intended start times (corrected for coordinated omission)"
+        } else {
+            "latency"
+        };
+        if let Err(e) = report::write_hdr(path, &result.stats.latency, what) {
+            eprintln!("loadgen: cannot write --hdr-out {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(why) = result.failure() {
+        eprintln!("loadgen: {why}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

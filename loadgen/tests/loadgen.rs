@@ -1,0 +1,570 @@
+//! End-to-end tests of the loadgen binary against servers started in this process:
+//! echo-server in each mode, and an instrumented test server that counts connections,
+//! requests and TLS handshakes, delays, stalls or corrupts its answers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{echo, int, loadgen, shape, Behaviour, Mode, TestServer, SERIAL};
+use serde_json::{json, Value};
+
+/// Closed loop against echo-server over HTTP, HTTPS and a Unix socket: no errors, bodies
+/// verified, and the byte counts agree with the request count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_server_in_every_mode() {
+    let _serial = SERIAL.lock().await;
+    for mode in [Mode::Http, Mode::Https, Mode::Unix] {
+        let server = echo(mode).await;
+        let mut args = vec![
+            "-c", "4", "-t", "2", "-d", "1s", "-b", "100", "--output", "json",
+        ];
+        let cacert = server.cacert.as_ref().map(|p| p.display().to_string());
+        if let Some(ca) = &cacert {
+            args.extend(["--cacert", ca]);
+        }
+        args.push(&server.url);
+        let report = loadgen(&args).await.ok_json();
+
+        let requests = int(&report, "/requests");
+        assert!(requests > 0, "{mode:?}: {report:#}");
+        assert_eq!(int(&report, "/errors/total"), 0, "{mode:?}: {report:#}");
+        assert_eq!(int(&report, "/connections_opened"), 4, "{mode:?}");
+        assert_eq!(int(&report, "/threads"), 2, "{mode:?}");
+        assert_eq!(int(&report, "/body_bytes"), 100);
+        // Every request is the same bytes: head + 100-byte body.
+        let host = match mode {
+            Mode::Unix => "localhost".to_string(),
+            _ => server.url.split('/').nth(2).unwrap().to_string(),
+        };
+        let request_len =
+            format!("POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n").len() + 100;
+        assert_eq!(
+            int(&report, "/bytes_sent"),
+            requests * request_len as u64,
+            "{mode:?}"
+        );
+        assert!(int(&report, "/bytes_received") > requests * 100, "{mode:?}");
+        let tls = &report["tls"];
+        if mode == Mode::Https {
+            assert_eq!(tls["version"], "TLSv1.3", "{report:#}");
+            assert!(
+                tls["cipher_suite"].as_str().unwrap().starts_with("TLS_"),
+                "{report:#}"
+            );
+            assert_eq!(int(&report, "/tls/handshakes"), 4);
+        } else {
+            assert!(tls.is_null());
+        }
+    }
+}
+
+/// What loadgen reports matches what the server received: every counted request reached
+/// the server, and at most one per connection was still in flight when the run ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_requests_match_the_server_count() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour::default()).await;
+    let report = loadgen(&[
+        "-c",
+        "5",
+        "-d",
+        "1s",
+        "-b",
+        "64",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await
+    .ok_json();
+    let reported = int(&report, "/requests");
+    let seen = server.counters.get(&server.counters.requests);
+    assert!(reported > 0);
+    assert!(
+        seen >= reported && seen <= reported + 5,
+        "server saw {seen}, loadgen reported {reported}"
+    );
+    assert_eq!(server.counters.get(&server.counters.connections), 5);
+}
+
+/// A server whose echo is wrong in content (right length) is caught by the echo check,
+/// and a run where every request failed exits 1. `--no-verify` turns the check off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_mismatches_are_counted() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour {
+        corrupt: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let run = loadgen(&[
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "-b",
+        "32",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.json();
+    let requests = int(&report, "/requests");
+    assert!(requests > 0);
+    assert_eq!(int(&report, "/errors/body_mismatch"), requests);
+    assert_eq!(int(&report, "/errors/total"), requests);
+    assert!(
+        run.stderr.contains("every request failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+
+    let report = loadgen(&[
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "-b",
+        "32",
+        "--no-verify",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await
+    .ok_json();
+    assert_eq!(int(&report, "/errors/total"), 0);
+}
+
+/// The JSON report has exactly these keys with these types (closed loop over HTTP, and
+/// open loop over HTTPS, where the nullable fields are filled). Changing the schema must
+/// change this test and the schema number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_is_pinned() {
+    let _serial = SERIAL.lock().await;
+    let latency = json!({
+        "mean": "float", "stdev": "float", "min": "int", "p50": "int", "p90": "int",
+        "p99": "int", "p999": "int", "max": "int"
+    });
+    let errors = json!({
+        "connect": "int", "read": "int", "write": "int", "timeout": "int", "status": "int",
+        "body_mismatch": "int", "total": "int"
+    });
+    let cpu =
+        json!({"user_s": "float", "sys_s": "float", "utilization": "float", "saturated": "bool"});
+    let expected = |rate: &str, uncorrected: Value, tls: Value| {
+        json!({
+            "schema": "int", "target": "string", "mode": "string", "threads": "int",
+            "connections": "int", "connections_opened": "int", "keepalive": "bool",
+            "duration_s": "float", "warmup_s": "float", "rate": rate, "body_bytes": "int",
+            "requests": "int", "rps": "float", "bytes_sent": "int", "bytes_received": "int",
+            "latency_us": latency, "latency_uncorrected_us": uncorrected, "late_requests": "int",
+            "errors": errors, "tls": tls, "cpu": cpu, "warnings": "array"
+        })
+    };
+
+    let http = echo(Mode::Http).await;
+    let closed = loadgen(&["-c", "2", "-d", "300ms", "--output", "json", &http.url])
+        .await
+        .ok_json();
+    assert_eq!(
+        shape(&closed),
+        expected("null", json!("null"), json!("null")),
+        "{closed:#}"
+    );
+    assert_eq!(closed["schema"], 1);
+    assert_eq!(closed["mode"], "closed");
+
+    // A server that negotiates ALPN, so every nullable TLS field is filled.
+    let certs = common::certs();
+    let https = TestServer::start(Behaviour {
+        tls: Some(common::acceptor_with(
+            &certs,
+            proxy::tls::TlsSettings {
+                alpn: vec!["http/1.1".into()],
+                ..Default::default()
+            },
+        )),
+        ..Behaviour::default()
+    })
+    .await;
+    let ca = certs.cert.display().to_string();
+    let url = https.url("https");
+    let open = loadgen(&[
+        "-c", "2", "-d", "300ms", "--warmup", "100ms", "--rate", "100", "--cacert", &ca, "--alpn",
+        "http/1.1", "--output", "json", &url,
+    ])
+    .await
+    .ok_json();
+    let tls = json!({
+        "version": "string", "cipher_suite": "string", "kx_group": "string", "alpn": "string",
+        "handshakes": "int", "resumed": "int"
+    });
+    assert_eq!(
+        shape(&open),
+        expected("float", latency.clone(), tls),
+        "{open:#}"
+    );
+    assert_eq!(open["mode"], "open");
+    assert_eq!(open["tls"]["alpn"], "http/1.1");
+    assert!(open["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(Value::is_string));
+}
+
+/// Against a server that answers every request after 10 ms, the median is at least 10 ms
+/// and, on an idle loopback, close to it (the bound is loose so a busy machine passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_of_a_10ms_server() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour {
+        delay: Duration::from_millis(10),
+        ..Behaviour::default()
+    })
+    .await;
+    for extra in [&[][..], &["--rate", "100"][..]] {
+        let mut args = vec!["-c", "2", "-d", "2s", "--output", "json"];
+        args.extend(extra);
+        let url = server.url("http");
+        args.push(&url);
+        let report = loadgen(&args).await.ok_json();
+        let p50 = int(&report, "/latency_us/p50");
+        assert!(int(&report, "/requests") >= 50, "{report:#}");
+        assert!(
+            int(&report, "/latency_us/min") >= 10_000,
+            "{extra:?}: {report:#}"
+        );
+        assert!((10_000..100_000).contains(&p50), "{extra:?}: p50 {p50} µs");
+    }
+}
+
+/// Coordinated omission: the server stalls once for 1 s. Open loop charges the stall to
+/// every request that should have been sent during it (p99 in the hundreds of ms); closed
+/// loop only sees one slow request per connection (p99 stays low, max shows the stall).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_corrects_for_a_stall_and_closed_loop_does_not() {
+    let _serial = SERIAL.lock().await;
+    let stall = Behaviour {
+        stall: Some((Duration::from_secs(1), Duration::from_secs(1))),
+        ..Behaviour::default()
+    };
+
+    let server = TestServer::start(stall.clone()).await;
+    let open = loadgen(&[
+        "-c",
+        "10",
+        "-d",
+        "4s",
+        "--rate",
+        "200",
+        "-b",
+        "16",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await
+    .ok_json();
+    let p99 = int(&open, "/latency_us/p99");
+    assert!(
+        p99 >= 500_000,
+        "open-loop p99 {p99} µs should show the 1 s stall: {open:#}"
+    );
+    assert!(int(&open, "/late_requests") > 0, "{open:#}");
+    assert!(int(&open, "/latency_uncorrected_us/p50") <= int(&open, "/latency_us/p50"));
+
+    let server = TestServer::start(stall).await;
+    let closed = loadgen(&[
+        "-c",
+        "4",
+        "-d",
+        "4s",
+        "-b",
+        "16",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await
+    .ok_json();
+    let (p99, max) = (
+        int(&closed, "/latency_us/p99"),
+        int(&closed, "/latency_us/max"),
+    );
+    assert!(
+        max >= 900_000,
+        "closed loop should have met the stall: {closed:#}"
+    );
+    assert!(
+        p99 < 100_000,
+        "closed-loop p99 {p99} µs hides the stall by design: {closed:#}"
+    );
+}
+
+/// `--rate 1000` for 5 s completes 5000 requests, within 2%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_is_kept() {
+    let _serial = SERIAL.lock().await;
+    let server = echo(Mode::Http).await;
+    let report = loadgen(&[
+        "-c",
+        "10",
+        "-d",
+        "5s",
+        "--rate",
+        "1000",
+        "--output",
+        "json",
+        &server.url,
+    ])
+    .await
+    .ok_json();
+    let requests = int(&report, "/requests");
+    assert!(
+        (4900..=5100).contains(&requests),
+        "{requests} requests: {report:#}"
+    );
+    assert_eq!(report["rate"], 1000.0);
+}
+
+/// Without keep-alive every request has its own connection (and TLS handshake): the
+/// server counts one per request, plus at most one per connection still in flight.
+/// `--tls-resume` makes those handshakes resumptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_keepalive_and_tls_resumption() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour::default()).await;
+    let report = loadgen(&[
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--no-keepalive",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await
+    .ok_json();
+    let requests = int(&report, "/requests");
+    let connections = server.counters.get(&server.counters.connections);
+    assert!(requests > 10, "{report:#}");
+    assert!(
+        (requests..=requests + 2).contains(&connections),
+        "{connections} connections for {requests} requests"
+    );
+    assert_eq!(report["keepalive"], false);
+
+    let certs = common::certs();
+    let ca = certs.cert.display().to_string();
+    for resume in [false, true] {
+        let server = TestServer::start(Behaviour {
+            tls: Some(common::acceptor(&certs)),
+            ..Behaviour::default()
+        })
+        .await;
+        let mut args = vec![
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--no-keepalive",
+            "--cacert",
+            &ca,
+            "--output",
+            "json",
+        ];
+        if resume {
+            args.push("--tls-resume");
+        }
+        let url = server.url("https");
+        args.push(&url);
+        let report = loadgen(&args).await.ok_json();
+        let requests = int(&report, "/requests");
+        let c = &server.counters;
+        let (handshakes, resumed) = (c.get(&c.handshakes), c.get(&c.resumed));
+        assert!(requests > 5, "{report:#}");
+        assert!(
+            (requests..=requests + 2).contains(&handshakes),
+            "resume {resume}: {handshakes} handshakes for {requests} requests"
+        );
+        assert_eq!(
+            int(&report, "/tls/handshakes"),
+            handshakes,
+            "client and server agree"
+        );
+        if resume {
+            assert!(
+                resumed * 2 >= handshakes,
+                "only {resumed} of {handshakes} handshakes resumed"
+            );
+            assert_eq!(int(&report, "/tls/resumed"), resumed);
+        } else {
+            assert_eq!(resumed, 0);
+        }
+    }
+}
+
+/// Bad input: exit 2 and a line that names the culprit; runtime failures: exit 1 and one
+/// clear line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_unreachable_targets() {
+    let run = loadgen(&["not-a-url"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("not-a-url"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+
+    let run = loadgen(&["--connections", "zero", "http://127.0.0.1:1/"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+
+    let run = loadgen(&[
+        "--body-file",
+        "/nonexistent/body.bin",
+        "http://127.0.0.1:1/",
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("/nonexistent/body.bin"),
+        "{}",
+        run.stderr
+    );
+
+    let run = loadgen(&["--cacert", "/nonexistent/ca.pem", "https://127.0.0.1:1/"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("/nonexistent/ca.pem"), "{}", run.stderr);
+
+    let run = loadgen(&["--insecure", "http://127.0.0.1:1/"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--insecure"), "{}", run.stderr);
+
+    let port = common::closed_port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let run = loadgen(&["-c", "3", "-d", "1s", &url]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+
+    let _serial = SERIAL.lock().await;
+    let https = echo(Mode::Https).await;
+    let run = loadgen(&["-c", "2", "-d", "1s", &https.url]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("TLS handshake"), "{}", run.stderr);
+    assert!(run.stderr.contains("--cacert"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    // --insecure accepts the same server.
+    let report = loadgen(&[
+        "-c",
+        "2",
+        "-d",
+        "300ms",
+        "--insecure",
+        "--output",
+        "json",
+        &https.url,
+    ])
+    .await
+    .ok_json();
+    assert_eq!(int(&report, "/errors/total"), 0);
+}
+
+/// The TLS parameters asked for are the ones negotiated and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_parameters_are_forced() {
+    let _serial = SERIAL.lock().await;
+    let https = echo(Mode::Https).await;
+    let ca = https.cacert.as_ref().unwrap().display().to_string();
+    for (version, suite, group) in [
+        ("1.3", "TLS_AES_256_GCM_SHA384", "secp384r1"),
+        (
+            "1.2",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "secp256r1",
+        ),
+    ] {
+        let report = loadgen(&[
+            "-c",
+            "1",
+            "-d",
+            "200ms",
+            "--cacert",
+            &ca,
+            "--tls-version",
+            version,
+            "--cipher-suite",
+            suite,
+            "--kx-group",
+            group,
+            "--output",
+            "json",
+            &https.url,
+        ])
+        .await
+        .ok_json();
+        let tls = &report["tls"];
+        assert_eq!(tls["version"], format!("TLSv{version}"), "{report:#}");
+        assert_eq!(tls["cipher_suite"], suite, "{report:#}");
+        assert_eq!(tls["kx_group"], group, "{report:#}");
+    }
+}
+
+/// `--hdr-out` writes HdrHistogram's percentile table; text output looks like wrk's;
+/// threads never outnumber connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_output_and_histogram_file() {
+    let _serial = SERIAL.lock().await;
+    let server = echo(Mode::Http).await;
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = dir.path().join("latency.hgrm");
+    let hdr_arg = hdr.display().to_string();
+    let run = loadgen(&[
+        "-c",
+        "1",
+        "-t",
+        "4",
+        "-d",
+        "300ms",
+        "--hdr-out",
+        &hdr_arg,
+        &server.url,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for needle in [
+        "Running 0.30s test @",
+        "1 threads and 1 connections",
+        "Latency Distribution",
+        "99.9%",
+        "Requests/sec:",
+        "Transfer/sec:",
+        "loadgen CPU:",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "{needle:?} missing from:\n{}",
+            run.stdout
+        );
+    }
+    let table = std::fs::read_to_string(&hdr).unwrap();
+    assert!(
+        table.contains("Value     Percentile TotalCount 1/(1-Percentile)"),
+        "{table}"
+    );
+    assert!(table.contains("#[Mean    ="), "{table}");
+    assert!(
+        table.lines().next().unwrap().contains("milliseconds"),
+        "{table}"
+    );
+}
