@@ -54,9 +54,10 @@ impl Default for ServeOptions {
 pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
+    // No `pipeline_flush`: hyper then skips flushes while its read buffer holds bytes, and
+    // a connection that ends on an error (a parse error's 400, a chunked body's 413) is
+    // closed with the response still unsent.
     http.timer(TokioTimer::new())
-        // Answer pipelined requests with one write where possible.
-        .pipeline_flush(true)
         .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
     let mut backoff = listener::AcceptBackoff::default();

@@ -1,0 +1,565 @@
+//! The TLS seam, in process: every backend built from certificates generated here, driven
+//! by a rustls client over an in-memory duplex, and asked what it negotiated. Whatever the
+//! backend, the same settings must give the same handshake and the same report.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proxy::tls::selfsigned::{self, KeyKind};
+use proxy::tls::{
+    Acceptor, Backend, CertPaths, CertSet, HandshakeInfo, TlsSettings, TlsStream, TlsVersion,
+};
+use rstest::rstest;
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+// ---- building: errors name the file or the option ------------------------------------
+
+#[rstest]
+fn key_not_matching_its_certificate_names_both_files(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Cert::new(&dir, "a", kind, &["localhost"]);
+    let b = Cert::new(&dir, "b", kind, &["localhost"]);
+    let err = build(backend, CertSet::single(&a.paths.cert, &b.paths.key)).unwrap_err();
+    assert!(err.contains("a-cert.pem"), "{backend}: {err}");
+    assert!(err.contains("b-key.pem"), "{backend}: {err}");
+    assert!(err.contains("does not match"), "{backend}: {err}");
+}
+
+#[rstest]
+fn missing_or_empty_files_are_named(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Cert::new(&dir, "good", KeyKind::EcdsaP256, &["localhost"]);
+    let missing = dir.path().join("missing-cert.pem");
+    let err = build(backend, CertSet::single(&missing, &good.paths.key)).unwrap_err();
+    assert!(err.contains("missing-cert.pem"), "{backend}: {err}");
+
+    let missing_key = dir.path().join("missing-key.pem");
+    let err = build(backend, CertSet::single(&good.paths.cert, &missing_key)).unwrap_err();
+    assert!(err.contains("missing-key.pem"), "{backend}: {err}");
+
+    let no_pem = dir.path().join("not-pem.txt");
+    std::fs::write(&no_pem, "this is not a certificate\n").unwrap();
+    let err = build(backend, CertSet::single(&no_pem, &good.paths.key)).unwrap_err();
+    assert!(err.contains("not-pem.txt"), "{backend}: {err}");
+    let err = build(backend, CertSet::single(&good.paths.cert, &no_pem)).unwrap_err();
+    assert!(err.contains("not-pem.txt"), "{backend}: {err}");
+    assert!(err.contains("PRIVATE KEY"), "{backend}: {err}");
+
+    // A certificate where the key should be: the key file is the one named.
+    let err = build(backend, CertSet::single(&good.paths.cert, &good.paths.cert)).unwrap_err();
+    assert!(err.contains("good-cert.pem"), "{backend}: {err}");
+
+    // An SNI entry's files are checked just like the default's.
+    let mut set = CertSet::single(&good.paths.cert, &good.paths.key);
+    set.by_sni.push((
+        "other.test".into(),
+        CertPaths {
+            cert: missing.clone(),
+            key: good.paths.key.clone(),
+        },
+    ));
+    let err = build(backend, set).unwrap_err();
+    assert!(err.contains("missing-cert.pem"), "{backend}: {err}");
+}
+
+#[rstest]
+fn unknown_suite_or_group_is_refused_by_name(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        cipher_suites: vec!["TLS_AES_128_GCM_SHA256".into(), "TLS_NO_SUCH_SUITE".into()],
+        ..TlsSettings::default()
+    };
+    let err = Acceptor::build(&settings, &cert.set())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TLS_NO_SUCH_SUITE"), "{backend}: {err}");
+    assert!(err.contains("cipher_suites"), "{backend}: {err}");
+
+    let settings = TlsSettings {
+        backend,
+        kx_groups: vec!["X25519".into(), "brainpoolP256r1".into()],
+        ..TlsSettings::default()
+    };
+    let err = Acceptor::build(&settings, &cert.set())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("brainpoolP256r1"), "{backend}: {err}");
+    assert!(err.contains("kx_groups"), "{backend}: {err}");
+}
+
+/// X25519MLKEM768: aws-lc-rs negotiates it; ring and this OpenSSL (3.0) do not have it
+/// and must say so at build time rather than quietly fall back to a classical group.
+#[rstest]
+#[tokio::test]
+async fn x25519mlkem768_is_negotiated_or_refused_clearly(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        kx_groups: vec!["X25519MLKEM768".into()],
+        ..TlsSettings::default()
+    };
+    match Acceptor::build(&settings, &cert.set()) {
+        Ok(acceptor) => {
+            assert_eq!(
+                backend,
+                Backend::RustlsAwsLc,
+                "{backend} claims X25519MLKEM768"
+            );
+            let mut provider = aws_lc_rs::default_provider();
+            provider.kx_groups = vec![aws_lc_rs::kx_group::X25519MLKEM768];
+            let client = client_config(provider, TLS13, &[&cert.der], &[]);
+            let (server, _client) = connect(&acceptor, client, "localhost").await.unwrap();
+            assert_eq!(server.info().kx_group.as_deref(), Some("X25519MLKEM768"));
+        }
+        Err(e) => {
+            assert_ne!(backend, Backend::RustlsAwsLc, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("X25519MLKEM768"), "{backend}: {msg}");
+            assert!(msg.contains(backend.name()), "{backend}: {msg}");
+        }
+    }
+}
+
+/// Ed25519 keys written as PKCS#8 v2 (RFC 5958, public key included; what aws-lc and ring
+/// write, rcgen's default here): the rustls backends read them. OpenSSL 3.0 cannot; then
+/// the error must name the key file and the backend.
+#[rstest]
+#[tokio::test]
+async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let paths = CertPaths {
+        cert: dir.path().join("v2-cert.pem"),
+        key: dir.path().join("v2-key.pem"),
+    };
+    std::fs::write(&paths.cert, cert.pem()).unwrap();
+    std::fs::write(&paths.key, key.serialize_pem()).unwrap();
+    let set = CertSet::single(&paths.cert, &paths.key);
+    match build(backend, set) {
+        Ok(acceptor) => {
+            let der = read_cert(&paths.cert);
+            let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&der], &[]);
+            let (server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+            ping_pong(server, client).await;
+        }
+        Err(e) => {
+            assert_eq!(backend, Backend::Openssl, "{e}");
+            assert!(e.contains("v2-key.pem"), "{e}");
+            assert!(e.contains("openssl"), "{e}");
+        }
+    }
+}
+
+// ---- what the handshake reports ------------------------------------------------------
+
+#[rstest]
+#[tokio::test]
+async fn tls13_parameters_are_reported(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        alpn: vec!["http/1.1".into()],
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    let client = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &["http/1.1"]);
+    let (server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    assert_eq!(
+        server.info(),
+        HandshakeInfo {
+            version: "TLSv1.3".into(),
+            cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+            kx_group: Some("X25519".into()),
+            alpn: Some("http/1.1".into()),
+            sni: Some("localhost".into()),
+            resumed: false,
+        },
+        "{backend}"
+    );
+    assert_eq!(client.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    ping_pong(server, client).await;
+
+    // ALPN only where both sides configure it.
+    let no_alpn = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]);
+    let (server, _) = connect(&acceptor, no_alpn, "localhost").await.unwrap();
+    assert_eq!(
+        server.info().alpn,
+        None,
+        "{backend}: client offered no ALPN"
+    );
+    let plain = Acceptor::build(
+        &TlsSettings {
+            backend,
+            ..TlsSettings::default()
+        },
+        &cert.set(),
+    )
+    .unwrap();
+    let with_alpn = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &["http/1.1"]);
+    let (server, _) = connect(&plain, with_alpn, "localhost").await.unwrap();
+    assert_eq!(
+        server.info().alpn,
+        None,
+        "{backend}: server configured no ALPN"
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn tls12_parameters_are_reported(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(tls12_ecdsa_aes128_p256(), TLS12, &[&cert.der], &[]);
+    let (server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    assert_eq!(
+        server.info(),
+        HandshakeInfo {
+            version: "TLSv1.2".into(),
+            cipher_suite: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
+            kx_group: Some("secp256r1".into()),
+            alpn: None,
+            sni: Some("localhost".into()),
+            resumed: false,
+        },
+        "{backend}"
+    );
+    ping_pong(server, client).await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn every_key_type_handshakes(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", kind, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&cert.der], &[]);
+    let (server, client) = connect(&acceptor, client, "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{backend} with a {} certificate: {e}", kind.name()));
+    assert_eq!(server.info().version, "TLSv1.3");
+    assert_eq!(
+        client.get_ref().1.peer_certificates().map(|c| c[0].clone()),
+        Some(cert.der.clone())
+    );
+    ping_pong(server, client).await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn second_connection_resumes_only_when_enabled(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
+    #[values(true, false)] session_resumption: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        session_resumption,
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    let client = match version {
+        TlsVersion::Tls13 => client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]),
+        TlsVersion::Tls12 => client_config(tls12_ecdsa_aes128_p256(), TLS12, &[&cert.der], &[]),
+    };
+    // One client config: its session cache carries the ticket or session id over.
+    let (server, first) = connect(&acceptor, client.clone(), "localhost")
+        .await
+        .unwrap();
+    assert!(!server.info().resumed);
+    assert_eq!(server.info().version, version.name());
+    // The exchange makes the client read (and store) any TLS 1.3 tickets sent after the
+    // handshake.
+    ping_pong(server, first).await;
+    for i in 0..2 {
+        let (server, again) = connect(&acceptor, client.clone(), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(
+            server.info().resumed,
+            session_resumption,
+            "{backend} {}, connection {}: resumption {}",
+            version.name(),
+            i + 2,
+            if session_resumption { "on" } else { "off" }
+        );
+        ping_pong(server, again).await;
+    }
+}
+
+// ---- SNI -----------------------------------------------------------------------------
+
+#[rstest]
+#[tokio::test]
+async fn sni_picks_the_certificate(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
+    let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
+    let mut set = default.set();
+    set.by_sni.push(("other.test".into(), other.paths.clone()));
+    let acceptor = build_acceptor(backend, &set);
+    let roots = [&default.der, &other.der];
+
+    for (sni, want) in [
+        ("other.test", &other),
+        ("Other.TEST", &other),
+        ("localhost", &default),
+    ] {
+        let client = client_config(tls13_aes128_x25519(), TLS13, &roots, &[]);
+        let (server, client) = connect(&acceptor, client, sni)
+            .await
+            .unwrap_or_else(|e| panic!("{backend}, SNI {sni}: {e}"));
+        assert_eq!(
+            client.get_ref().1.peer_certificates().map(|c| c[0].clone()),
+            Some(want.der.clone()),
+            "{backend}: SNI {sni} got the wrong certificate"
+        );
+        assert_eq!(
+            server.info().sni.map(|s| s.to_ascii_lowercase()),
+            Some(sni.to_ascii_lowercase())
+        );
+        ping_pong(server, client).await;
+    }
+
+    // No SNI at all (connecting by IP address): the default certificate.
+    let by_ip = Cert::new(&dir, "ip", KeyKind::EcdsaP256, &["127.0.0.1"]);
+    let mut set = by_ip.set();
+    set.by_sni.push(("other.test".into(), other.paths.clone()));
+    let acceptor = build_acceptor(backend, &set);
+    let client = client_config(tls13_aes128_x25519(), TLS13, &[&by_ip.der], &[]);
+    let (server, client) = connect(&acceptor, client, "127.0.0.1").await.unwrap();
+    assert_eq!(server.info().sni, None);
+    ping_pong(server, client).await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn strict_sni_refuses_unknown_names(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    // The default certificate would be valid for every name tried here, so a handshake
+    // that fails can only be the server refusing.
+    let default = Cert::new(
+        &dir,
+        "default",
+        KeyKind::EcdsaP256,
+        &["localhost", "unknown.test", "127.0.0.1"],
+    );
+    let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
+    let mut set = default.set();
+    set.by_sni.push(("other.test".into(), other.paths.clone()));
+    set.strict_sni = true;
+    let acceptor = build_acceptor(backend, &set);
+    let roots = [&default.der, &other.der];
+
+    let client = client_config(tls13_aes128_x25519(), TLS13, &roots, &[]);
+    let (server, client) = connect(&acceptor, client, "other.test").await.unwrap();
+    ping_pong(server, client).await;
+
+    for sni in ["unknown.test", "127.0.0.1"] {
+        let client = client_config(tls13_aes128_x25519(), TLS13, &roots, &[]);
+        match connect(&acceptor, client, sni).await {
+            Ok(_) => panic!("{backend}: strict SNI accepted {sni}"),
+            Err(Failure::Server(_)) => {}
+            Err(other) => panic!("{backend}: {sni}: expected the server to refuse: {other}"),
+        }
+    }
+}
+
+// ---- helpers -------------------------------------------------------------------------
+
+/// A generated certificate on disk and its DER, for the client's root store.
+struct Cert {
+    paths: CertPaths,
+    der: CertificateDer<'static>,
+}
+
+impl Cert {
+    fn new(dir: &TempDir, stem: &str, kind: KeyKind, names: &[&str]) -> Cert {
+        let generated = selfsigned::generate(kind, names).expect("generating a certificate");
+        let paths = generated
+            .write(
+                dir.path(),
+                &format!("{stem}-cert.pem"),
+                &format!("{stem}-key.pem"),
+            )
+            .expect("writing the certificate");
+        Cert {
+            der: read_cert(&paths.cert),
+            paths,
+        }
+    }
+
+    fn set(&self) -> CertSet {
+        CertSet::single(&self.paths.cert, &self.paths.key)
+    }
+}
+
+fn read_cert(path: &Path) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(path).expect("reading a certificate PEM")
+}
+
+fn build(backend: Backend, set: CertSet) -> Result<Acceptor, String> {
+    let settings = TlsSettings {
+        backend,
+        ..TlsSettings::default()
+    };
+    Acceptor::build(&settings, &set).map_err(|e| e.to_string())
+}
+
+fn build_acceptor(backend: Backend, set: &CertSet) -> Acceptor {
+    let settings = TlsSettings {
+        backend,
+        ..TlsSettings::default()
+    };
+    Acceptor::build(&settings, set).unwrap_or_else(|e| panic!("{backend}: {e}"))
+}
+
+const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// A client that can only agree to TLS_AES_128_GCM_SHA256 over X25519.
+fn tls13_aes128_x25519() -> CryptoProvider {
+    let mut provider = aws_lc_rs::default_provider();
+    provider.cipher_suites = vec![aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256];
+    provider.kx_groups = vec![aws_lc_rs::kx_group::X25519];
+    provider
+}
+
+/// A TLS 1.2 client that can only agree to ECDHE-ECDSA-AES128-GCM over secp256r1.
+fn tls12_ecdsa_aes128_p256() -> CryptoProvider {
+    let mut provider = aws_lc_rs::default_provider();
+    provider.cipher_suites = vec![aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    provider.kx_groups = vec![aws_lc_rs::kx_group::SECP256R1];
+    provider
+}
+
+fn client_config(
+    provider: CryptoProvider,
+    versions: &[&'static SupportedProtocolVersion],
+    roots: &[&CertificateDer<'static>],
+    alpn: &[&str],
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add((*root).clone()).expect("trusting a certificate");
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("protocol versions the provider supports")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+type ServerStream = TlsStream<DuplexStream>;
+type ClientStream = tokio_rustls::client::TlsStream<DuplexStream>;
+
+/// Which side gave up on the handshake (the other side then only sees the close).
+#[derive(Debug)]
+enum Failure {
+    Server(String),
+    Client(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Server(e) => write!(f, "server: {e}"),
+            Failure::Client(e) => write!(f, "client: {e}"),
+        }
+    }
+}
+
+/// Runs both handshakes over an in-memory pipe. `name` is sent as SNI when it is a DNS
+/// name; an IP address sends none.
+async fn connect(
+    acceptor: &Acceptor,
+    client: Arc<ClientConfig>,
+    name: &str,
+) -> Result<(ServerStream, ClientStream), Failure> {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let name = ServerName::try_from(name.to_string()).expect("a DNS name or IP address");
+    let connector = tokio_rustls::TlsConnector::from(client);
+    let both = async {
+        tokio::join!(
+            acceptor.accept(server_io),
+            connector.connect(name, client_io)
+        )
+    };
+    let (server, client) = tokio::time::timeout(TIMEOUT, both)
+        .await
+        .expect("handshake timed out");
+    match (server, client) {
+        (Ok(s), Ok(c)) => Ok((s, c)),
+        (Err(e), _) => Err(Failure::Server(e.to_string())),
+        (Ok(_), Err(e)) => Err(Failure::Client(e.to_string())),
+    }
+}
+
+/// Application data both ways, then a clean close: the streams really work, and the
+/// client has read whatever the server sent after the handshake (TLS 1.3 tickets).
+async fn ping_pong(mut server: ServerStream, mut client: ClientStream) {
+    let exchange = async {
+        server.write_all(b"ping").await?;
+        server.flush().await?;
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"ping");
+        client.write_all(b"pong").await?;
+        client.flush().await?;
+        server.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"pong");
+        client.shutdown().await?;
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty());
+        io::Result::Ok(())
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .expect("exchange timed out")
+        .expect("exchange");
+}
+
+/// Far above what an in-memory handshake needs, even with RSA on a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(30);
