@@ -1,0 +1,232 @@
+//! The binaries a run drives: built by the harness itself (`cargo build --release -p proxy
+//! -p echo-server -p loadgen`, so the user never needs a separate build step) and found in
+//! the workspace's `target/release` (wherever `cargo metadata` says the target dir is), or
+//! taken as they are from `--bin-dir`.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::Deserialize;
+
+use crate::procs::{describe, Stop};
+
+/// Paths of the binaries a run starts.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub dir: PathBuf,
+    pub proxy: PathBuf,
+    pub echo: PathBuf,
+    pub loadgen: PathBuf,
+}
+
+/// The workspace packages whose binaries a run needs, with their binary names.
+pub const PACKAGES: [(&str, &str); 3] = [
+    ("proxy", "proxy"),
+    ("echo-server", "echo-server"),
+    ("loadgen", "loadgen"),
+];
+
+impl Bins {
+    /// The binaries in `dir`; fails naming every one that is missing (only `loadgen` is
+    /// needed when `remote` is set).
+    pub fn locate(dir: &Path, remote: bool) -> anyhow::Result<Bins> {
+        let bins = Bins {
+            dir: dir.to_owned(),
+            proxy: dir.join("proxy"),
+            echo: dir.join("echo-server"),
+            loadgen: dir.join("loadgen"),
+        };
+        let mut missing = Vec::new();
+        for (path, package) in bins.needed(remote) {
+            if !is_executable(path) {
+                missing.push(format!(
+                    "{} (built by `cargo build --release -p {package}`)",
+                    path.display()
+                ));
+            }
+        }
+        if !missing.is_empty() {
+            bail!("missing binary: {}", missing.join(", "));
+        }
+        Ok(bins)
+    }
+
+    fn needed(&self, remote: bool) -> Vec<(&Path, &'static str)> {
+        let mut out = vec![(self.loadgen.as_path(), "loadgen")];
+        if !remote {
+            out.push((self.proxy.as_path(), "proxy"));
+            out.push((self.echo.as_path(), "echo-server"));
+        }
+        out
+    }
+
+    /// `NAME --version` output of each binary, for meta.json.
+    pub fn versions(&self, remote: bool) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (path, package) in self.needed(remote) {
+            map.insert(
+                package.to_owned(),
+                serde_json::json!({
+                    "path": path.display().to_string(),
+                    "version": command_output(path, &["--version"]),
+                }),
+            );
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Runs `cargo build --release` for the packages a run needs and returns the directory the
+/// binaries land in. Cargo's progress goes to the harness's stderr.
+pub fn build(stop: &Stop, remote: bool) -> anyhow::Result<PathBuf> {
+    let manifest = workspace_manifest();
+    let mut cmd = Command::new(cargo());
+    cmd.args(["build", "--release"]);
+    for (package, _) in PACKAGES {
+        if remote && package != "loadgen" {
+            continue;
+        }
+        cmd.args(["-p", package]);
+    }
+    if let Some(manifest) = &manifest {
+        cmd.arg("--manifest-path").arg(manifest);
+    }
+    // Its own process group, so that an interrupted build takes its rustc children along.
+    cmd.stdin(Stdio::null()).process_group(0);
+    let line = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {line} (is cargo on PATH, or CARGO set?)"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for cargo build")? {
+            break status;
+        }
+        if stop.requested() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+            return Err(crate::procs::Interrupted.into());
+        }
+        std::thread::sleep(BUILD_POLL);
+    };
+    if !status.success() {
+        bail!("{line} failed ({}); see its output above", describe(status));
+    }
+    Ok(target_dir(manifest.as_deref())?.join("release"))
+}
+
+/// The target directory cargo uses for this workspace (honours CARGO_TARGET_DIR and
+/// `.cargo/config.toml`).
+fn target_dir(manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
+    #[derive(Deserialize)]
+    struct Metadata {
+        target_directory: PathBuf,
+    }
+    let mut cmd = Command::new(cargo());
+    cmd.args(["metadata", "--format-version", "1", "--no-deps"]);
+    if let Some(manifest) = manifest {
+        cmd.arg("--manifest-path").arg(manifest);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed ({})", describe(out.status));
+    }
+    let meta: Metadata =
+        serde_json::from_slice(&out.stdout).context("reading cargo metadata's output")?;
+    Ok(meta.target_directory)
+}
+
+/// The workspace this harness was built from, if it is still there.
+pub fn workspace_root() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_owned();
+    root.join("Cargo.toml").is_file().then_some(root)
+}
+
+fn workspace_manifest() -> Option<PathBuf> {
+    workspace_root().map(|r| r.join("Cargo.toml"))
+}
+
+/// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// First line of `program args` stdout (or stderr), or why there is none.
+pub fn command_output(program: &Path, args: &[&str]) -> String {
+    match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => {
+            let text = if out.stdout.is_empty() {
+                out.stderr
+            } else {
+                out.stdout
+            };
+            let text = String::from_utf8_lossy(&text);
+            let first = text.lines().next().unwrap_or("").trim().to_owned();
+            if out.status.success() {
+                first
+            } else {
+                format!(
+                    "({} failed: {}: {first})",
+                    program.display(),
+                    describe(out.status)
+                )
+            }
+        }
+        Err(e) => format!("(cannot run {}: {e})", program.display()),
+    }
+}
+
+/// How often the harness looks at a running build (and at Ctrl-C).
+const BUILD_POLL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_are_named_with_their_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Bins::locate(dir.path(), false).unwrap_err().to_string();
+        assert!(
+            err.contains("loadgen (built by `cargo build --release -p loadgen`)"),
+            "{err}"
+        );
+        assert!(err.contains("echo-server"), "{err}");
+        let err = Bins::locate(dir.path(), true).unwrap_err().to_string();
+        assert!(
+            !err.contains("echo-server"),
+            "remote needs loadgen only: {err}"
+        );
+    }
+
+    #[test]
+    fn workspace_root_is_found() {
+        let root = workspace_root().unwrap();
+        assert!(root.join("harness").is_dir());
+    }
+
+    #[test]
+    fn command_output_reports_failures() {
+        assert!(command_output(Path::new("/nonexistent/x"), &[]).contains("cannot run"));
+        assert_eq!(command_output(Path::new("echo"), &["v1.2", "x"]), "v1.2 x");
+    }
+}

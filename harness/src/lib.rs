@@ -1,0 +1,27 @@
+//! harness: the project's main command. `cargo run --release -p harness` builds the other
+//! binaries, runs a plan of measurements (config x body size x iteration) with every
+//! process pinned to its CPUs, and writes one run folder: `results.csv`, `meta.json`,
+//! `summary.txt` and `logs/`.
+//!
+//! Modules, in the order a run uses them:
+//! - [`cli`]: flags, and the exit code of a run.
+//! - [`plan`]: presets, the TOML plan file and overrides, resolved into a [`plan::Plan`].
+//! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
+//! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
+//! - [`configs`]: which processes each config runs (the seam for peer terminators).
+//! - [`procs`]: pinned child processes, readiness, stop, and `/proc` figures.
+//! - [`loadgen`]: the load generator's command line and JSON report.
+//! - [`run`]: the measurement loop.
+//! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
+
+pub mod bins;
+pub mod cli;
+pub mod configs;
+pub mod cpus;
+pub mod loadgen;
+pub mod meta;
+pub mod output;
+pub mod plan;
+pub mod procs;
+pub mod run;
+pub mod summary;

@@ -1,0 +1,317 @@
+//! The load generator's side of the contract: the command line the harness gives it and the
+//! `--output json` report it reads back (schema 1). Unknown report fields are ignored so
+//! loadgen can grow; the fields used here are required, so a renamed one fails loudly.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::plan::Plan;
+
+/// How one load generator run is set up.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    pub url: &'a str,
+    pub plan: &'a Plan,
+    pub size: u64,
+    pub threads: u32,
+    /// CA certificate to verify the server with (the run's self-signed one).
+    pub cacert: Option<&'a Path>,
+    /// Skip certificate verification (a remote target without `--cacert`).
+    pub insecure: bool,
+}
+
+impl Invocation<'_> {
+    /// The full argument list, URL last.
+    pub fn args(&self) -> Vec<OsString> {
+        let plan = self.plan;
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: String| {
+            args.push(flag.into());
+            args.push(value.into());
+        };
+        push("-c", plan.connections.to_string());
+        push("-t", self.threads.to_string());
+        push("-d", duration_arg(plan.duration));
+        push("--warmup", duration_arg(plan.warmup));
+        push("-b", self.size.to_string());
+        push("--timeout", duration_arg(plan.timeout));
+        push("--output", "json".to_owned());
+        if let Some(rate) = plan.rate {
+            push("--rate", rate.to_string());
+        }
+        if is_tls_url(self.url) {
+            push("--tls-version", tls_version_arg(plan).to_owned());
+            for suite in plan.effective_cipher_suites() {
+                push("--cipher-suite", suite);
+            }
+            for group in plan.effective_kx_groups() {
+                push("--kx-group", group);
+            }
+            if let Some(ca) = self.cacert {
+                args.push("--cacert".into());
+                args.push(ca.as_os_str().to_owned());
+            }
+            if self.insecure {
+                args.push("--insecure".into());
+            }
+        }
+        args.push(self.url.into());
+        args
+    }
+}
+
+fn tls_version_arg(plan: &Plan) -> &'static str {
+    match plan.tls_version {
+        proxy::tls::TlsVersion::Tls12 => "1.2",
+        proxy::tls::TlsVersion::Tls13 => "1.3",
+    }
+}
+
+/// `5s` for whole seconds, else milliseconds (`500ms`, `1500ms`): both forms loadgen reads.
+pub fn duration_arg(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+pub fn is_tls_url(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// A `--target` must be a URL loadgen understands.
+pub fn check_target(url: &str) -> anyhow::Result<()> {
+    let rest = ["http://", "https://", "unix://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    match rest {
+        Some(rest) if !rest.is_empty() => Ok(()),
+        _ => bail!("{url:?} is not an http://, https:// or unix:/// URL"),
+    }
+}
+
+/// loadgen's `--output json` report, schema 1.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Report {
+    pub schema: u32,
+    pub connections_opened: u64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub rate: Option<f64>,
+    pub requests: u64,
+    pub rps: f64,
+    pub latency_us: Latency,
+    pub errors: Errors,
+    pub tls: Option<Tls>,
+    pub cpu: Cpu,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Latencies of the measured period, microseconds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub stdev: f64,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// Failed requests by kind.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Errors {
+    pub connect: u64,
+    pub read: u64,
+    pub write: u64,
+    pub timeout: u64,
+    pub status: u64,
+    pub body_mismatch: u64,
+    pub total: u64,
+}
+
+/// What the TLS handshakes settled on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tls {
+    pub version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub kx_group: Option<String>,
+}
+
+/// The load generator's own CPU use over the measured period.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub utilization: f64,
+    pub saturated: bool,
+}
+
+/// The schema this harness reads.
+pub const SCHEMA: u32 = 1;
+
+impl Report {
+    /// Parses loadgen's stdout (the JSON object; anything after it is ignored).
+    pub fn parse(stdout: &str) -> anyhow::Result<Report> {
+        let start = stdout
+            .find('{')
+            .context("no JSON object on loadgen's stdout")?;
+        let mut stream = serde_json::Deserializer::from_str(&stdout[start..]).into_iter::<Report>();
+        let report = stream
+            .next()
+            .context("no JSON object on loadgen's stdout")?
+            .context("loadgen's JSON report does not match schema 1")?;
+        if report.schema != SCHEMA {
+            bail!(
+                "loadgen's JSON report has schema {}, this harness reads schema {SCHEMA}",
+                report.schema
+            );
+        }
+        Ok(report)
+    }
+
+    /// Differences between what the plan asked for and what was negotiated; empty when the
+    /// handshakes ran the parameters asked for.
+    pub fn tls_mismatches(&self, plan: &Plan) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return vec!["loadgen reported no TLS parameters for a TLS config".to_owned()];
+        };
+        let mut out = Vec::new();
+        let version = plan.tls_version.name();
+        check(
+            &mut out,
+            "TLS version",
+            tls.version.as_deref(),
+            &[version.to_owned()],
+        );
+        check(
+            &mut out,
+            "cipher suite",
+            tls.cipher_suite.as_deref(),
+            &plan.effective_cipher_suites(),
+        );
+        check(
+            &mut out,
+            "key-exchange group",
+            tls.kx_group.as_deref(),
+            &plan.effective_kx_groups(),
+        );
+        out
+    }
+}
+
+fn check(out: &mut Vec<String>, what: &str, got: Option<&str>, asked: &[String]) {
+    match got {
+        Some(got) if asked.iter().any(|a| a.eq_ignore_ascii_case(got)) => {}
+        Some(got) => out.push(format!(
+            "negotiated {what} {got} but asked for {}",
+            asked.join("|")
+        )),
+        None => out.push(format!("loadgen did not report the negotiated {what}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Preset;
+
+    pub(crate) const SAMPLE: &str = r#"{"schema": 1, "target": "https://127.0.0.1:8443/", "mode": "closed", "threads": 1, "connections": 100,
+ "connections_opened": 100, "keepalive": true, "duration_s": 10.0, "warmup_s": 2.0, "rate": null,
+ "body_bytes": 10, "requests": 123456, "rps": 12345.6, "bytes_sent": 0, "bytes_received": 0,
+ "latency_us": {"mean": 0.0, "stdev": 0.0, "min": 0, "p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0},
+ "latency_uncorrected_us": null, "late_requests": 0,
+ "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0, "body_mismatch": 0, "total": 0},
+ "tls": {"version": "TLSv1.3", "cipher_suite": "TLS_AES_128_GCM_SHA256", "kx_group": "X25519", "alpn": null, "handshakes": 100, "resumed": 0},
+ "cpu": {"user_s": 0.0, "sys_s": 0.0, "utilization": 0.0, "saturated": false},
+ "warnings": [], "some_future_field": 1}"#;
+
+    #[test]
+    fn parses_the_contract_example() {
+        let report = Report::parse(SAMPLE).unwrap();
+        assert_eq!(report.requests, 123456);
+        assert!(report.tls_mismatches(&Preset::Smoke.plan()).is_empty());
+    }
+
+    #[test]
+    fn missing_field_and_wrong_schema_are_errors() {
+        let without = SAMPLE.replace("\"requests\": 123456,", "");
+        let err = format!("{:#}", Report::parse(&without).unwrap_err());
+        assert!(err.contains("requests"), "{err}");
+        let future = SAMPLE.replace("\"schema\": 1", "\"schema\": 2");
+        assert!(Report::parse(&future)
+            .unwrap_err()
+            .to_string()
+            .contains("schema 2"));
+        assert!(Report::parse("").is_err());
+    }
+
+    #[test]
+    fn mismatched_group_is_reported() {
+        let hybrid = SAMPLE.replace("\"X25519\"", "\"X25519MLKEM768\"");
+        let report = Report::parse(&hybrid).unwrap();
+        let issues = report.tls_mismatches(&Preset::Smoke.plan());
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].contains("X25519MLKEM768"), "{issues:?}");
+    }
+
+    #[test]
+    fn args_force_tls_parameters_only_for_https() {
+        let plan = Preset::Smoke.plan();
+        let ca = Path::new("/tmp/ca.pem");
+        let inv = Invocation {
+            url: "https://127.0.0.1:1/",
+            plan: &plan,
+            size: 1000,
+            threads: 1,
+            cacert: Some(ca),
+            insecure: false,
+        };
+        let args: Vec<String> = inv
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into())
+            .collect();
+        let line = args.join(" ");
+        assert!(
+            line.contains("-c 10 -t 1 -d 1s --warmup 500ms -b 1000"),
+            "{line}"
+        );
+        assert!(line.contains("--tls-version 1.3"), "{line}");
+        assert!(
+            line.contains("--cipher-suite TLS_AES_128_GCM_SHA256"),
+            "{line}"
+        );
+        assert!(line.contains("--kx-group X25519"), "{line}");
+        assert!(
+            line.ends_with("--cacert /tmp/ca.pem https://127.0.0.1:1/"),
+            "{line}"
+        );
+        let http = Invocation {
+            url: "http://127.0.0.1:1/",
+            ..inv
+        };
+        let line: Vec<String> = http
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into())
+            .collect();
+        assert!(!line.join(" ").contains("--tls-version"));
+    }
+
+    #[test]
+    fn targets_must_be_urls() {
+        assert!(check_target("https://10.0.0.2:8443/").is_ok());
+        assert!(check_target("unix:///tmp/x.sock").is_ok());
+        assert!(check_target("10.0.0.2:8443").is_err());
+        assert!(check_target("https://").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! `results.csv`: one tidy row per (config, body size, iteration), header first, each row
+//! written and flushed as its measurement ends so an interrupted run keeps what it measured.
+//!
+//! The first eight columns keep the layout of the original experiment's `wrk` summary line
+//! (latencies in microseconds); every further figure has its own column, with its unit in
+//! the name where it is not microseconds.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Serialize, Serializer};
+
+/// The header, in order. [`Row`]'s fields follow it exactly (a test pins that).
+pub const COLUMNS: [&str; 47] = [
+    "config",
+    "size",
+    "requests",
+    "mean",
+    "stdev",
+    "p50",
+    "p90",
+    "p99",
+    "iteration",
+    "tls_backend",
+    "connections",
+    "connections_opened",
+    "rate",
+    "duration_s",
+    "warmup_s",
+    "rps",
+    "mb_per_s",
+    "p999",
+    "max",
+    "min",
+    "errors",
+    "errors_connect",
+    "errors_read",
+    "errors_write",
+    "errors_timeout",
+    "errors_status",
+    "errors_body_mismatch",
+    "server_cpu_s",
+    "server_cpu_us_per_req",
+    "proxy_cpu_s",
+    "proxy_cpu_us_per_req",
+    "echo_cpu_s",
+    "echo_cpu_us_per_req",
+    "proxy_peak_rss_kib",
+    "echo_peak_rss_kib",
+    "loadgen_cpu_s",
+    "loadgen_cpu_us_per_req",
+    "loadgen_utilization",
+    "loadgen_saturated",
+    "tls_version",
+    "tls_cipher_suite",
+    "tls_kx_group",
+    "cert_type",
+    "server_cpus",
+    "client_cpus",
+    "status",
+    "note",
+];
+
+/// A number as the CSV shows it: integral values without a decimal point, others rounded
+/// to three decimals. Empty when absent.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            s.serialize_i64(v as i64)
+        } else {
+            s.serialize_f64((v * 1000.0).round() / 1000.0)
+        }
+    }
+}
+
+/// Whether a row can be trusted as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measured cleanly.
+    #[default]
+    Ok,
+    /// Measured, but the note says what to be wary of (request errors, fewer connections
+    /// than asked, a saturated load generator, a server that did not stop cleanly).
+    Warning,
+    /// No trustworthy figures: the note says why.
+    Error,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One CSV row. Field order is column order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Row {
+    pub config: String,
+    pub size: u64,
+    pub requests: Option<u64>,
+    pub mean: Option<Num>,
+    pub stdev: Option<Num>,
+    pub p50: Option<Num>,
+    pub p90: Option<Num>,
+    pub p99: Option<Num>,
+    pub iteration: u32,
+    pub tls_backend: String,
+    pub connections: u32,
+    pub connections_opened: Option<u64>,
+    pub rate: Option<Num>,
+    pub duration_s: Option<Num>,
+    pub warmup_s: Option<Num>,
+    pub rps: Option<Num>,
+    pub mb_per_s: Option<Num>,
+    pub p999: Option<Num>,
+    pub max: Option<Num>,
+    pub min: Option<Num>,
+    pub errors: Option<u64>,
+    pub errors_connect: Option<u64>,
+    pub errors_read: Option<u64>,
+    pub errors_write: Option<u64>,
+    pub errors_timeout: Option<u64>,
+    pub errors_status: Option<u64>,
+    pub errors_body_mismatch: Option<u64>,
+    pub server_cpu_s: Option<Num>,
+    pub server_cpu_us_per_req: Option<Num>,
+    pub proxy_cpu_s: Option<Num>,
+    pub proxy_cpu_us_per_req: Option<Num>,
+    pub echo_cpu_s: Option<Num>,
+    pub echo_cpu_us_per_req: Option<Num>,
+    pub proxy_peak_rss_kib: Option<u64>,
+    pub echo_peak_rss_kib: Option<u64>,
+    pub loadgen_cpu_s: Option<Num>,
+    pub loadgen_cpu_us_per_req: Option<Num>,
+    pub loadgen_utilization: Option<Num>,
+    pub loadgen_saturated: Option<bool>,
+    pub tls_version: Option<String>,
+    pub tls_cipher_suite: Option<String>,
+    pub tls_kx_group: Option<String>,
+    pub cert_type: Option<String>,
+    pub server_cpus: Option<String>,
+    pub client_cpus: Option<String>,
+    pub status: Status,
+    pub note: String,
+}
+
+impl Row {
+    /// Adds a remark to the note and raises the status to at least `status`.
+    pub fn flag(&mut self, status: Status, remark: impl AsRef<str>) {
+        if status > self.status {
+            self.status = status;
+        }
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(remark.as_ref());
+    }
+}
+
+impl PartialOrd for Status {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Status {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |s: &Status| match s {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Error => 2,
+        };
+        rank(self).cmp(&rank(other))
+    }
+}
+
+/// `results.csv`, open for appending rows.
+#[derive(Debug)]
+pub struct CsvSink {
+    writer: csv::Writer<File>,
+    path: PathBuf,
+    rows: usize,
+}
+
+impl CsvSink {
+    /// Creates the file (refusing to overwrite one) and writes the header.
+    pub fn create(path: &Path) -> anyhow::Result<CsvSink> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        CsvSink::from_file(file, path)
+    }
+
+    /// Writes the header to an already open file (tests use `/dev/full`).
+    pub fn from_file(file: File, path: &Path) -> anyhow::Result<CsvSink> {
+        let writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        let mut sink = CsvSink {
+            writer,
+            path: path.to_owned(),
+            rows: 0,
+        };
+        sink.writer
+            .write_record(COLUMNS)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| sink.flush())
+            .with_context(|| format!("writing the header of {}", path.display()))?;
+        Ok(sink)
+    }
+
+    /// Appends `row` and flushes it to the file.
+    pub fn write(&mut self, row: &Row) -> anyhow::Result<()> {
+        self.writer
+            .serialize(row)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| self.flush())
+            .with_context(|| format!("writing a row to {}", self.path.display()))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Row {
+        Row {
+            config: "proxy-rustls".into(),
+            size: 1000,
+            requests: Some(1200),
+            p50: Some(Num(250.0)),
+            rps: Some(Num(1234.56789)),
+            note: "a, \"quoted\" note".into(),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn header_and_row_fields_agree() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(sample()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let header = text.lines().next().unwrap();
+        assert_eq!(header, COLUMNS.join(","));
+        assert!(header.starts_with("config,size,requests,mean,stdev,p50,p90,p99,"));
+    }
+
+    #[test]
+    fn rows_round_trip_through_a_csv_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.csv");
+        let mut sink = CsvSink::create(&path).unwrap();
+        sink.write(&sample()).unwrap();
+        let mut r = csv::Reader::from_path(&path).unwrap();
+        let headers = r.headers().unwrap().clone();
+        let rec = r.records().next().unwrap().unwrap();
+        let get = |name: &str| {
+            rec.get(headers.iter().position(|h| h == name).unwrap())
+                .unwrap()
+        };
+        assert_eq!(get("p50"), "250");
+        assert_eq!(get("rps"), "1234.568");
+        assert_eq!(get("mean"), "");
+        assert_eq!(get("status"), "ok");
+        assert_eq!(get("note"), "a, \"quoted\" note");
+        let err = CsvSink::create(&path).unwrap_err().to_string();
+        assert!(err.contains("results.csv"), "refuses to overwrite: {err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_naming_the_file() {
+        let file = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let err = format!(
+            "{:#}",
+            CsvSink::from_file(file, Path::new("/runs/x/results.csv")).unwrap_err()
+        );
+        assert!(err.contains("/runs/x/results.csv"), "{err}");
+        assert!(err.to_lowercase().contains("space"), "{err}");
+    }
+
+    #[test]
+    fn flag_raises_status_and_joins_notes() {
+        let mut row = Row::default();
+        row.flag(Status::Warning, "3 request errors");
+        row.flag(Status::Ok, "fyi");
+        assert_eq!(row.status, Status::Warning);
+        row.flag(Status::Error, "TLS mismatch");
+        assert_eq!(row.status, Status::Error);
+        assert_eq!(row.note, "3 request errors; fyi; TLS mismatch");
+    }
+}

@@ -1,0 +1,297 @@
+//! The harness binary end to end: the smoke preset against the real release binaries (the
+//! harness builds them itself, which takes minutes the first time), an interrupted run,
+//! and the errors that must come before anything starts.
+
+// Helpers outside `#[test]` functions panic as the tests do: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::cpus::{own_mask, CpuSplit};
+use harness::output::COLUMNS;
+
+fn harness() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The split the harness makes by default, asked for explicitly so the test can check it
+/// was recorded as asked.
+fn split() -> CpuSplit {
+    CpuSplit::resolve(&own_mask().unwrap(), None, None).unwrap()
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<csv::StringRecord>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows = reader.records().collect::<Result<Vec<_>, _>>().unwrap();
+    (header, rows)
+}
+
+/// PIDs the harness started, from `logs/children.tsv`.
+fn child_pids(run: &Path) -> Vec<(u32, String)> {
+    let ledger = std::fs::read_to_string(run.join("logs/children.tsv")).unwrap_or_default();
+    ledger
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let pid = f.next()?.parse().ok()?;
+            let _measurement = f.next()?;
+            Some((pid, f.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// True when `pid` is not running (gone, or a zombie nobody reaped yet).
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn smoke_preset_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let split = split();
+    let out = harness()
+        .args(["--preset", "smoke", "--out"])
+        .arg(&run)
+        .args(["--server-cpus", &split.server.to_string()])
+        .args(["--client-cpus", &split.client.to_string()])
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+
+    let (header, rows) = read_csv(&run.join("results.csv"));
+    assert_eq!(header, COLUMNS);
+    assert_eq!(
+        header[..8].join(","),
+        "config,size,requests,mean,stdev,p50,p90,p99"
+    );
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let num = |r: &csv::StringRecord, name: &str| -> f64 {
+        r[col(name)]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} = {:?} in {r:?}", &r[col(name)]))
+    };
+    // One row per config x size x iteration: 5 configs, sizes 10 and 1000, 1 iteration.
+    let mut seen: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r[col("config")].to_owned(), r[col("size")].to_owned()))
+        .collect();
+    seen.sort();
+    let mut expected = Vec::new();
+    for config in [
+        "http",
+        "https-openssl",
+        "https-rustls",
+        "proxy-openssl",
+        "proxy-rustls",
+    ] {
+        for size in ["10", "1000"] {
+            expected.push((config.to_owned(), size.to_owned()));
+        }
+    }
+    assert_eq!(seen, expected, "{log}");
+    for r in &rows {
+        assert_eq!(&r[col("status")], "ok", "{r:?}\n{log}");
+        assert_eq!(num(r, "iteration"), 1.0);
+        assert_eq!(num(r, "errors"), 0.0, "{r:?}");
+        assert!(num(r, "rps") > 0.0, "{r:?}");
+        assert!(num(r, "requests") > 0.0, "{r:?}");
+        let (p50, p90, p99, max) = (num(r, "p50"), num(r, "p90"), num(r, "p99"), num(r, "max"));
+        assert!(p50 <= p90 && p90 <= p99 && p99 <= max, "{r:?}");
+        assert!(num(r, "server_cpu_s") > 0.0, "{r:?}");
+        assert_eq!(r[col("server_cpus")], split.server.to_string(), "{r:?}");
+        assert_eq!(r[col("client_cpus")], split.client.to_string(), "{r:?}");
+        if &r[col("config")] == "http" {
+            assert_eq!(&r[col("tls_version")], "");
+        } else {
+            assert_eq!(&r[col("tls_version")], "TLSv1.3", "{r:?}");
+            assert_eq!(&r[col("tls_kx_group")], "X25519", "{r:?}");
+            assert_eq!(&r[col("cert_type")], "ecdsa-p256", "{r:?}");
+        }
+        if r[col("config")].starts_with("proxy-") {
+            assert!(num(r, "proxy_cpu_s") > 0.0, "{r:?}");
+            assert!(num(r, "proxy_peak_rss_kib") > 0.0, "{r:?}");
+        }
+    }
+
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "complete", "{meta}");
+    assert_eq!(meta["cpus"]["server"], split.server.to_string());
+    assert!(meta["end"].is_string());
+    assert!(meta["binaries"]["proxy"]["version"].is_string());
+    let runtime = PathBuf::from(meta["runtime_dir"].as_str().unwrap());
+    assert!(!runtime.exists(), "sockets and certificate are cleaned up");
+    assert!(run.join("summary.txt").is_file());
+    assert!(run
+        .join("logs/1-proxy-rustls-aws-lc-10-proxy.err")
+        .is_file());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("proxy-openssl"), "summary table: {log}");
+    let pids = child_pids(&run);
+    assert_eq!(
+        pids.len(),
+        10 + 10 + 4,
+        "echo + loadgen per row, proxy for 4: {pids:?}"
+    );
+    assert!(pids.iter().all(|(pid, _)| is_gone(*pid)), "{pids:?}");
+}
+
+#[test]
+fn interrupted_run_leaves_no_children_and_a_valid_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = harness()
+        .args(["--preset", "smoke", "--duration", "5s", "--out"])
+        .arg(&run)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let log = || {
+        format!(
+            "--- stderr\n{}",
+            std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+        )
+    };
+    // Wait until a load generator runs (after the build, which may take minutes).
+    let deadline = Instant::now() + BUILD_AND_START;
+    loop {
+        if child_pids(&run).iter().any(|(_, name)| name == "loadgen") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "harness exited ({status}) before starting loadgen\n{}",
+                log()
+            );
+        }
+        assert!(Instant::now() < deadline, "no loadgen started\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness ignored SIGINT\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{}", log());
+
+    let pids = child_pids(&run);
+    assert!(pids.len() >= 2, "{pids:?}");
+    for (pid, name) in &pids {
+        assert!(is_gone(*pid), "{name} (pid {pid}) outlived the harness");
+    }
+    let (header, rows) = read_csv(&run.join("results.csv"));
+    assert_eq!(header, COLUMNS);
+    assert!(rows.len() < 10, "the run was cut short: {rows:?}");
+    assert!(rows.iter().all(|r| r.len() == COLUMNS.len()));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "interrupted", "{meta}");
+    let runtime = PathBuf::from(meta["runtime_dir"].as_str().unwrap());
+    assert!(
+        !runtime.exists(),
+        "no stale socket left in {}",
+        runtime.display()
+    );
+}
+
+#[test]
+fn unknown_config_is_a_usage_error() {
+    let out = harness().args(["--configs", "http,htps"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown config \"htps\""), "{err}");
+}
+
+#[test]
+fn unwritable_out_dir_fails_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let started = Instant::now();
+    let out = harness()
+        .args(["--preset", "smoke", "--out"])
+        .arg(file.join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--out") && err.contains("file/run"), "{err}");
+    assert!(!err.contains("cargo build"), "nothing was built: {err}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn missing_binary_and_cpu_outside_mask_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness()
+        .args(["--preset", "smoke", "--bin-dir"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing binary") && err.contains("loadgen"),
+        "{err}"
+    );
+
+    let beyond = own_mask().unwrap().cpus().last().unwrap() + 1;
+    let out = harness()
+        .args(["--preset", "smoke", "--server-cpus", &beyond.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outside the harness's affinity mask"), "{err}");
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let out = harness()
+        .args(["--plan", "smoke", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plan: preset smoke"), "{err}");
+    assert!(err.contains("10 measurements"), "{err}");
+}
+
+/// The first test to run builds the release binaries (fat LTO, two shared cores): allow it.
+const BUILD_AND_START: Duration = Duration::from_secs(40 * 60);
