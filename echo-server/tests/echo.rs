@@ -326,11 +326,7 @@ async fn https_without_cert_generates_one_and_says_so() {
         .map(String::from)
         .to_vec();
     let mut server = Server::spawn(Target::HTTPS_AWS_LC, &args, dir, None);
-    let stderr = server.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("generated a self-signed"))
-        .unwrap_or_else(|| panic!("no line about the generated certificate: {stderr}"));
+    let line = server.stderr_line("generated a self-signed");
     // The line says where the certificate is; a client that trusts it gets served.
     let cert_path = line
         .rsplit_once(" at ")

@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use proxy::tls::selfsigned::{self, KeyKind};
@@ -62,7 +62,7 @@ pub struct Server {
     pub target: Target,
     /// `127.0.0.1:PORT`, or the socket path for unix mode.
     pub addr: String,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Output>,
     /// The certificate the client trusts (https mode).
     pub cert: Option<CertificateDer<'static>>,
     /// Holds the socket, certificate and key; removed after the server is gone.
@@ -154,7 +154,27 @@ impl Server {
 
     /// Everything the server wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr lock").clone()
+        self.stderr.text()
+    }
+
+    /// Waits until the server's stderr has a line containing `needle`, and returns it.
+    /// (Stdout and stderr are separate pipes: the readiness line may come first.)
+    pub fn stderr_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut text = self.stderr.text.lock().expect("stderr lock");
+        loop {
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no stderr line with {needle:?}: {text}");
+            text = self
+                .stderr
+                .grew
+                .wait_timeout(text, left)
+                .expect("stderr lock")
+                .0;
+        }
     }
 
     /// Waits for the process to exit by itself (after a signal, say).
@@ -241,8 +261,7 @@ pub fn run_to_exit(args: &[String]) -> (ExitStatus, String) {
     let status = wait_timeout(&mut child, TIMEOUT);
     // The process is gone, so its stderr is at EOF and the collector ends.
     collector.join().expect("stderr collector");
-    let text = stderr.lock().expect("stderr lock").clone();
-    (status, text)
+    (status, stderr.text())
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
@@ -260,12 +279,23 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
-/// Drains a pipe into a shared string on a thread of its own (a full pipe would block the
+/// What a child wrote on a pipe so far; `grew` is signalled on every addition.
+#[derive(Default)]
+struct Output {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+impl Output {
+    fn text(&self) -> String {
+        self.text.lock().expect("stderr lock").clone()
+    }
+}
+
+/// Drains a pipe into an [`Output`] on a thread of its own (a full pipe would block the
 /// server). The thread ends at EOF.
-fn collect(
-    mut pipe: impl Read + Send + 'static,
-) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
-    let text = Arc::new(Mutex::new(String::new()));
+fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Output>, std::thread::JoinHandle<()>) {
+    let text = Arc::new(Output::default());
     let sink = text.clone();
     let handle = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -273,9 +303,11 @@ fn collect(
             if n == 0 {
                 break;
             }
-            sink.lock()
+            sink.text
+                .lock()
                 .expect("stderr lock")
                 .push_str(&String::from_utf8_lossy(&buf[..n]));
+            sink.grew.notify_all();
         }
     });
     (text, handle)
