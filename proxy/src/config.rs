@@ -390,6 +390,19 @@ upstream = "unix:/run/app.sock"
     }
 
     #[test]
+    fn example_config_parses_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Config::load(&path).unwrap();
+        let minimal = parse(MINIMAL).unwrap();
+        // Every default the example documents is the one the code applies.
+        assert_eq!(example.timeouts, minimal.timeouts);
+        assert_eq!(example.runtime, minimal.runtime);
+        assert_eq!(example.max_connections, minimal.max_connections);
+        assert_eq!(example.tls.settings(), minimal.tls.settings());
+        assert_eq!(example.tls.strict_sni, minimal.tls.strict_sni);
+    }
+
+    #[test]
     fn upstream_forms() {
         assert_eq!(
             Upstream::parse("tcp:127.0.0.1:80").unwrap(),

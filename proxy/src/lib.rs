@@ -7,10 +7,12 @@
 //! - [`tls`]: the one TLS seam (rustls with aws-lc-rs or ring, OpenSSL), shared with the
 //!   echo-server's HTTPS mode, plus self-signed certificates for tests and quick starts.
 //! - [`relay`]: the bidirectional, half-close aware copy.
+//! - [`io`]: `ReadAhead`, which batches a TLS library's small socket reads.
 //! - [`sys`]: process-level helpers (affinity-sized worker counts, fd limits, signals).
 
 pub mod cli;
 pub mod config;
+pub mod io;
 pub mod relay;
 pub mod server;
 pub mod sys;

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, RuntimeModel, Timeouts, Upstream};
+use crate::io::ReadAhead;
 use crate::relay::{relay, Outcome, RelayError, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
 use crate::tls::Acceptor;
@@ -301,8 +302,8 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, _slot: 
     let shared = &ctx.shared;
     let timeouts = &shared.timeouts;
     let _ = tcp.set_nodelay(true);
-    let mut tls = match tokio::time::timeout(timeouts.handshake, shared.acceptor.accept(tcp)).await
-    {
+    let handshake = shared.acceptor.accept(ReadAhead::new(tcp));
+    let mut tls = match tokio::time::timeout(timeouts.handshake, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared
