@@ -75,7 +75,12 @@ pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<O
         tokio::spawn(async move {
             match (stream, &opts.tls) {
                 (Stream::Tcp(tcp), Some(tls)) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                    match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        tls.accept(proxy::io::ReadAhead::new(tcp)),
+                    )
+                    .await
+                    {
                         Ok(Ok(tls)) => serve(tls, &http, watcher, opts.max_body).await,
                         Ok(Err(e)) => tracing::debug!("client: {e}"),
                         Err(_) => tracing::debug!("client: TLS handshake timed out"),
