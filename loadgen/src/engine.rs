@@ -117,21 +117,19 @@ pub fn run(
     let shared = Arc::new(config.clone());
     let (ready_tx, ready_rx) = mpsc::channel::<Opened>();
     let mut workers = Vec::with_capacity(threads);
-    let mut first_index = 0usize;
     for t in 0..threads {
         let count = connections / threads + usize::from(t < connections % threads);
-        let (start_tx, start_rx) = mpsc::channel::<Option<Schedule>>();
+        let (start_tx, start_rx) = mpsc::channel::<Option<Start>>();
         let progress = Arc::new(Progress::default());
         let job = Worker {
             config: shared.clone(),
             endpoint: endpoint.clone(),
-            first_index,
+            thread: t,
             count,
             ready: ready_tx.clone(),
             start: start_rx,
             progress: on_tick.is_some().then(|| progress.clone()),
         };
-        first_index += count;
         let handle = std::thread::Builder::new()
             .name(format!("loadgen-{t}"))
             .spawn(move || job.run())
@@ -143,12 +141,12 @@ pub fn run(
     }
     drop(ready_tx);
 
-    let mut opened = 0usize;
+    let mut opened_by_thread = vec![0usize; threads];
     let mut first_error: Option<String> = None;
     for _ in 0..threads {
         match ready_rx.recv() {
             Ok(o) => {
-                opened += o.opened;
+                opened_by_thread[o.thread] = o.opened;
                 if first_error.is_none() {
                     first_error = o.error;
                 }
@@ -156,6 +154,7 @@ pub fn run(
             Err(_) => break,
         }
     }
+    let opened: usize = opened_by_thread.iter().sum();
     if opened == 0 {
         for (_, start, _) in &workers {
             let _ = start.send(None);
@@ -174,8 +173,16 @@ pub fn run(
         measure_from: start + config.warmup,
         end: start + config.warmup + config.duration,
     };
-    for (_, tx, _) in &workers {
-        let _ = tx.send(Some(schedule));
+    // The open-loop schedule is spread over the connections that did open, numbered
+    // across threads, so a missing connection does not lower the rate.
+    let mut first_index = 0u64;
+    for ((_, tx, _), mine) in workers.iter().zip(&opened_by_thread) {
+        let _ = tx.send(Some(Start {
+            schedule,
+            first_index,
+            connections: opened as u64,
+        }));
+        first_index += *mine as u64;
     }
     let mut tick = |until: Instant| loop {
         let now = Instant::now();
@@ -236,19 +243,30 @@ struct Schedule {
 /// A thread's answer after opening its connections.
 #[derive(Debug)]
 struct Opened {
+    thread: usize,
     opened: usize,
     error: Option<String>,
+}
+
+/// The go signal: the clock, and where this thread's opened connections sit in the
+/// open-loop numbering.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    schedule: Schedule,
+    first_index: u64,
+    /// Connections opened over all threads.
+    connections: u64,
 }
 
 /// One worker thread's job.
 struct Worker {
     config: Arc<Config>,
     endpoint: Endpoint,
-    /// Global index of its first connection (spreads open-loop send times).
-    first_index: usize,
+    thread: usize,
+    /// Connections to open.
     count: usize,
     ready: mpsc::Sender<Opened>,
-    start: mpsc::Receiver<Option<Schedule>>,
+    start: mpsc::Receiver<Option<Start>>,
     progress: Option<Arc<Progress>>,
 }
 
@@ -275,6 +293,7 @@ impl Worker {
             Ok(rt) => rt,
             Err(e) => {
                 let _ = self.ready.send(Opened {
+                    thread: self.thread,
                     opened: 0,
                     error: Some(format!("starting an event loop: {e}")),
                 });
@@ -328,9 +347,13 @@ impl Worker {
             }
         }
         let opened = streams.iter().filter(|s| s.is_some()).count();
-        let _ = self.ready.send(Opened { opened, error });
-        let schedule = match self.start.recv() {
-            Ok(Some(schedule)) => schedule,
+        let _ = self.ready.send(Opened {
+            thread: self.thread,
+            opened,
+            error,
+        });
+        let start = match self.start.recv() {
+            Ok(Some(start)) => start,
             _ => return stats,
         };
         // Connections that failed to open stay closed: they are reported, not retried, so
@@ -344,10 +367,10 @@ impl Worker {
             head_request: config.head_request,
             keepalive: config.keepalive,
             timeout,
-            schedule,
+            schedule: start.schedule,
             open: config.rate.map(|rate| OpenLoop {
                 interval_s: 1.0 / rate,
-                connections: config.connections.get() as u64,
+                connections: start.connections,
             }),
             stats: RefCell::new(stats),
             progress: self.progress.clone(),
@@ -357,10 +380,9 @@ impl Worker {
         local.block_on(&runtime, async {
             let tasks: Vec<_> = streams
                 .into_iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.map(|s| (i, s)))
-                .map(|(i, stream)| {
-                    let index = (self.first_index + i) as u64;
+                .flatten()
+                .zip(start.first_index..)
+                .map(|(stream, index)| {
                     tokio::task::spawn_local(connection(ctx.clone(), index, stream))
                 })
                 .collect();
@@ -570,7 +592,11 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
         }
         if !ctx.keepalive || response.close {
             if let Some(io) = stream.take() {
-                C::close(io).await;
+                tokio::select! {
+                    biased;
+                    () = C::close(io) => {}
+                    () = &mut timer => {}
+                }
             }
             reader.clear();
         }
