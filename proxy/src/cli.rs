@@ -11,8 +11,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    Config, ConfigError, ListenerConfig, RuntimeModel, Timeouts, TlsConfig, Upstream,
-    DEFAULT_MAX_CONNECTIONS,
+    ClientAuthMode, Config, ConfigError, ListenerConfig, LogFormat, ProxyProtocol, RuntimeModel,
+    Timeouts, TlsConfig, Upstream, DEFAULT_MAX_CONNECTIONS, DEFAULT_TOP_CLIENTS,
 };
 use crate::tls::{Backend, TlsVersion};
 
@@ -40,7 +40,7 @@ pub enum Command {
 }
 
 /// Settings that can be given as flags; each overrides the config key of the same name.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
     /// Address to accept TLS on (replaces the config's listeners), e.g. 127.0.0.1:8443.
     #[arg(long)]
@@ -93,11 +93,36 @@ pub struct Flags {
     /// Shutdown grace period, e.g. 30s [timeouts.shutdown_grace].
     #[arg(long, value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Send a PROXY protocol header upstream, on every listener [listener.proxy_protocol].
+    #[arg(long, value_enum)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Expect a PROXY protocol header from a load balancer, on every listener
+    /// [listener.accept_proxy].
+    #[arg(long)]
+    pub accept_proxy: bool,
+    /// CA certificates (PEM) for client certificates, on every listener [listener.client_ca].
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required with --client-ca [listener.client_auth].
+    #[arg(long, value_enum)]
+    pub client_auth: Option<ClientAuthMode>,
+    /// Serve Prometheus metrics on this address at /metrics [metrics_listen].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Client addresses exported by per-client accounting; 0 turns it off [top_clients].
+    #[arg(long)]
+    pub top_clients: Option<usize>,
+    /// Log format on stderr [log_format; default text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log one event per connection at close [access_log].
+    #[arg(long)]
+    pub access_log: bool,
 }
 
 impl Flags {
     /// The config file (if any) with these flags applied, checked.
-    pub fn resolve(self, file: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn resolve(&self, file: Option<&Path>) -> Result<Config, ConfigError> {
         let source = file.unwrap_or(Path::new("command line"));
         let mut config = match file {
             Some(path) => Config::load(path)?,
@@ -114,20 +139,43 @@ impl Flags {
                 (None, [only]) => only.upstream.clone(),
                 (None, _) => return Err(missing("--upstream")),
             };
-            config.listeners = vec![ListenerConfig { listen, upstream }];
+            let mut one = config
+                .listeners
+                .first()
+                .cloned()
+                .unwrap_or_else(|| ListenerConfig::new(listen, upstream.clone()));
+            one.listen = listen;
+            one.upstream = upstream;
+            config.listeners = vec![one];
         } else if let Some(upstream) = &self.upstream {
             for l in &mut config.listeners {
                 l.upstream = upstream.clone();
             }
         }
+        for l in &mut config.listeners {
+            if self.proxy_protocol.is_some() {
+                l.proxy_protocol = self.proxy_protocol;
+            }
+            l.accept_proxy |= self.accept_proxy;
+            if self.client_ca.is_some() {
+                l.client_ca = self.client_ca.clone();
+            }
+            set(&mut l.client_auth, self.client_auth);
+        }
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
+        set(&mut config.top_clients, self.top_clients);
+        set(&mut config.log_format, self.log_format);
+        config.access_log |= self.access_log;
         let tls = &mut config.tls;
-        set(&mut tls.cert, self.cert);
-        set(&mut tls.key, self.key);
+        set(&mut tls.cert, self.cert.clone());
+        set(&mut tls.key, self.key.clone());
         set(&mut tls.backend, self.tls_backend);
         set(&mut tls.min_version, self.min_tls_version);
-        set(&mut tls.cipher_suites, self.cipher_suites);
-        set(&mut tls.kx_groups, self.kx_groups);
-        set(&mut tls.alpn, self.alpn);
+        set(&mut tls.cipher_suites, self.cipher_suites.clone());
+        set(&mut tls.kx_groups, self.kx_groups.clone());
+        set(&mut tls.alpn, self.alpn.clone());
         if self.no_session_resumption {
             tls.session_resumption = false;
         }
@@ -171,6 +219,10 @@ impl Flags {
             max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
                 .expect("constant is non-zero"),
             timeouts: Timeouts::default(),
+            metrics_listen: None,
+            top_clients: DEFAULT_TOP_CLIENTS,
+            log_format: LogFormat::default(),
+            access_log: false,
             tls: TlsConfig {
                 backend: Backend::default(),
                 min_version: TlsVersion::default(),
@@ -183,7 +235,7 @@ impl Flags {
                 key,
                 sni: Vec::new(),
             },
-            listeners: vec![ListenerConfig { listen, upstream }],
+            listeners: vec![ListenerConfig::new(listen, upstream)],
         })
     }
 }

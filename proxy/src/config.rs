@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::tls::{Backend, CertPaths, CertSet, TlsSettings, TlsVersion};
+use crate::tls::{Backend, CertPaths, CertSet, ClientAuth, TlsSettings, TlsVersion};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,6 +29,18 @@ pub struct Config {
     pub max_connections: NonZeroUsize,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; off when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per-client accounting: export the busiest N client addresses (0 = off).
+    #[serde(default = "default_top_clients")]
+    pub top_clients: usize,
+    /// Log line format on stderr.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// One log event per connection at close (client, TLS facts, bytes, duration, reason).
+    #[serde(default)]
+    pub access_log: bool,
     pub tls: TlsConfig,
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -44,6 +56,14 @@ pub enum RuntimeModel {
     PerCore,
     /// One tokio multi-thread runtime with work stealing and a shared listener.
     MultiThread,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -108,7 +128,8 @@ pub struct SniCert {
 }
 
 impl TlsConfig {
-    pub fn settings(&self) -> TlsSettings {
+    /// The TLS settings of one listener: these keys plus its client-certificate options.
+    pub fn settings(&self, listener: &ListenerConfig) -> TlsSettings {
         TlsSettings {
             backend: self.backend,
             min_version: self.min_version,
@@ -116,6 +137,10 @@ impl TlsConfig {
             kx_groups: self.kx_groups.clone(),
             alpn: self.alpn.clone(),
             session_resumption: self.session_resumption,
+            client_auth: listener.client_ca.as_ref().map(|ca| ClientAuth {
+                ca: ca.clone(),
+                required: listener.client_auth == ClientAuthMode::Required,
+            }),
         }
     }
 
@@ -150,6 +175,49 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// Where the decrypted bytes go.
     pub upstream: Upstream,
+    /// Send a PROXY protocol header to the upstream before any client byte.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Read a PROXY protocol header (v1 or v2) from a load balancer in front, before the
+    /// TLS handshake, and use its source address as the client's.
+    #[serde(default)]
+    pub accept_proxy: bool,
+    /// PEM CA certificates that client certificates must chain to (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: must a client present a certificate?
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+}
+
+impl ListenerConfig {
+    pub fn new(listen: SocketAddr, upstream: Upstream) -> Self {
+        ListenerConfig {
+            listen,
+            upstream,
+            proxy_protocol: None,
+            accept_proxy: false,
+            client_ca: None,
+            client_auth: ClientAuthMode::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// No certificate, no connection.
+    #[default]
+    Required,
+    /// A certificate is asked for; a client may send none.
+    Optional,
 }
 
 /// An upstream address: `unix:/path/to.sock` or `tcp:host:port`.
@@ -277,6 +345,14 @@ impl Config {
                 ));
             }
         }
+        for l in &self.listeners {
+            if l.client_auth == ClientAuthMode::Optional && l.client_ca.is_none() {
+                return Err(invalid(
+                    "listener.client_auth",
+                    format!("{}: client_auth needs client_ca", l.listen),
+                ));
+            }
+        }
         for s in &self.tls.sni {
             if s.name.is_empty() || s.name.contains(['*', ' ', '/']) {
                 return Err(invalid(
@@ -300,10 +376,16 @@ fn default_max_connections() -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS).expect("constant is non-zero")
 }
 
+fn default_top_clients() -> usize {
+    DEFAULT_TOP_CLIENTS
+}
+
 fn yes() -> bool {
     true
 }
 
+/// Client addresses exported by per-client accounting, when metrics are on.
+pub const DEFAULT_TOP_CLIENTS: usize = 100;
 /// Default connection cap: far above what one core serves, below typical hard fd limits.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 
@@ -398,7 +480,13 @@ upstream = "unix:/run/app.sock"
         assert_eq!(example.timeouts, minimal.timeouts);
         assert_eq!(example.runtime, minimal.runtime);
         assert_eq!(example.max_connections, minimal.max_connections);
-        assert_eq!(example.tls.settings(), minimal.tls.settings());
+        assert_eq!(
+            example.tls.settings(&example.listeners[0]),
+            minimal.tls.settings(&minimal.listeners[0])
+        );
+        assert_eq!(example.top_clients, minimal.top_clients);
+        assert_eq!(example.log_format, minimal.log_format);
+        assert_eq!(example.access_log, minimal.access_log);
         assert_eq!(example.tls.strict_sni, minimal.tls.strict_sni);
     }
 

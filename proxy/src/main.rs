@@ -1,86 +1,131 @@
-//! `proxy`: parse flags and config, set up logging, bind, serve until SIGTERM/SIGINT.
+//! `proxy`: parse flags and config, set up logging, bind, serve until SIGTERM/SIGINT;
+//! SIGHUP reloads certificates and TLS settings.
 //! Exit codes: 0 after a clean stop, 2 for a bad flag, config or certificate, 1 otherwise.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
-use proxy::cli::{Cli, Command};
-use proxy::config::Config;
+use proxy::cli::{Cli, Command, Flags};
+use proxy::config::{Config, LogFormat};
 use proxy::server;
 use proxy::tls::Acceptor;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let (config, check_only) = match cli.command {
-        Some(Command::Check { config, flags }) => (flags.resolve(Some(&config)), Some(config)),
-        None => (cli.flags.resolve(cli.config.as_deref()), None),
+    let (file, flags, check_only) = match cli.command {
+        Some(Command::Check { config, flags }) => (Some(config), flags, true),
+        None => (cli.config, cli.flags, false),
     };
-    let prepared = config.map_err(anyhow::Error::from).and_then(|c| {
-        let acceptor = Acceptor::build(&c.tls.settings(), &c.tls.cert_set())?;
-        Ok((c, acceptor))
-    });
-    let (config, acceptor) = match prepared {
+    let prepared = flags
+        .resolve(file.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|c| Ok((server::build_acceptors(&c)?, c)));
+    let (acceptors, config) = match prepared {
         Ok(ready) => ready,
         Err(e) => {
             eprintln!("proxy: {e:#}");
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = check_only {
-        println!("{}: ok", path.display());
+    if check_only {
+        println!(
+            "{}: ok",
+            file.as_deref().unwrap_or("command line".as_ref()).display()
+        );
         return ExitCode::SUCCESS;
     }
-    match serve(config, acceptor) {
+    init_tracing(config.log_format);
+    match serve(config, acceptors, file, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e:#}");
             eprintln!("proxy: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve(config: Config, acceptor: Acceptor) -> anyhow::Result<()> {
-    use anyhow::Context;
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+fn serve(
+    config: Config,
+    acceptors: Vec<Acceptor>,
+    file: Option<PathBuf>,
+    flags: Flags,
+) -> anyhow::Result<()> {
     if let Err(e) = proxy::sys::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     let workers = proxy::sys::worker_count(config.threads).get();
-    let bound = server::bind(&config, workers)?;
+    let shared = server::Shared::new(&config);
+    let bound = server::bind(&config, acceptors, &shared, workers)?;
+    let listeners: Vec<Arc<server::Listener>> = bound.iter().map(|b| b.listener.clone()).collect();
     // Signal handlers go in before the readiness line: a SIGTERM right after it must
-    // mean a graceful stop.
-    let signals = tokio::runtime::Builder::new_current_thread()
+    // mean a graceful stop, and a SIGHUP a reload.
+    let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the signal runtime")?;
-    let shutdown = {
-        let _guard = signals.enter();
-        proxy::sys::ShutdownSignal::register().context("installing signal handlers")?
+        .context("starting the control runtime")?;
+    let (shutdown, mut hangup) = {
+        let _guard = control.enter();
+        let shutdown =
+            proxy::sys::ShutdownSignal::register().context("installing signal handlers")?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        (shutdown, hangup)
     };
-    tracing::info!(
-        workers,
-        runtime = ?config.runtime,
-        backend = %acceptor.backend(),
-        "proxy: starting"
-    );
-    for b in &bound {
-        println!("listening on {}", b.addr);
+    tracing::info!(workers, runtime = ?config.runtime, backend = %config.tls.backend, "proxy: starting");
+    for l in &listeners {
+        println!("listening on {}", l.addr);
     }
-    let shared = server::Shared::new(acceptor, &config);
+    let until_stopped = async move {
+        let stop = shutdown.recv();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = hangup.recv() => reload(&listeners, file.as_deref(), &flags),
+            }
+        }
+    };
     server::run(
         bound,
         shared,
         config.runtime,
         workers,
         config.timeouts.shutdown_grace,
-        shutdown.recv(),
+        until_stopped,
     )?;
     tracing::info!("proxy: stopped");
     Ok(())
+}
+
+/// SIGHUP: re-read the config file (if any) and the certificates it names; keep the old
+/// ones on any error.
+fn reload(listeners: &[Arc<server::Listener>], file: Option<&std::path::Path>, flags: &Flags) {
+    let result = flags
+        .resolve(file)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok(server::reload(listeners, &config)?));
+    match result {
+        Ok(()) => tracing::info!("reload: certificates and TLS settings reloaded"),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload failed; still serving the previous certificates")
+        }
+    }
 }

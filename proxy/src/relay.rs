@@ -27,6 +27,8 @@ use tokio::time::{Instant, Sleep};
 pub struct RelayStats {
     pub client_to_upstream: u64,
     pub upstream_to_client: u64,
+    /// Which side ended its sending first (EOF or close_notify), if either did.
+    pub first_close: Option<Side>,
 }
 
 /// How a relay ended.
@@ -84,6 +86,7 @@ where
         idle,
         idle_timer: Box::pin(tokio::time::sleep(idle)),
         last_progress: Instant::now(),
+        first_close: None,
     };
     std::future::poll_fn(|cx| r.poll_relay(cx))
         .await
@@ -104,6 +107,7 @@ struct Relay<'a, C: ?Sized, U: ?Sized> {
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     last_progress: Instant,
+    first_close: Option<Side>,
 }
 
 type HalfError = (Side, &'static str, io::Error);
@@ -127,6 +131,13 @@ where
             &mut *self.client,
             (Side::Upstream, Side::Client),
         )?;
+        if self.first_close.is_none() {
+            if self.to_upstream.read_eof {
+                self.first_close = Some(Side::Client);
+            } else if self.to_client.read_eof {
+                self.first_close = Some(Side::Upstream);
+            }
+        }
         if up.is_ready() && down.is_ready() {
             return Poll::Ready(Ok(Outcome::Done));
         }
@@ -149,6 +160,7 @@ where
         RelayStats {
             client_to_upstream: self.to_upstream.bytes,
             upstream_to_client: self.to_client.bytes,
+            first_close: self.first_close,
         }
     }
 }

@@ -12,23 +12,26 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use crate::config::{Config, RuntimeModel, Timeouts, Upstream};
+use crate::config::{Config, ListenerConfig, RuntimeModel, Timeouts, Upstream};
 use crate::io::ReadAhead;
-use crate::relay::{relay, Outcome, RelayError, Side};
+use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
-use crate::tls::Acceptor;
+use crate::tls::{Acceptor, HandshakeInfo, LoadedCerts, TlsError, TlsStream};
 
 /// State every worker and connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    pub acceptor: Acceptor,
     pub timeouts: Timeouts,
+    /// One log event per connection at close.
+    pub access_log: bool,
     pub max_connections: usize,
     pub counters: Counters,
     /// Woken when the last connection closes (shutdown waits on it).
@@ -50,10 +53,10 @@ pub struct Counters {
 }
 
 impl Shared {
-    pub fn new(acceptor: Acceptor, config: &Config) -> Arc<Self> {
+    pub fn new(config: &Config) -> Arc<Self> {
         Arc::new(Shared {
-            acceptor,
             timeouts: config.timeouts,
+            access_log: config.access_log,
             max_connections: config.max_connections.get(),
             counters: Counters::default(),
             all_closed: Notify::new(),
@@ -103,17 +106,44 @@ impl Drop for Slot {
     }
 }
 
-/// A configured listener with its bound sockets: one per worker (per-core model) or one.
+/// One configured listener: what every connection accepted on it needs.
 #[derive(Debug)]
-pub struct Bound {
+pub struct Listener {
+    /// The bound address (port 0 resolved).
     pub addr: SocketAddr,
     pub upstream: Upstream,
+    /// Swapped whole on reload; each handshake loads it once.
+    pub acceptor: ArcSwap<Acceptor>,
+    pub config: ListenerConfig,
+    pub shared: Arc<Shared>,
+}
+
+/// A listener with its sockets: one per worker (per-core model), or one.
+#[derive(Debug)]
+pub struct Bound {
+    pub listener: Arc<Listener>,
     sockets: Vec<std::net::TcpListener>,
+}
+
+/// Builds every listener's acceptor, reading each certificate file once. All or nothing:
+/// a reload with one bad listener keeps every old acceptor.
+pub fn build_acceptors(config: &Config) -> Result<Vec<Acceptor>, TlsError> {
+    let certs = LoadedCerts::load(&config.tls.cert_set())?;
+    config
+        .listeners
+        .iter()
+        .map(|l| Acceptor::from_loaded(&config.tls.settings(l), &certs))
+        .collect()
 }
 
 /// Binds every listener of `config` for `workers` workers. Port 0 is resolved by the first
 /// socket, and the others join that port.
-pub fn bind(config: &Config, workers: usize) -> io::Result<Vec<Bound>> {
+pub fn bind(
+    config: &Config,
+    acceptors: Vec<Acceptor>,
+    shared: &Arc<Shared>,
+    workers: usize,
+) -> io::Result<Vec<Bound>> {
     let per_listener = match config.runtime {
         RuntimeModel::PerCore => workers,
         RuntimeModel::MultiThread => 1,
@@ -121,7 +151,8 @@ pub fn bind(config: &Config, workers: usize) -> io::Result<Vec<Bound>> {
     config
         .listeners
         .iter()
-        .map(|l| {
+        .zip(acceptors)
+        .map(|(l, acceptor)| {
             let first = reuseport_socket(l.listen)?;
             let addr = first.local_addr()?;
             let mut sockets = vec![first];
@@ -129,12 +160,38 @@ pub fn bind(config: &Config, workers: usize) -> io::Result<Vec<Bound>> {
                 sockets.push(reuseport_socket(addr)?);
             }
             Ok(Bound {
-                addr,
-                upstream: l.upstream.clone(),
+                listener: Arc::new(Listener {
+                    addr,
+                    upstream: l.upstream.clone(),
+                    acceptor: ArcSwap::from_pointee(acceptor),
+                    config: l.clone(),
+                    shared: shared.clone(),
+                }),
                 sockets,
             })
         })
         .collect()
+}
+
+/// Re-reads certificates and TLS settings from `config` into the running listeners
+/// (matched by configured address). Established connections keep their session; new
+/// handshakes use the new acceptor. On any error nothing changes.
+pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsError> {
+    let acceptors = build_acceptors(config)?;
+    for l in listeners {
+        let found = config
+            .listeners
+            .iter()
+            .position(|c| c.listen == l.config.listen);
+        match found {
+            Some(i) => l.acceptor.store(Arc::new(acceptors[i].clone())),
+            None => tracing::warn!(
+                listen = %l.config.listen,
+                "reload: listener no longer in the config; adding or removing listeners needs a restart"
+            ),
+        }
+    }
+    Ok(())
 }
 
 fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -170,11 +227,11 @@ pub fn run(
             // Pin worker i to CPU i when there is one CPU per worker, as HAProxy's cpu-map.
             let pin = cpus.len() == workers && workers > 1;
             let mut threads = Vec::with_capacity(workers);
-            let mut per_worker: Vec<Vec<(std::net::TcpListener, Upstream)>> =
+            let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<Listener>)>> =
                 (0..workers).map(|_| Vec::new()).collect();
             for b in bound {
                 for (i, socket) in b.sockets.into_iter().enumerate() {
-                    per_worker[i % workers].push((socket, b.upstream.clone()));
+                    per_worker[i % workers].push((socket, b.listener.clone()));
                 }
             }
             for (i, listeners) in per_worker.into_iter().enumerate() {
@@ -212,8 +269,8 @@ pub fn run(
             let listeners = bound
                 .into_iter()
                 .flat_map(|b| {
-                    let upstream = b.upstream;
-                    b.sockets.into_iter().map(move |s| (s, upstream.clone()))
+                    let listener = b.listener;
+                    b.sockets.into_iter().map(move |s| (s, listener.clone()))
                 })
                 .collect();
             let work = rt.spawn(worker(listeners, shared, stop_rx, grace));
@@ -229,19 +286,15 @@ pub fn run(
 
 /// One worker: accept on its listeners until told to stop, then drain.
 async fn worker(
-    listeners: Vec<(std::net::TcpListener, Upstream)>,
+    listeners: Vec<(std::net::TcpListener, Arc<Listener>)>,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> io::Result<()> {
     let mut loops = tokio::task::JoinSet::new();
-    for (socket, upstream) in listeners {
-        let listener = TcpListener::from_std(socket)?;
-        let ctx = Arc::new(ListenerCtx {
-            shared: shared.clone(),
-            upstream,
-        });
-        loops.spawn(accept_loop(listener, ctx, stop.clone()));
+    for (socket, listener) in listeners {
+        let socket = TcpListener::from_std(socket)?;
+        loops.spawn(accept_loop(socket, listener, stop.clone()));
     }
     while loops.join_next().await.is_some() {}
     // Listeners are closed now: no new connection is accepted during the grace period.
@@ -255,17 +308,7 @@ async fn worker(
     Ok(())
 }
 
-#[derive(Debug)]
-struct ListenerCtx {
-    shared: Arc<Shared>,
-    upstream: Upstream,
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<ListenerCtx>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch::Receiver<bool>) {
     let mut backoff = AcceptBackoff::default();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -298,33 +341,46 @@ async fn accept_loop(
 }
 
 /// One client connection, start to end.
-async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, _slot: Slot) {
+async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, _slot: Slot) {
     let shared = &ctx.shared;
     let timeouts = &shared.timeouts;
+    let mut log = AccessLog::new(peer, shared.access_log);
     let _ = tcp.set_nodelay(true);
-    let handshake = shared.acceptor.accept(ReadAhead::new(tcp));
+    let acceptor = ctx.acceptor.load_full();
+    let handshake = acceptor.accept(ReadAhead::new(tcp));
     let mut tls = match tokio::time::timeout(timeouts.handshake, handshake).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        failed => {
             shared
                 .counters
                 .handshake_failures
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, side = "client", error = %e, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            shared
-                .counters
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, side = "client", "handshake timed out");
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("no handshake within {:?}", timeouts.handshake),
+            };
+            // A refused client certificate is worth an operator's attention; garbage and
+            // scanners are routine on the internet and stay at debug.
+            if reason.contains("certificate") {
+                static LIMIT: LogLimit = LogLimit::new();
+                if let Some(more) = LIMIT.allow(LOG_EVERY) {
+                    tracing::warn!(%peer, side = "client", error = %reason, suppressed = more,
+                        "client certificate rejected");
+                }
+            } else {
+                tracing::debug!(%peer, side = "client", error = %reason, "handshake failed");
+            }
+            log.finish(
+                "handshake_failed",
+                Some(Side::Client),
+                RelayStats::default(),
+            );
             return;
         }
     };
-    let upstream = match tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream))
-        .await
-    {
+    log.handshake_done(&tls);
+    let connect = tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream));
+    let upstream = match connect.await {
         Ok(Ok(up)) => up,
         failed => {
             shared
@@ -342,6 +398,11 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, _slot: 
             }
             // close_notify + FIN, so the client learns at once rather than by a timeout.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+            log.finish(
+                "upstream_connect_failed",
+                Some(Side::Upstream),
+                RelayStats::default(),
+            );
             return;
         }
     };
@@ -349,35 +410,93 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerCtx>, _slot: 
         UpstreamStream::Unix(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
         UpstreamStream::Tcp(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
     };
-    let stats = match &result {
-        Ok((_, stats)) => *stats,
-        Err(e) => e.stats,
+    let (reason, side, stats) = match result {
+        Ok((Outcome::Done, stats)) => ("done", stats.first_close, stats),
+        Ok((Outcome::IdleTimeout, stats)) => {
+            tracing::debug!(%peer, timeout = ?timeouts.idle, "idle timeout; closing");
+            ("idle_timeout", None, stats)
+        }
+        Err(RelayError {
+            side,
+            op,
+            source,
+            stats,
+        }) => {
+            // Resets by either peer are routine; log them at debug, the rest as warnings.
+            let routine = matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            );
+            if side == Side::Upstream && !routine {
+                tracing::warn!(%peer, side = "upstream", op, error = %source, "relay failed");
+            } else {
+                tracing::debug!(%peer, side = side.name(), op, error = %source, "relay failed");
+            }
+            let reason = match side {
+                Side::Client => "client_error",
+                Side::Upstream => "upstream_error",
+            };
+            (reason, Some(side), stats)
+        }
     };
     let c = &shared.counters;
     c.bytes_client_to_upstream
         .fetch_add(stats.client_to_upstream, Ordering::Relaxed);
     c.bytes_upstream_to_client
         .fetch_add(stats.upstream_to_client, Ordering::Relaxed);
-    match result {
-        Ok((Outcome::Done, _)) => {}
-        Ok((Outcome::IdleTimeout, _)) => {
-            tracing::debug!(%peer, timeout = ?timeouts.idle, "idle timeout; closing");
+    log.finish(reason, side, stats);
+}
+
+/// The access-log event of one connection; does nothing (and allocates nothing) when the
+/// access log is off.
+struct AccessLog {
+    on: bool,
+    peer: SocketAddr,
+    started: Instant,
+    handshake: Duration,
+    tls: Option<HandshakeInfo>,
+}
+
+impl AccessLog {
+    fn new(peer: SocketAddr, on: bool) -> Self {
+        AccessLog {
+            on,
+            peer,
+            started: Instant::now(),
+            handshake: Duration::ZERO,
+            tls: None,
         }
-        Err(RelayError {
-            side, op, source, ..
-        }) => {
-            // Resets by either peer are routine; log them at debug, the rest as warnings.
-            if matches!(
-                source.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-            ) {
-                tracing::debug!(%peer, side = side.name(), op, error = %source, "connection reset");
-            } else if side == Side::Upstream {
-                tracing::warn!(%peer, side = "upstream", op, error = %source, "relay failed");
-            } else {
-                tracing::debug!(%peer, side = "client", op, error = %source, "relay failed");
-            }
+    }
+
+    fn handshake_done<IO>(&mut self, tls: &TlsStream<IO>) {
+        if self.on {
+            self.handshake = self.started.elapsed();
+            self.tls = Some(tls.info());
         }
+    }
+
+    fn finish(self, reason: &str, side: Option<Side>, stats: RelayStats) {
+        if !self.on {
+            return;
+        }
+        let tls = self.tls.unwrap_or_default();
+        tracing::info!(
+            target: "access",
+            client = %self.peer,
+            sni = tls.sni.as_deref().unwrap_or("-"),
+            alpn = tls.alpn.as_deref().unwrap_or("-"),
+            tls_version = %tls.version,
+            cipher = %tls.cipher_suite,
+            resumed = tls.resumed,
+            client_cn = tls.client_cert.as_ref().and_then(|c| c.subject_cn.as_deref()).unwrap_or("-"),
+            handshake_us = self.handshake.as_micros() as u64,
+            bytes_in = stats.client_to_upstream,
+            bytes_out = stats.upstream_to_client,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            close = reason,
+            side = side.map_or("-", Side::name),
+            "connection closed"
+        );
     }
 }
 

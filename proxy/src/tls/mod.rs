@@ -127,6 +127,18 @@ pub struct TlsSettings {
     pub alpn: Vec<String>,
     /// TLS 1.3 tickets (keys rotated automatically) and the TLS 1.2 session cache.
     pub session_resumption: bool,
+    /// Verify client certificates (mutual TLS); `None` asks for none.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Mutual TLS: which CAs client certificates must chain to, and whether one is required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM file with one or more CA certificates.
+    pub ca: PathBuf,
+    /// `true`: a client without an acceptable certificate fails the handshake.
+    /// `false`: a client may send none, but one it sends must verify.
+    pub required: bool,
 }
 
 impl Default for TlsSettings {
@@ -138,6 +150,7 @@ impl Default for TlsSettings {
             kx_groups: Vec::new(),
             alpn: Vec::new(),
             session_resumption: true,
+            client_auth: None,
         }
     }
 }
@@ -155,6 +168,55 @@ pub struct HandshakeInfo {
     pub sni: Option<String>,
     /// The client resumed an earlier session (ticket or session id).
     pub resumed: bool,
+    /// The client's certificate, with mutual TLS.
+    pub client_cert: Option<ClientCertInfo>,
+}
+
+/// What the proxy learned of a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientCertInfo {
+    /// The certificate chained to the configured CA.
+    pub verified: bool,
+    /// The subject's common name, if it has one.
+    pub subject_cn: Option<String>,
+}
+
+/// The subject CN of a DER certificate (OpenSSL parses it for both backends).
+pub(crate) fn subject_cn(der: &[u8]) -> Option<String> {
+    let cert = ::openssl::x509::X509::from_der(der).ok()?;
+    let entry = cert
+        .subject_name()
+        .entries_by_nid(::openssl::nid::Nid::COMMONNAME)
+        .next()?;
+    entry.data().to_string().ok()
+}
+
+/// The exact (non-wildcard) DNS names in a certificate's subjectAltName, lower-cased.
+fn dns_names(der: &[u8]) -> Vec<String> {
+    let Ok(cert) = ::openssl::x509::X509::from_der(der) else {
+        return Vec::new();
+    };
+    cert.subject_alt_names()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
+        .filter(|n| !n.contains('*'))
+        .collect()
+}
+
+/// Reads the CA certificates of a [`ClientAuth`], with errors naming the file.
+pub fn load_client_ca(auth: &ClientAuth) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_file("client CA", &auth.ca)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(&auth.ca, "CERTIFICATE", e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoPem {
+            what: "CERTIFICATE",
+            path: auth.ca.clone(),
+        });
+    }
+    Ok(certs)
 }
 
 /// Why building an acceptor or a handshake failed. Messages name the file or option.
@@ -224,13 +286,24 @@ pub struct LoadedCerts {
 
 impl LoadedCerts {
     pub fn load(set: &CertSet) -> Result<Self, TlsError> {
+        let default = load_pair(&set.default)?;
+        let mut by_sni: Vec<(String, LoadedCert)> = set
+            .by_sni
+            .iter()
+            .map(|(name, paths)| Ok((name.to_ascii_lowercase(), load_pair(paths)?)))
+            .collect::<Result<_, TlsError>>()?;
+        if set.strict_sni {
+            // Strict SNI refuses names no certificate is for; the default certificate's
+            // own DNS names are names it is for.
+            for name in dns_names(&default.chain[0]) {
+                if !by_sni.iter().any(|(n, _)| *n == name) {
+                    by_sni.push((name, default.clone()));
+                }
+            }
+        }
         Ok(LoadedCerts {
-            default: load_pair(&set.default)?,
-            by_sni: set
-                .by_sni
-                .iter()
-                .map(|(name, paths)| Ok((name.to_ascii_lowercase(), load_pair(paths)?)))
-                .collect::<Result<_, TlsError>>()?,
+            default,
+            by_sni,
             strict_sni: set.strict_sni,
         })
     }

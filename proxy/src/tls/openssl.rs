@@ -11,16 +11,18 @@ use std::ffi::CStr;
 use std::pin::Pin;
 
 use openssl::pkey::PKey;
+use openssl::ssl::SslVerifyMode;
 use openssl::ssl::{
     AlpnError, NameType, SniError, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode,
     SslOptions, SslRef, SslSessionCacheMode, SslVersion,
 };
-use openssl::x509::X509;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509VerifyResult, X509};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    canonical_group, canonical_suite, Backend, HandshakeInfo, LoadedCert, LoadedCerts, TlsError,
-    TlsSettings, TlsVersion,
+    canonical_group, canonical_suite, load_client_ca, subject_cn, Backend, ClientCertInfo,
+    HandshakeInfo, LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
 };
 
 const BACKEND: Backend = Backend::Openssl;
@@ -98,6 +100,10 @@ pub fn info<IO>(stream: &tokio_openssl::SslStream<IO>) -> HandshakeInfo {
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         sni: ssl.servername(NameType::HOST_NAME).map(str::to_owned),
         resumed: ssl.session_reused(),
+        client_cert: ssl.peer_certificate().map(|cert| ClientCertInfo {
+            verified: ssl.verify_result() == X509VerifyResult::OK,
+            subject_cn: cert.to_der().ok().and_then(|der| subject_cn(&der)),
+        }),
     }
 }
 
@@ -164,6 +170,32 @@ fn context_builder(
         b.set_session_cache_mode(SslSessionCacheMode::OFF);
         b.set_options(SslOptions::NO_TICKET);
         b.set_num_tickets(0).map_err(lib("num_tickets"))?;
+    }
+
+    if let Some(auth) = &settings.client_auth {
+        let bad_ca = |e: openssl::error::ErrorStack| TlsError::BadPem {
+            path: auth.ca.clone(),
+            detail: e.to_string(),
+        };
+        let mut store = X509StoreBuilder::new().map_err(lib("X509_STORE_new"))?;
+        let mut names = openssl::stack::Stack::new().map_err(lib("client CA list"))?;
+        for ca in load_client_ca(auth)? {
+            let ca = X509::from_der(&ca).map_err(bad_ca)?;
+            names
+                .push(ca.subject_name().to_owned().map_err(bad_ca)?)
+                .map_err(bad_ca)?;
+            store.add_cert(ca).map_err(bad_ca)?;
+        }
+        b.set_verify_cert_store(store.build())
+            .map_err(lib("client CA store"))?;
+        // Tell clients which CAs we accept, as rustls does.
+        b.set_client_ca_list(names);
+        let mode = if auth.required {
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+        } else {
+            SslVerifyMode::PEER
+        };
+        b.set_verify(mode);
     }
 
     let mut chain = cert.chain.iter();

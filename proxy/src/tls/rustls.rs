@@ -8,14 +8,15 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ResolvesServerCert, ServerSessionMemoryCache,
+    WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, InconsistentKeys, ProtocolVersion, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    canonical_group, canonical_suite, Backend, HandshakeInfo, LoadedCert, LoadedCerts, TlsError,
-    TlsSettings, TlsVersion,
+    canonical_group, canonical_suite, load_client_ca, subject_cn, Backend, ClientCertInfo,
+    HandshakeInfo, LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
 };
 
 /// A rustls acceptor; clones share one `ServerConfig`.
@@ -76,11 +77,34 @@ pub fn server_config(
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| library(backend, "protocol versions", e))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| library(backend, "protocol versions", e))?;
+    let builder = match &settings.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in load_client_ca(auth)? {
+                roots.add(ca).map_err(|e| TlsError::BadPem {
+                    path: auth.ca.clone(),
+                    detail: e.to_string(),
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier.build().map_err(|e| TlsError::Library {
+                backend,
+                context: "client certificate verifier",
+                detail: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
 
     config.alpn_protocols = settings
         .alpn
@@ -123,6 +147,14 @@ pub fn info<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> HandshakeInfo {
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         sni: conn.server_name().map(str::to_owned),
         resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        // rustls only completes a handshake whose client certificate verified.
+        client_cert: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| ClientCertInfo {
+                verified: true,
+                subject_cn: subject_cn(leaf),
+            }),
     }
 }
 
