@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -129,3 +129,7 @@ fn reload(listeners: &[Arc<server::Listener>], file: Option<&std::path::Path>, f
         }
     }
 }
+
+/// Our own events at info; the TLS libraries' per-connection complaints (rustls warns for
+/// every client that sends an IP address as SNI, as wrk does) only when they are errors.
+const DEFAULT_LOG: &str = "info,rustls=error";
