@@ -9,10 +9,12 @@
 //! - [`relay`]: the bidirectional, half-close aware copy.
 //! - [`io`]: `ReadAhead`, which batches a TLS library's small socket reads.
 //! - [`sys`]: process-level helpers (affinity-sized worker counts, fd limits, signals).
+//! - [`metrics`]: counters, histograms, bounded per-client accounting and `/metrics`.
 
 pub mod cli;
 pub mod config;
 pub mod io;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod sys;
