@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proxy::io::ReadAhead;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -143,10 +144,12 @@ impl TlsConnector {
 }
 
 impl Connector for TlsConnector {
-    type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+    /// rustls reads the socket 4 KiB at a time; `ReadAhead` (the proxy's) turns a 10 KB
+    /// response's three `recv` calls into one.
+    type Stream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
 
     async fn connect(&self) -> Result<(Self::Stream, Option<Negotiated>), ConnectError> {
-        let tcp = tcp_connect(self.addr).await?;
+        let tcp = ReadAhead::new(tcp_connect(self.addr).await?);
         let stream = self
             .connector
             .connect(self.name.clone(), tcp)
