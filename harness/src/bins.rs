@@ -36,6 +36,8 @@ impl Bins {
     /// The binaries in `dir`; fails naming every one that is missing (only `loadgen` is
     /// needed when `remote` is set).
     pub fn locate(dir: &Path, remote: bool) -> anyhow::Result<Bins> {
+        // Absolute, so meta.json and the logs say exactly which binaries ran.
+        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
         let bins = Bins {
             dir: dir.to_owned(),
             proxy: dir.join("proxy"),

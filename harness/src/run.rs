@@ -515,7 +515,7 @@ fn base_row(ctx: &RunCtx<'_>, m: &Measurement) -> Row {
     } else {
         m.variant.config.is_tls()
     };
-    Row {
+    let mut row = Row {
         config: if remote {
             "remote".to_owned()
         } else {
@@ -534,7 +534,12 @@ fn base_row(ctx: &RunCtx<'_>, m: &Measurement) -> Row {
         server_cpus: (!remote).then(|| ctx.split.server.to_string()),
         client_cpus: Some(ctx.split.client.to_string()),
         ..Row::default()
+    };
+    if let Some(warning) = &ctx.split.warning {
+        // Said in every row (status unchanged) so that analysis of the CSV alone sees it.
+        row.flag(Status::Ok, warning);
     }
+    row
 }
 
 /// `1-proxy-rustls-aws-lc-1000`: names the measurement's log files.
