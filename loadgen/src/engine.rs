@@ -456,6 +456,11 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
     };
 
     loop {
+        // After a failed connect, wait before the next try (not counted as latency).
+        if stream.is_none() && !backoff.is_zero() {
+            let resume = (Instant::now() + backoff).min(end);
+            tokio::time::sleep_until(resume.into()).await;
+        }
         // When to start this request.
         let intended = match ctx.open {
             Some(open) => {
@@ -487,10 +492,6 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
             .reset((started + ctx.timeout).min(end).into());
 
         if stream.is_none() {
-            if !backoff.is_zero() {
-                let resume = (started + backoff).min(end);
-                tokio::time::sleep_until(resume.into()).await;
-            }
             let connected = tokio::select! {
                 biased;
                 r = ctx.connector.connect() => Some(r),

@@ -394,17 +394,21 @@ async fn no_keepalive_and_tls_resumption() {
             (requests..=requests + 2).contains(&handshakes),
             "resume {resume}: {handshakes} handshakes for {requests} requests"
         );
-        assert_eq!(
-            int(&report, "/tls/handshakes"),
-            handshakes,
-            "client and server agree"
+        // Client and server agree, but for handshakes cut short by the end of the run.
+        let client = int(&report, "/tls/handshakes");
+        assert!(
+            client.abs_diff(handshakes) <= 2,
+            "client saw {client}, server {handshakes}"
         );
         if resume {
             assert!(
                 resumed * 2 >= handshakes,
                 "only {resumed} of {handshakes} handshakes resumed"
             );
-            assert_eq!(int(&report, "/tls/resumed"), resumed);
+            assert!(
+                int(&report, "/tls/resumed").abs_diff(resumed) <= 2,
+                "{report:#}"
+            );
         } else {
             assert_eq!(resumed, 0);
         }
