@@ -426,8 +426,65 @@ fn bytes(n: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
     use super::*;
-    use crate::stats::new_histogram;
+    use crate::cpu::CpuTimes;
+    use crate::stats::{new_histogram, Stats};
+
+    #[test]
+    fn a_short_handed_saturated_run_says_so() {
+        let config = crate::cli::Args::parse_from([
+            "loadgen",
+            "-c",
+            "100",
+            "--rate",
+            "1000",
+            "http://127.0.0.1:1/",
+        ])
+        .into_config()
+        .unwrap();
+        let mut stats = Stats::new(true);
+        for _ in 0..100 {
+            stats.record(Duration::from_millis(2), Duration::from_millis(1), 10, 10);
+        }
+        stats.ok = 100;
+        stats.late = 50;
+        let result = RunResult {
+            stats,
+            threads: 1,
+            connections_opened: 80,
+            measured: Duration::from_secs(10),
+            warmup: Duration::ZERO,
+            cpu: CpuTimes {
+                user: Duration::from_secs(7),
+                sys: Duration::from_millis(2700),
+            },
+            cpus: 1,
+        };
+        let report = Report::new(&config, &result);
+        assert_eq!(report.cpu.utilization, 0.97);
+        assert!(report.cpu.saturated);
+        assert_eq!(report.warnings[0], "only 80 of 100 connections opened");
+        assert_eq!(report.warnings[1], "load generator CPU saturated (97%)");
+        assert!(
+            report.warnings[2].starts_with("50.0% of requests started more than 1 ms"),
+            "{:?}",
+            report.warnings
+        );
+        let text = text(&report, &result);
+        assert!(
+            text.contains("WARNING: only 80 of 100 connections opened"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WARNING: load generator CPU saturated (97%)"),
+            "{text}"
+        );
+        assert!(text.contains("Uncorrected latency"), "{text}");
+    }
 
     #[test]
     fn hdr_text_has_the_standard_table_and_footer() {

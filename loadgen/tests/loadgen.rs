@@ -484,6 +484,47 @@ async fn bad_input_and_unreachable_targets() {
     assert_eq!(int(&report, "/errors/total"), 0);
 }
 
+/// A server slower than `--timeout`: every request times out (and its connection is
+/// replaced), nothing succeeds, exit 1 with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_counted() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour {
+        delay: Duration::from_secs(2),
+        ..Behaviour::default()
+    })
+    .await;
+    let run = loadgen(&[
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--timeout",
+        "200ms",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let report = run.json();
+    assert_eq!(int(&report, "/requests"), 0);
+    assert!(int(&report, "/errors/timeout") >= 4, "{report:#}");
+    assert_eq!(
+        int(&report, "/errors/timeout"),
+        int(&report, "/errors/total")
+    );
+    assert!(
+        run.stderr.contains("no response within 200ms"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        server.counters.get(&server.counters.connections) > 2,
+        "timed-out connections are replaced"
+    );
+}
+
 /// The TLS parameters asked for are the ones negotiated and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_parameters_are_forced() {
