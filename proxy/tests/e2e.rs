@@ -567,6 +567,176 @@ async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case
     assert_eq!(status.code(), Some(0), "log: {}", proxy.log());
 }
 
+// ---- mutual TLS --------------------------------------------------------------------
+
+#[rstest]
+#[case::rustls("rustls-aws-lc")]
+#[case::openssl("openssl")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(#[case] backend: &str) {
+    let pki = pki();
+    let dir = pki.dir.path();
+    let ca = TestCa::new(dir, "client-ca");
+    let ca_file = dir.join("ca.pem");
+    std::fs::copy(&ca.path, &ca_file).unwrap();
+    let upstream = Upstream::start(Up::Unix, dir).await;
+    let mut args = base_args(&pki, &upstream.spec, backend);
+    args.extend([
+        "--client-ca",
+        ca_file.to_str().unwrap(),
+        "--client-auth",
+        "required",
+        "--access-log",
+    ]);
+    let mut proxy = Proxy::start(dir, &args);
+
+    let good = client_with_identity(&[&pki.cert], ca.issue("client-1"));
+    let data = pattern(100_000, 5);
+    let s = connect_sni(proxy.addr, &good, "localhost").await.unwrap();
+    assert_eq!(exchange(s, &data).await, data, "{backend}");
+    // The access log names the client by its certificate.
+    proxy.wait_for_log("client-1", 1).await;
+
+    assert_refused(proxy.addr, &pki.client, "no client certificate").await;
+    proxy.wait_for_log("client certificate rejected", 1).await;
+    let stranger = TestCa::new(dir, "stranger-ca");
+    let foreign = client_with_identity(&[&pki.cert], stranger.issue("client-2"));
+    assert_refused(proxy.addr, &foreign, "another CA's certificate").await;
+    assert!(proxy.alive(), "{backend}");
+
+    // SIGHUP re-reads the client CA too (here with no config file: from the flags).
+    replace_file(&ca_file, stranger.cert.pem().as_bytes());
+    proxy.reload_and_wait(RELOADED).await;
+    let s = connect_sni(proxy.addr, &foreign, "localhost")
+        .await
+        .unwrap();
+    assert_eq!(exchange(s, b"now trusted").await, b"now trusted");
+    assert_refused(proxy.addr, &good, "a certificate of the replaced CA").await;
+}
+
+// ---- live reload ---------------------------------------------------------------------
+
+/// The operator's certificate rotation: new files moved into place, SIGHUP, under
+/// continuous load. No exchange fails, every connection opened after the reload gets the
+/// new certificate, and a connection from before it keeps working. A broken certificate
+/// or config file then leaves the last good certificate serving.
+#[rstest]
+#[case::rustls("rustls-aws-lc")]
+#[case::openssl("openssl")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_the_certificate_under_load_without_failures(#[case] backend: &str) {
+    let pki = pki();
+    let dir = pki.dir.path();
+    let upstream = Upstream::start(Up::Unix, dir).await;
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tls]\nbackend = \"{backend}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n",
+            pki.cert.display(),
+            pki.key.display(),
+            upstream.spec
+        ),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start(dir, &[file.to_str().unwrap()]);
+    let old = cert_der(&pki.cert);
+    let staged = selfsigned::generate(KeyKind::EcdsaP256, &["localhost"])
+        .unwrap()
+        .write(dir, "staged-cert.pem", "staged-key.pem")
+        .unwrap();
+    let new = cert_der(&staged.cert);
+    let trust_both = client_config(&[&pki.cert, &staged.cert]);
+
+    // Opened before any reload; used again after each.
+    let mut held = connect(proxy.addr, &pki.client).await;
+    round_trip(&mut held, b"before").await;
+
+    let load = Load::start(proxy.addr, trust_both.clone(), LOAD_CLIENTS);
+    let started = Instant::now();
+    load.wait_for_exchanges(10).await;
+    // Reloading unchanged files is harmless.
+    proxy.reload_and_wait(RELOADED).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.reload_and_wait(RELOADED).await;
+    // Rotate: each file is written elsewhere and renamed into place, so the proxy never
+    // reads a half-written one.
+    std::fs::rename(&staged.key, &pki.key).unwrap();
+    std::fs::rename(&staged.cert, &pki.cert).unwrap();
+    let reloaded = proxy.reload_and_wait(RELOADED).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.reload_and_wait(RELOADED).await;
+    round_trip(&mut held, b"after the rotation").await;
+    let after = load.exchanges();
+    load.wait_for_exchanges(after + 10).await;
+    tokio::time::sleep(LOAD_FOR.saturating_sub(started.elapsed())).await;
+    let results = load.stop().await;
+
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.1.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{backend}: {} of {} exchanges failed during reloads, first: {:?}",
+        failed.len(),
+        results.len(),
+        failed.first()
+    );
+    let before_rotation = results
+        .iter()
+        .filter(|(_, r)| r.as_ref().is_ok_and(|c| *c == old))
+        .count();
+    assert!(
+        before_rotation > 0,
+        "{backend}: no exchange saw the old certificate"
+    );
+    for (start, result) in &results {
+        if *start > reloaded {
+            assert!(
+                result.as_ref().is_ok_and(|c| *c == new),
+                "{backend}: a connection opened after the reload got the old certificate"
+            );
+        }
+    }
+    let fresh = connect_sni(proxy.addr, &trust_both, "localhost")
+        .await
+        .unwrap();
+    assert_eq!(peer_cert(&fresh), new, "{backend}: not rotated");
+    assert_eq!(
+        peer_cert(&held),
+        old,
+        "{backend}: the held connection changed"
+    );
+
+    // A broken certificate: the reload fails and the last good one keeps serving.
+    replace_file(
+        &pki.cert,
+        b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n",
+    );
+    proxy.reload_and_wait(RELOAD_FAILED).await;
+    let why = proxy.last_log_line(RELOAD_FAILED);
+    assert!(why.contains("cert.pem"), "{backend}: {why}");
+    for i in 0..3 {
+        let s = connect_sni(proxy.addr, &trust_both, "localhost")
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: connection {i} after a failed reload: {e}"));
+        assert_eq!(peer_cert(&s), new, "{backend}: after a failed reload");
+        assert_eq!(exchange(s, b"still serving").await, b"still serving");
+    }
+    // A broken config file is refused the same way.
+    replace_file(&file, b"[tls\ncert = ");
+    proxy.reload_and_wait(RELOAD_FAILED).await;
+    let why = proxy.last_log_line(RELOAD_FAILED);
+    assert!(why.contains("proxy.toml"), "{backend}: {why}");
+    let s = connect_sni(proxy.addr, &trust_both, "localhost")
+        .await
+        .unwrap();
+    assert_eq!(peer_cert(&s), new, "{backend}: after a broken config");
+    assert_eq!(exchange(s, b"still serving").await, b"still serving");
+    round_trip(&mut held, b"after the failed reloads").await;
+    assert_eq!(exchange(held, b"bye").await, b"bye");
+    assert!(proxy.alive(), "{backend}: {}", proxy.log());
+}
+
 #[test]
 fn check_validates_config_and_certificates() {
     let pki = pki();
@@ -626,4 +796,284 @@ fn check_validates_config_and_certificates() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("nope.pem"), "{err}");
+}
+
+// ---- helpers for mutual TLS and reload -----------------------------------------------
+
+/// What the proxy logs when a SIGHUP reload succeeded, and when it kept the old state.
+const RELOADED: &str = "reload: certificates and TLS settings reloaded";
+const RELOAD_FAILED: &str = "reload failed";
+/// How long the reload test keeps its clients busy, and how many run at once.
+const LOAD_FOR: Duration = Duration::from_secs(3);
+const LOAD_CLIENTS: usize = 2;
+
+impl Proxy {
+    fn count_in_log(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until `needle` appears `times` times in the log (polling, up to `PROMPT`).
+    async fn wait_for_log(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + PROMPT;
+        while self.count_in_log(needle) < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {PROMPT:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last log line containing `needle`, or "".
+    fn last_log_line(&self, needle: &str) -> String {
+        let log = self.log();
+        log.lines()
+            .rfind(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Sends SIGHUP and waits for the reload's outcome line (`RELOADED` or
+    /// `RELOAD_FAILED`); fails on the other one. Returns when the outcome was seen: every
+    /// connection opened after that meets the new acceptors.
+    async fn reload_and_wait(&mut self, expect: &str) -> Instant {
+        let other = if expect == RELOADED {
+            RELOAD_FAILED
+        } else {
+            RELOADED
+        };
+        let (want, unwanted) = (self.count_in_log(expect), self.count_in_log(other));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            assert_eq!(
+                self.count_in_log(other),
+                unwanted,
+                "expected {expect:?}; log:\n{}",
+                self.log()
+            );
+            if self.count_in_log(expect) > want {
+                return Instant::now();
+            }
+            assert!(self.alive(), "proxy died on SIGHUP; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no {expect:?} within {PROMPT:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Clients in a loop, each iteration a new connection and a small exchange, until stopped.
+/// Each result is kept with its start time: the server's certificate, or why it failed.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    results: Arc<std::sync::Mutex<Vec<LoadResult>>>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+type LoadResult = (Instant, Result<CertificateDer<'static>, String>);
+
+impl Load {
+    fn start(addr: SocketAddr, config: Arc<rustls::ClientConfig>, clients: usize) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..clients {
+            let (stop, results, config) = (stop.clone(), results.clone(), config.clone());
+            tasks.spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let data = pattern(64 + (i as usize % 1000), (c as u64) << 32 | i);
+                    let result = tokio::time::timeout(PROMPT, try_exchange(addr, &config, &data))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {PROMPT:?}")));
+                    results.lock().unwrap().push((started, result));
+                    i += 1;
+                }
+            });
+        }
+        Load {
+            stop,
+            results,
+            tasks,
+        }
+    }
+
+    fn exchanges(&self) -> usize {
+        self.results.lock().unwrap().len()
+    }
+
+    async fn wait_for_exchanges(&self, n: usize) {
+        let deadline = Instant::now() + PROMPT;
+        while self.exchanges() < n {
+            assert!(Instant::now() < deadline, "load: fewer than {n} exchanges");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(mut self) -> Vec<LoadResult> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(done) = self.tasks.join_next().await {
+            done.unwrap();
+        }
+        std::mem::take(&mut *self.results.lock().unwrap())
+    }
+}
+
+/// One connection and one exchange, as a client would count it: the server's
+/// certificate on success, what went wrong otherwise.
+async fn try_exchange(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    data: &[u8],
+) -> Result<CertificateDer<'static>, String> {
+    let mut s = connect_sni(addr, config, "localhost")
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let cert = peer_cert(&s);
+    s.write_all(data).await.map_err(|e| format!("write: {e}"))?;
+    s.shutdown().await.map_err(|e| format!("shutdown: {e}"))?;
+    let mut got = Vec::with_capacity(data.len());
+    s.read_to_end(&mut got)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    if got != data {
+        return Err(format!("got {} bytes back, sent {}", got.len(), data.len()));
+    }
+    Ok(cert)
+}
+
+/// Writes `data` and reads it back on an open connection.
+async fn round_trip(s: &mut TlsStream<TcpStream>, data: &[u8]) {
+    let io = async {
+        s.write_all(data).await?;
+        let mut got = vec![0; data.len()];
+        s.read_exact(&mut got).await?;
+        std::io::Result::Ok(got)
+    };
+    let got = tokio::time::timeout(PROMPT, io)
+        .await
+        .expect("round trip timed out")
+        .unwrap();
+    assert_eq!(got, data);
+}
+
+/// The client cannot use the connection: its handshake fails or, in TLS 1.3 where the
+/// client finishes before the server checks its certificate, its first read does.
+async fn assert_refused(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, what: &str) {
+    let attempt = async {
+        let mut s = match connect_sni(addr, config, "localhost").await {
+            Err(_) => return,
+            Ok(s) => s,
+        };
+        let _ = s.write_all(b"let me in").await;
+        let _ = s.flush().await;
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("{what}: served ({n} bytes came back)"),
+        }
+    };
+    tokio::time::timeout(PROMPT, attempt)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: client hung"));
+}
+
+fn peer_cert(s: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    s.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+fn cert_der(path: &Path) -> CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_file(path).unwrap()
+}
+
+/// Replaces `path` whole: written under a temporary name, then renamed into place.
+fn replace_file(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A CA generated here that issues client certificates; its PEM is at `path`.
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    path: PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &Path, stem: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("tls-off test {stem}"));
+        let cert = params.self_signed(&key).unwrap();
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, cert.pem()).unwrap();
+        TestCa { cert, key, path }
+    }
+
+    /// A client certificate chain and key with common name `cn`, signed by this CA.
+    fn issue(
+        &self,
+        cn: &str,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (vec![cert.der().clone()], key)
+    }
+}
+
+/// Like [`client_config`], presenting a client certificate when asked.
+fn client_with_identity(
+    trust: &[&Path],
+    (chain, key): (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for path in trust {
+        for cert in CertificateDer::pem_file_iter(path).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap(),
+    )
 }

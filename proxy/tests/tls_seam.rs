@@ -3,19 +3,20 @@
 //! backend, the same settings must give the same handshake and the same report.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{
-    Acceptor, Backend, CertPaths, CertSet, HandshakeInfo, TlsSettings, TlsStream, TlsVersion,
+    Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeInfo, TlsError,
+    TlsSettings, TlsStream, TlsVersion,
 };
 use rstest::rstest;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -410,6 +411,220 @@ async fn strict_sni_refuses_unknown_names(
     }
 }
 
+// ---- mutual TLS ----------------------------------------------------------------------
+
+#[rstest]
+#[tokio::test]
+async fn required_client_auth_accepts_only_certificates_from_the_ca(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
+    let ca = TestCa::new(&dir, "ca");
+    let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, true);
+
+    let good = mtls_client(version, &server_cert, Some(ca.issue("client-1")));
+    let (server, client) = connect(&acceptor, good.clone(), "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{backend} {}: good client cert: {e}", version.name()));
+    assert_eq!(
+        server.info().client_cert,
+        Some(ClientCertInfo {
+            verified: true,
+            subject_cn: Some("client-1".into()),
+        }),
+        "{backend} {}",
+        version.name()
+    );
+    ping_pong(server, client).await;
+    // A resumed session still knows its client: logs and PROXY TLVs must not lose the CN.
+    let (server, client) = connect(&acceptor, good, "localhost").await.unwrap();
+    let info = server.info();
+    assert!(info.resumed, "{backend} {}: not resumed", version.name());
+    assert_eq!(
+        info.client_cert,
+        Some(ClientCertInfo {
+            verified: true,
+            subject_cn: Some("client-1".into()),
+        }),
+        "{backend} {}: the resumed session lost its client certificate",
+        version.name()
+    );
+    ping_pong(server, client).await;
+
+    let none = mtls_client(version, &server_cert, None);
+    let _ = expect_refused(&acceptor, none, backend, version, "no client certificate").await;
+
+    let stranger = TestCa::new(&dir, "other-ca");
+    let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
+    let why = expect_refused(
+        &acceptor,
+        foreign,
+        backend,
+        version,
+        "another CA's certificate",
+    )
+    .await;
+    // The log line must say why: the issuer is unknown, not just "verify failed".
+    assert!(
+        why.to_ascii_lowercase().contains("issuer"),
+        "{backend} {}: {why}",
+        version.name()
+    );
+}
+
+#[rstest]
+#[tokio::test]
+async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
+    let ca = TestCa::new(&dir, "ca");
+    let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, false);
+
+    let none = mtls_client(version, &server_cert, None);
+    let (server, client) = connect(&acceptor, none, "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{backend} {}: no client cert: {e}", version.name()));
+    assert_eq!(server.info().client_cert, None, "{backend}");
+    ping_pong(server, client).await;
+
+    let good = mtls_client(version, &server_cert, Some(ca.issue("client-1")));
+    let (server, client) = connect(&acceptor, good, "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{backend} {}: good client cert: {e}", version.name()));
+    assert_eq!(
+        server.info().client_cert,
+        Some(ClientCertInfo {
+            verified: true,
+            subject_cn: Some("client-1".into()),
+        }),
+        "{backend} {}",
+        version.name()
+    );
+    ping_pong(server, client).await;
+
+    // Optional means "may send none", not "may send anything".
+    let stranger = TestCa::new(&dir, "other-ca");
+    let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
+    let why = expect_refused(
+        &acceptor,
+        foreign,
+        backend,
+        version,
+        "another CA's certificate",
+    )
+    .await;
+    // The log line must say why: the issuer is unknown, not just "verify failed".
+    assert!(
+        why.to_ascii_lowercase().contains("issuer"),
+        "{backend} {}: {why}",
+        version.name()
+    );
+}
+
+/// Client verification must not depend on which certificate SNI picked (OpenSSL switches
+/// the whole context in its servername callback).
+#[rstest]
+#[tokio::test]
+async fn client_auth_applies_to_sni_selected_certificates(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
+    let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
+    let mut set = default.set();
+    set.by_sni.push(("other.test".into(), other.paths.clone()));
+    let ca = TestCa::new(&dir, "ca");
+    let acceptor = mtls_acceptor(backend, &set, &ca, true);
+
+    let good = mtls_client(TlsVersion::Tls13, &other, Some(ca.issue("client-1")));
+    let (server, client) = connect(&acceptor, good, "other.test")
+        .await
+        .unwrap_or_else(|e| panic!("{backend}: good client cert via SNI: {e}"));
+    assert_eq!(
+        client.get_ref().1.peer_certificates().map(|c| c[0].clone()),
+        Some(other.der.clone())
+    );
+    assert_eq!(
+        server
+            .info()
+            .client_cert
+            .map(|c| (c.verified, c.subject_cn)),
+        Some((true, Some("client-1".into()))),
+        "{backend}"
+    );
+    ping_pong(server, client).await;
+
+    let none = mtls_client(TlsVersion::Tls13, &other, None);
+    match connect(&acceptor, none, "other.test").await {
+        Ok(_) => panic!("{backend}: SNI-selected certificate skipped client auth"),
+        Err(Failure::Server(_)) => {}
+        Err(other) => panic!("{backend}: expected the server to refuse: {other}"),
+    }
+}
+
+/// A client that refuses the *server's* certificate fails the handshake with an alert
+/// naming "certificate" too; that must not read as a mutual-TLS refusal (the proxy would
+/// warn "client certificate rejected" with mutual TLS off).
+#[rstest]
+#[tokio::test]
+async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refusal(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(false, true)] mutual: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let ca = TestCa::new(&dir, "ca");
+    let acceptor = if mutual {
+        mtls_acceptor(backend, &cert.set(), &ca, true)
+    } else {
+        build_acceptor(backend, &cert.set())
+    };
+    // Trusted, but for another name: the client sends a bad_certificate alert.
+    let client = mtls_client(TlsVersion::Tls13, &cert, Some(ca.issue("client-1")));
+    match handshake(&acceptor, client, "wrong-name.test").await {
+        (Err(TlsError::Handshake(_)), Err(_)) => {}
+        (server, client) => panic!(
+            "{backend}: expected a plain handshake failure, got server {:?}, client {:?}",
+            server.err(),
+            client.err()
+        ),
+    }
+}
+
+#[rstest]
+fn missing_or_empty_client_ca_is_refused_by_name(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(true, false)] required: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let empty = dir.path().join("empty-ca.pem");
+    std::fs::write(&empty, "").unwrap();
+    let not_pem = dir.path().join("not-pem-ca.txt");
+    std::fs::write(&not_pem, "this is not a CA certificate\n").unwrap();
+    for ca in [dir.path().join("missing-ca.pem"), empty, not_pem] {
+        let settings = TlsSettings {
+            backend,
+            client_auth: Some(ClientAuth {
+                ca: ca.clone(),
+                required,
+            }),
+            ..TlsSettings::default()
+        };
+        let err = match Acceptor::build(&settings, &cert.set()) {
+            Ok(_) => panic!("{backend}: built with client CA {}", ca.display()),
+            Err(e) => e.to_string(),
+        };
+        let name = ca.file_name().unwrap().to_string_lossy();
+        assert!(err.contains(&*name), "{backend}: {err}");
+    }
+}
+
 // ---- helpers -------------------------------------------------------------------------
 
 /// A generated certificate on disk and its DER, for the client's root store.
@@ -497,6 +712,127 @@ fn client_config(
     Arc::new(config)
 }
 
+// ---- mutual TLS helpers --------------------------------------------------------------
+
+/// A CA generated here, on disk as PEM, that issues client certificates.
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    path: PathBuf,
+}
+
+/// A client certificate chain and its key, as a rustls client sends them.
+type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+impl TestCa {
+    fn new(dir: &TempDir, stem: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("generating a CA key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("tls-off test {stem}"));
+        let cert = params.self_signed(&key).expect("self-signing the CA");
+        let path = dir.path().join(format!("{stem}.pem"));
+        std::fs::write(&path, cert.pem()).expect("writing the CA");
+        TestCa { cert, key, path }
+    }
+
+    /// A client certificate with common name `cn`, signed by this CA.
+    fn issue(&self, cn: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("generating a client key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("signing a client certificate");
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
+        (vec![cert.der().clone()], key)
+    }
+}
+
+fn mtls_acceptor(backend: Backend, set: &CertSet, ca: &TestCa, required: bool) -> Acceptor {
+    let settings = TlsSettings {
+        backend,
+        client_auth: Some(ClientAuth {
+            ca: ca.path.clone(),
+            required,
+        }),
+        ..TlsSettings::default()
+    };
+    Acceptor::build(&settings, set).unwrap_or_else(|e| panic!("{backend}: {e}"))
+}
+
+/// A client trusting `server`, sending `identity` when the server asks for one.
+fn mtls_client(
+    version: TlsVersion,
+    server: &Cert,
+    identity: Option<ClientIdentity>,
+) -> Arc<ClientConfig> {
+    let (provider, versions) = match version {
+        TlsVersion::Tls13 => (tls13_aes128_x25519(), TLS13),
+        TlsVersion::Tls12 => (tls12_ecdsa_aes128_p256(), TLS12),
+    };
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(server.der.clone())
+        .expect("trusting a certificate");
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("protocol versions the provider supports")
+        .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("a usable client certificate"),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// The server refuses the handshake as a client-certificate refusal (what the proxy logs
+/// as "client certificate rejected"), and the client cannot use the
+/// connection: its handshake fails or, in TLS 1.3 where the client finishes first, its
+/// first read does. Returns the server's error.
+async fn expect_refused(
+    acceptor: &Acceptor,
+    client: Arc<ClientConfig>,
+    backend: Backend,
+    version: TlsVersion,
+    what: &str,
+) -> String {
+    let (server, client) = handshake(acceptor, client, "localhost").await;
+    let ctx = format!("{backend} {}, {what}", version.name());
+    let error = match server {
+        Ok(_) => panic!("{ctx}: accepted"),
+        Err(TlsError::ClientCertificate(e)) => e,
+        Err(other) => panic!("{ctx}: not a client-certificate refusal: {other:?}"),
+    };
+    if let Ok(mut client) = client {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(TIMEOUT, client.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{ctx}: client hung"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "{ctx}: client read {read:?}"
+        );
+    }
+    error
+}
+
 type ServerStream = TlsStream<DuplexStream>;
 type ClientStream = tokio_rustls::client::TlsStream<DuplexStream>;
 
@@ -523,6 +859,20 @@ async fn connect(
     client: Arc<ClientConfig>,
     name: &str,
 ) -> Result<(ServerStream, ClientStream), Failure> {
+    match handshake(acceptor, client, name).await {
+        (Ok(s), Ok(c)) => Ok((s, c)),
+        (Err(e), _) => Err(Failure::Server(e.to_string())),
+        (Ok(_), Err(e)) => Err(Failure::Client(e)),
+    }
+}
+
+/// Both sides' handshake results, each kept: in TLS 1.3 a client may finish its handshake
+/// while the server refuses it.
+async fn handshake(
+    acceptor: &Acceptor,
+    client: Arc<ClientConfig>,
+    name: &str,
+) -> (Result<ServerStream, TlsError>, Result<ClientStream, String>) {
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     let name = ServerName::try_from(name.to_string()).expect("a DNS name or IP address");
     let connector = tokio_rustls::TlsConnector::from(client);
@@ -535,11 +885,7 @@ async fn connect(
     let (server, client) = tokio::time::timeout(TIMEOUT, both)
         .await
         .expect("handshake timed out");
-    match (server, client) {
-        (Ok(s), Ok(c)) => Ok((s, c)),
-        (Err(e), _) => Err(Failure::Server(e.to_string())),
-        (Ok(_), Err(e)) => Err(Failure::Client(e.to_string())),
-    }
+    (server, client.map_err(|e| e.to_string()))
 }
 
 /// Application data both ways, then a clean close: the streams really work, and the

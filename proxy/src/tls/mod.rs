@@ -254,6 +254,12 @@ pub enum TlsError {
     },
     #[error("TLS handshake failed: {0}")]
     Handshake(String),
+    /// The handshake failed because this server refused the client's certificate (none
+    /// sent where one is required, or one that does not verify). Kept apart from
+    /// [`TlsError::Handshake`]: a client refusing *our* certificate also fails with an
+    /// alert that names "certificate", and that is not a mutual-TLS refusal.
+    #[error("TLS handshake failed: client certificate refused: {0}")]
+    ClientCertificate(String),
 }
 
 /// PEM contents read and checked once, shared by every backend's builder.

@@ -47,11 +47,10 @@ impl Acceptor {
         let ssl = Ssl::new(&self.ctx).map_err(|e| TlsError::Handshake(e.to_string()))?;
         let mut stream = tokio_openssl::SslStream::new(ssl, io)
             .map_err(|e| TlsError::Handshake(e.to_string()))?;
-        Pin::new(&mut stream)
-            .accept()
-            .await
-            .map_err(|e| TlsError::Handshake(e.to_string()))?;
-        Ok(stream)
+        match Pin::new(&mut stream).accept().await {
+            Ok(()) => Ok(stream),
+            Err(e) => Err(handshake_error(&e, stream.ssl())),
+        }
     }
 
     /// The underlying context, for in-memory benchmarks that drive OpenSSL directly.
@@ -104,6 +103,27 @@ pub fn info<IO>(stream: &tokio_openssl::SslStream<IO>) -> HandshakeInfo {
             verified: ssl.verify_result() == X509VerifyResult::OK,
             subject_cn: cert.to_der().ok().and_then(|der| subject_cn(&der)),
         }),
+    }
+}
+
+/// A failed handshake, with client-certificate refusals told apart and saying why: the
+/// error stack only says "certificate verify failed", the verify result says what failed
+/// (unknown issuer, expired, ...).
+fn handshake_error(e: &openssl::ssl::Error, ssl: &SslRef) -> TlsError {
+    let verify = ssl.verify_result();
+    if verify != X509VerifyResult::OK {
+        return TlsError::ClientCertificate(format!("{e}: {}", verify.error_string()));
+    }
+    let no_certificate = e.ssl_error().is_some_and(|stack| {
+        stack.errors().iter().any(|err| {
+            err.library_code() == ERR_LIB_SSL
+                && err.reason_code() == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+        })
+    });
+    if no_certificate {
+        TlsError::ClientCertificate(e.to_string())
+    } else {
+        TlsError::Handshake(e.to_string())
     }
 }
 
@@ -363,6 +383,11 @@ fn lib(context: &'static str) -> impl Fn(openssl::error::ErrorStack) -> TlsError
         detail: e.to_string(),
     }
 }
+
+/// `ERR_LIB_SSL` and `SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE` (sslerr.h, the same in 1.1
+/// and 3.x), which openssl-sys does not export.
+const ERR_LIB_SSL: std::os::raw::c_int = 20;
+const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: std::os::raw::c_int = 199;
 
 /// The same suites rustls offers, in IANA and OpenSSL spelling.
 const TLS13_SUITES: [&str; 3] = [

@@ -36,10 +36,27 @@ impl Acceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        self.inner
-            .accept(io)
-            .await
-            .map_err(|e| TlsError::Handshake(e.to_string()))
+        self.inner.accept(io).await.map_err(handshake_error)
+    }
+}
+
+/// A failed handshake, with client-certificate refusals told apart. tokio-rustls wraps
+/// the `rustls::Error` in the `io::Error`; on a server, certificate errors can only be
+/// about the client's certificate.
+fn handshake_error(e: std::io::Error) -> TlsError {
+    let refused = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|inner| {
+            matches!(
+                inner,
+                rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
+            )
+        });
+    if refused {
+        TlsError::ClientCertificate(e.to_string())
+    } else {
+        TlsError::Handshake(e.to_string())
     }
 }
 
