@@ -18,7 +18,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ pub struct RunResult {
     /// The measured period.
     pub measured: Duration,
     pub warmup: Duration,
+    /// Stopped early (Ctrl-C): `measured` is the part that ran.
+    pub interrupted: bool,
     /// This process's CPU time in the measured period.
     pub cpu: CpuTimes,
     /// CPUs the threads could use: min(threads, CPUs in the affinity mask).
@@ -53,7 +55,9 @@ impl RunResult {
             return None;
         }
         let s = &self.stats;
-        Some(if s.requests == 0 && s.errors.total == 0 {
+        Some(if self.interrupted && self.measured.is_zero() {
+            "interrupted before the measured period began".to_string()
+        } else if s.requests == 0 && s.errors.total == 0 {
             format!(
                 "no response completed in the {:.3}s measured period",
                 self.measured.as_secs_f64()
@@ -98,10 +102,12 @@ pub struct Progress {
 
 /// Runs the load described by `config`. `on_tick` is called about once a second from the
 /// calling thread with the requests and errors so far (warm-up included) and the time
-/// left; it drives the progress line.
+/// left; it drives the progress line. Setting `stop` (Ctrl-C) ends the run early: what was
+/// measured until then is reported, over the time it really took.
 pub fn run(
     config: &Config,
     mut on_tick: Option<&mut dyn FnMut(u64, u64, Duration)>,
+    stop: &AtomicBool,
 ) -> Result<RunResult, RunError> {
     let connections = config.connections.get();
     if let Ok(limit) = proxy::sys::raise_nofile_limit() {
@@ -120,6 +126,7 @@ pub fn run(
     for t in 0..threads {
         let count = connections / threads + usize::from(t < connections % threads);
         let (start_tx, start_rx) = mpsc::channel::<Option<Start>>();
+        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
         let progress = Arc::new(Progress::default());
         let job = Worker {
             config: shared.clone(),
@@ -128,6 +135,7 @@ pub fn run(
             count,
             ready: ready_tx.clone(),
             start: start_rx,
+            abort: abort_rx,
             progress: on_tick.is_some().then(|| progress.clone()),
         };
         let handle = std::thread::Builder::new()
@@ -137,7 +145,7 @@ pub fn run(
                 thread: t,
                 detail: e.to_string(),
             })?;
-        workers.push((handle, start_tx, progress));
+        workers.push((handle, start_tx, progress, abort_tx));
     }
     drop(ready_tx);
 
@@ -156,10 +164,10 @@ pub fn run(
     }
     let opened: usize = opened_by_thread.iter().sum();
     if opened == 0 {
-        for (_, start, _) in &workers {
+        for (_, start, _, _) in &workers {
             let _ = start.send(None);
         }
-        for (handle, _, _) in workers {
+        for (handle, _, _, _) in workers {
             let _ = handle.join();
         }
         return Err(RunError::Unreachable(
@@ -176,7 +184,7 @@ pub fn run(
     // The open-loop schedule is spread over the connections that did open, numbered
     // across threads, so a missing connection does not lower the rate.
     let mut first_index = 0u64;
-    for ((_, tx, _), mine) in workers.iter().zip(&opened_by_thread) {
+    for ((_, tx, _, _), mine) in workers.iter().zip(&opened_by_thread) {
         let _ = tx.send(Some(Start {
             schedule,
             first_index,
@@ -184,31 +192,49 @@ pub fn run(
         }));
         first_index += *mine as u64;
     }
-    let mut tick = |until: Instant| loop {
+    // Waits until `until`, drawing the progress line; `false` if stopped first.
+    let mut last_tick: Option<Instant> = None;
+    let mut wait = |until: Instant| loop {
+        if stop.load(Ordering::Relaxed) {
+            break false;
+        }
         let now = Instant::now();
         if now >= until {
-            break;
+            break true;
         }
-        match on_tick.as_mut() {
-            Some(f) => {
+        if let Some(f) = on_tick.as_mut() {
+            if last_tick.is_none_or(|t| now - t >= PROGRESS_EVERY) {
                 let (mut req, mut err) = (0, 0);
-                for (_, _, p) in &workers {
+                for (_, _, p, _) in &workers {
                     req += p.requests.load(Ordering::Relaxed);
                     err += p.errors.load(Ordering::Relaxed);
                 }
                 f(req, err, schedule.end.saturating_duration_since(now));
-                std::thread::sleep((until - now).min(PROGRESS_EVERY));
+                last_tick = Some(now);
             }
-            None => std::thread::sleep(until - now),
         }
+        std::thread::sleep((until - now).min(STOP_POLL));
     };
-    tick(schedule.measure_from);
+    let mut stopped_at = None;
+    if !wait(schedule.measure_from) {
+        stopped_at = Some(Instant::now());
+    }
     let cpu_start = CpuTimes::now();
-    tick(schedule.end);
+    if stopped_at.is_none() && !wait(schedule.end) {
+        stopped_at = Some(Instant::now());
+    }
     let cpu = CpuTimes::now().since(&cpu_start);
+    let mut handles = Vec::with_capacity(threads);
+    for (handle, _, _, abort) in workers {
+        handles.push(handle);
+        if stopped_at.is_some() {
+            let _ = abort.send(());
+        }
+        // Otherwise dropped: the threads then simply run to the end of the schedule.
+    }
 
     let mut stats = Stats::new(config.rate.is_some());
-    for (t, (handle, _, _)) in workers.into_iter().enumerate() {
+    for (t, handle) in handles.into_iter().enumerate() {
         match handle.join() {
             Ok(s) => stats.merge(s),
             Err(_) => {
@@ -220,11 +246,13 @@ pub fn run(
         }
     }
     let cpus = threads.min(proxy::sys::affinity_cpus().len().max(1));
+    let measured_until = stopped_at.map_or(schedule.end, |at| at.min(schedule.end));
     Ok(RunResult {
         stats,
         threads,
         connections_opened: opened,
-        measured: config.duration,
+        measured: measured_until.saturating_duration_since(schedule.measure_from),
+        interrupted: stopped_at.is_some(),
         warmup: config.warmup,
         cpu,
         cpus,
@@ -267,6 +295,8 @@ struct Worker {
     count: usize,
     ready: mpsc::Sender<Opened>,
     start: mpsc::Receiver<Option<Start>>,
+    /// Fires when the run is stopped early: every connection task is cancelled.
+    abort: tokio::sync::oneshot::Receiver<()>,
     progress: Option<Arc<Progress>>,
 }
 
@@ -377,6 +407,7 @@ impl Worker {
         });
 
         // Phases 2 and 3.
+        let abort = self.abort;
         local.block_on(&runtime, async {
             let tasks: Vec<_> = streams
                 .into_iter()
@@ -386,8 +417,21 @@ impl Worker {
                     tokio::task::spawn_local(connection(ctx.clone(), index, stream))
                 })
                 .collect();
-            for task in tasks {
-                let _ = task.await;
+            let cancel: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+            let all = async {
+                for task in tasks {
+                    let _ = task.await;
+                }
+            };
+            tokio::pin!(all);
+            tokio::select! {
+                () = &mut all => {}
+                Ok(()) = abort => {
+                    for task in &cancel {
+                        task.abort();
+                    }
+                    all.await;
+                }
             }
         });
         drop(local);
@@ -639,3 +683,5 @@ const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often the calling thread looks at the stop flag: a Ctrl-C ends the run within this.
+const STOP_POLL: Duration = Duration::from_millis(100);

@@ -3,11 +3,14 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use loadgen::cli::{Args, OutputFormat};
 use loadgen::report::{self, Report};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -25,6 +28,13 @@ fn main() -> ExitCode {
         }
     };
 
+    // Ctrl-C (or SIGTERM) ends the run early and still reports it; a second one exits.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone());
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+
     let tty = std::io::stderr().is_terminal();
     let mut progress = |requests: u64, errors: u64, left: Duration| {
         eprint!(
@@ -33,7 +43,7 @@ fn main() -> ExitCode {
         );
         let _ = std::io::stderr().flush();
     };
-    let result = loadgen::run(&config, if tty { Some(&mut progress) } else { None });
+    let result = loadgen::run(&config, if tty { Some(&mut progress) } else { None }, &stop);
     if tty {
         eprint!("\r\x1b[2K");
     }

@@ -109,6 +109,13 @@ impl Report {
                 result.connections_opened, connections
             ));
         }
+        if result.interrupted {
+            warnings.push(format!(
+                "interrupted: measured {:.3} s of the {:.3} s asked for",
+                duration_s,
+                config.duration.as_secs_f64()
+            ));
+        }
         if saturated {
             warnings.push(format!(
                 "load generator CPU saturated ({:.0}%)",
@@ -458,6 +465,7 @@ mod tests {
             connections_opened: 80,
             measured: Duration::from_secs(10),
             warmup: Duration::ZERO,
+            interrupted: false,
             cpu: CpuTimes {
                 user: Duration::from_secs(7),
                 sys: Duration::from_millis(2700),

@@ -613,3 +613,54 @@ async fn text_output_and_histogram_file() {
         "{table}"
     );
 }
+
+/// Ctrl-C ends the run early; what was measured is still reported, over the real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_reports_what_ran() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour::default()).await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "-c",
+            "2",
+            "-d",
+            "60s",
+            "--output",
+            "json",
+            &server.url("http"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The run is under way once the server sees requests.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        server.counters.request_seen.notified(),
+    )
+    .await
+    .expect("a request reached the server");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("loadgen stopped within 20 s of SIGINT")
+        .unwrap();
+    let run = common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let report = run.ok_json();
+    let duration = report["duration_s"].as_f64().unwrap();
+    assert!(duration > 0.0 && duration < 30.0, "{report:#}");
+    assert!(int(&report, "/requests") > 0);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("interrupted")),
+        "{report:#}"
+    );
+}

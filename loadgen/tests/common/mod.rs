@@ -156,6 +156,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub handshakes: AtomicU64,
     pub resumed: AtomicU64,
+    /// Notified on every request (a permit is kept when nobody waits).
+    pub request_seen: tokio::sync::Notify,
 }
 
 impl Counters {
@@ -279,6 +281,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
         }
         let mut body: Vec<u8> = buf.drain(..head_len + body_len).skip(head_len).collect();
         state.counters.requests.fetch_add(1, Ordering::SeqCst);
+        state.counters.request_seen.notify_one();
         state.wait_before_answering().await;
         if state.behaviour.corrupt {
             for b in body.iter_mut() {
