@@ -345,6 +345,15 @@ impl Config {
                 ));
             }
         }
+        if self.top_clients > MAX_TOP_CLIENTS {
+            return Err(invalid(
+                "top_clients",
+                format!(
+                    "{} is over the limit of {MAX_TOP_CLIENTS}",
+                    self.top_clients
+                ),
+            ));
+        }
         for l in &self.listeners {
             if l.client_auth == ClientAuthMode::Optional && l.client_ca.is_none() {
                 return Err(invalid(
@@ -386,6 +395,8 @@ fn yes() -> bool {
 
 /// Client addresses exported by per-client accounting, when metrics are on.
 pub const DEFAULT_TOP_CLIENTS: usize = 100;
+/// Per-client accounting tracks a few times this many addresses; the cap bounds its memory.
+pub const MAX_TOP_CLIENTS: usize = 10_000;
 /// Default connection cap: far above what one core serves, below typical hard fd limits.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 

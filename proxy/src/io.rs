@@ -35,6 +35,19 @@ impl<IO> ReadAhead<IO> {
     pub fn get_ref(&self) -> &IO {
         &self.io
     }
+
+    /// Puts bytes back in front of what is still to be read (a PROXY protocol reader
+    /// hands back what it read past the header, for the TLS library).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut front = Vec::with_capacity(bytes.len() + self.pending.len() - self.pos);
+        front.extend_from_slice(bytes);
+        front.extend_from_slice(&self.pending[self.pos..]);
+        self.pending = front;
+        self.pos = 0;
+    }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for ReadAhead<IO> {
@@ -120,6 +133,21 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[tokio::test]
+    async fn unread_bytes_come_back_first() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        a.write_all(b"HEADERrest").await.unwrap();
+        drop(a);
+        let mut r = ReadAhead::new(b);
+        let mut head = [0u8; 8];
+        r.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HEADERre");
+        r.unread(&head[6..]);
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"rest");
+    }
 
     #[tokio::test]
     async fn small_reads_get_every_byte_in_order() {

@@ -49,8 +49,8 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| DEFAULT_LOG.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -75,6 +75,14 @@ fn serve(
     let shared = server::Shared::new(&config);
     let bound = server::bind(&config, acceptors, &shared, workers)?;
     let listeners: Vec<Arc<server::Listener>> = bound.iter().map(|b| b.listener.clone()).collect();
+    let metrics_socket = match config.metrics_listen {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .with_context(|| format!("binding metrics_listen {addr}"))?,
+        ),
+        None => None,
+    };
     // Signal handlers go in before the readiness line: a SIGTERM right after it must
     // mean a graceful stop, and a SIGHUP a reload.
     let control = tokio::runtime::Builder::new_current_thread()
@@ -93,14 +101,36 @@ fn serve(
     for l in &listeners {
         println!("listening on {}", l.addr);
     }
+    let metrics = shared.metrics.clone();
+    let metrics_server = match metrics_socket {
+        Some(socket) => {
+            println!("listening on {}", socket.local_addr()?);
+            let _guard = control.enter();
+            let socket = tokio::net::TcpListener::from_std(socket)?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = control.spawn(proxy::metrics::serve(socket, metrics.clone(), async {
+                let _ = stop_rx.await;
+            }));
+            Some((stop_tx, task))
+        }
+        None => None,
+    };
     let until_stopped = async move {
         let stop = shutdown.recv();
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = &mut stop => return,
-                _ = hangup.recv() => reload(&listeners, file.as_deref(), &flags),
+                () = &mut stop => break,
+                _ = hangup.recv() => {
+                    let ok = reload(&listeners, file.as_deref(), &flags);
+                    metrics.config_reload(ok);
+                }
             }
+        }
+        // Metrics stay up while connections drain; the scrape server stops with the rest.
+        if let Some((stop_tx, task)) = metrics_server {
+            let _ = stop_tx.send(());
+            let _ = task.await;
         }
     };
     server::run(
@@ -109,6 +139,7 @@ fn serve(
         config.runtime,
         workers,
         config.timeouts.shutdown_grace,
+        &control,
         until_stopped,
     )?;
     tracing::info!("proxy: stopped");
@@ -116,16 +147,24 @@ fn serve(
 }
 
 /// SIGHUP: re-read the config file (if any) and the certificates it names; keep the old
-/// ones on any error.
-fn reload(listeners: &[Arc<server::Listener>], file: Option<&std::path::Path>, flags: &Flags) {
+/// ones on any error. True when the new ones are in use.
+fn reload(
+    listeners: &[Arc<server::Listener>],
+    file: Option<&std::path::Path>,
+    flags: &Flags,
+) -> bool {
     let result = flags
         .resolve(file)
         .map_err(anyhow::Error::from)
         .and_then(|config| Ok(server::reload(listeners, &config)?));
     match result {
-        Ok(()) => tracing::info!("reload: certificates and TLS settings reloaded"),
+        Ok(()) => {
+            tracing::info!("reload: certificates and TLS settings reloaded");
+            true
+        }
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "reload failed; still serving the previous certificates")
+            tracing::error!(error = %format!("{e:#}"), "reload failed; still serving the previous certificates");
+            false
         }
     }
 }

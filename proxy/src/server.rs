@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +20,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
 
-use crate::config::{Config, ListenerConfig, RuntimeModel, Timeouts, Upstream};
+use crate::config::{Config, ListenerConfig, ProxyProtocol, RuntimeModel, Timeouts, Upstream};
 use crate::io::ReadAhead;
+use crate::metrics::{CloseReason, HandshakeFailure, Metrics};
+use crate::proxy_protocol::{self, Addresses, ClientCert, TlsFacts};
 use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
-use crate::tls::{Acceptor, HandshakeInfo, LoadedCerts, TlsError, TlsStream};
+use crate::tls::{Acceptor, HandshakeInfo, LoadedCerts, TlsError};
 
 /// State every worker and connection shares.
 #[derive(Debug)]
@@ -33,23 +35,11 @@ pub struct Shared {
     /// One log event per connection at close.
     pub access_log: bool,
     pub max_connections: usize,
-    pub counters: Counters,
+    /// Connections open now (the `max_connections` gate; metrics keep their own gauge).
+    active: AtomicUsize,
+    pub metrics: Arc<Metrics>,
     /// Woken when the last connection closes (shutdown waits on it).
     all_closed: Notify,
-}
-
-/// Totals since start; cheap relaxed atomics on the connection path.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Connections open now.
-    pub active: AtomicUsize,
-    pub accepted: AtomicU64,
-    /// Accepted and closed at once because `max_connections` were open.
-    pub refused_max_connections: AtomicU64,
-    pub handshake_failures: AtomicU64,
-    pub upstream_failures: AtomicU64,
-    pub bytes_client_to_upstream: AtomicU64,
-    pub bytes_upstream_to_client: AtomicU64,
 }
 
 impl Shared {
@@ -58,14 +48,20 @@ impl Shared {
             timeouts: config.timeouts,
             access_log: config.access_log,
             max_connections: config.max_connections.get(),
-            counters: Counters::default(),
+            active: AtomicUsize::new(0),
+            metrics: Metrics::new(config.top_clients),
             all_closed: Notify::new(),
         })
     }
 
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Takes a connection slot, or `None` at the limit.
     fn admit(self: &Arc<Self>) -> Option<Slot> {
-        let active = &self.counters.active;
+        let active = &self.active;
         let mut now = active.load(Ordering::Relaxed);
         loop {
             if now >= self.max_connections {
@@ -85,7 +81,7 @@ impl Shared {
                 let notified = self.all_closed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if self.counters.active.load(Ordering::Acquire) == 0 {
+                if self.active.load(Ordering::Acquire) == 0 {
                     return;
                 }
                 notified.await;
@@ -100,7 +96,7 @@ struct Slot(Arc<Shared>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.counters.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.all_closed.notify_waiters();
         }
     }
@@ -208,19 +204,19 @@ fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets open connections finish
-/// for up to the grace period and returns (closing whatever is left). Blocks the caller.
+/// for up to the grace period and returns (closing whatever is left). Blocks the caller,
+/// driving `shutdown` on `control`: the caller's runtime, where its signal handlers and
+/// side services (the metrics endpoint) live.
 pub fn run(
     bound: Vec<Bound>,
     shared: Arc<Shared>,
     model: RuntimeModel,
     workers: usize,
     grace: Duration,
+    control: &tokio::runtime::Runtime,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let control = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     match model {
         RuntimeModel::PerCore => {
             let cpus = crate::sys::affinity_cpus();
@@ -299,7 +295,7 @@ async fn worker(
     while loops.join_next().await.is_some() {}
     // Listeners are closed now: no new connection is accepted during the grace period.
     if !shared.wait_closed(grace).await {
-        let left = shared.counters.active.load(Ordering::Relaxed);
+        let left = shared.active();
         tracing::warn!(
             open = left,
             "proxy: grace period over; closing remaining connections"
@@ -320,14 +316,10 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch:
                 Err(e) => { backoff.wait(&e).await; continue; }
             },
         };
-        let counters = &ctx.shared.counters;
-        counters.accepted.fetch_add(1, Ordering::Relaxed);
         let Some(slot) = ctx.shared.admit() else {
             // Accepted and closed at once: the client learns now instead of waiting in
             // the backlog, and the refusal is counted.
-            counters
-                .refused_max_connections
-                .fetch_add(1, Ordering::Relaxed);
+            ctx.shared.metrics.refused_max_connections();
             static LIMIT: LogLimit = LogLimit::new();
             if let Some(more) = LIMIT.allow(LOG_EVERY) {
                 tracing::warn!(%peer, max = ctx.shared.max_connections, suppressed = more,
@@ -341,27 +333,43 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch:
 }
 
 /// One client connection, start to end.
-async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, _slot: Slot) {
+async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot) {
     let shared = &ctx.shared;
     let timeouts = &shared.timeouts;
-    let mut log = AccessLog::new(peer, shared.access_log);
+    let started = Instant::now();
     let _ = tcp.set_nodelay(true);
-    let acceptor = ctx.acceptor.load_full();
-    let handshake = acceptor.accept(ReadAhead::new(tcp));
-    let mut tls = match tokio::time::timeout(timeouts.handshake, handshake).await {
-        Ok(Ok(tls)) => tls,
+    let local = tcp.local_addr().unwrap_or(ctx.addr);
+    let mut io = ReadAhead::new(tcp);
+
+    // PROXY header from a load balancer, then the TLS handshake: one deadline for both.
+    let front = async {
+        let addrs = if ctx.config.accept_proxy {
+            read_proxy_header(&mut io).await?
+        } else {
+            Addresses::Inet {
+                src: peer,
+                dst: local,
+            }
+        };
+        let acceptor = ctx.acceptor.load_full();
+        let tls = acceptor.accept(io).await?;
+        Ok::<_, FrontError>((addrs, tls))
+    };
+    let front = tokio::time::timeout(timeouts.handshake, front).await;
+    let (addrs, mut tls) = match front {
+        Ok(Ok(done)) => done,
         failed => {
-            shared
-                .counters
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            let reason = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("no handshake within {:?}", timeouts.handshake),
+            let (why, reason) = match failed {
+                Ok(Err(e)) => (classify_handshake_error(&e), e.to_string()),
+                _ => (
+                    HandshakeFailure::Timeout,
+                    format!("no handshake within {:?}", timeouts.handshake),
+                ),
             };
+            shared.metrics.handshake_failed(why);
             // A refused client certificate is worth an operator's attention; garbage and
             // scanners are routine on the internet and stay at debug.
-            if reason.contains("certificate") {
+            if why == HandshakeFailure::ClientCert {
                 static LIMIT: LogLimit = LogLimit::new();
                 if let Some(more) = LIMIT.allow(LOG_EVERY) {
                     tracing::warn!(%peer, side = "client", error = %reason, suppressed = more,
@@ -370,51 +378,77 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, _slot: Slo
             } else {
                 tracing::debug!(%peer, side = "client", error = %reason, "handshake failed");
             }
-            log.finish(
-                "handshake_failed",
-                Some(Side::Client),
-                RelayStats::default(),
-            );
+            drop(slot);
             return;
         }
     };
-    log.handshake_done(&tls);
+    // From here on the client is whoever the PROXY header said, if there was one.
+    let client = match &addrs {
+        Addresses::Inet { src, .. } => *src,
+        _ => peer,
+    };
+    let guard = shared.metrics.accepted(client.ip());
+    let info = tls.info();
+    shared
+        .metrics
+        .handshake_done(started.elapsed(), &info.version, &info.cipher_suite);
+    let log = AccessLog::new(client, started, shared.access_log);
+
     let connect = tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream));
-    let upstream = match connect.await {
+    let mut upstream = match connect.await {
         Ok(Ok(up)) => up,
         failed => {
-            shared
-                .counters
-                .upstream_failures
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.upstream_connect_failed();
             let reason = match failed {
                 Ok(Err(e)) => e.to_string(),
                 _ => format!("connect timed out after {:?}", timeouts.upstream_connect),
             };
             static LIMIT: LogLimit = LogLimit::new();
             if let Some(more) = LIMIT.allow(LOG_EVERY) {
-                tracing::warn!(%peer, side = "upstream", upstream = %ctx.upstream, error = %reason,
-                    suppressed = more, "upstream connect failed; closing client");
+                tracing::warn!(client = %client, side = "upstream", upstream = %ctx.upstream,
+                    error = %reason, suppressed = more, "upstream connect failed; closing client");
             }
             // close_notify + FIN, so the client learns at once rather than by a timeout.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+            let stats = RelayStats::default();
+            shared
+                .metrics
+                .closed(guard, CloseReason::UpstreamError, started.elapsed(), 0, 0);
             log.finish(
+                &info,
                 "upstream_connect_failed",
+                Some(Side::Upstream),
+                stats,
+            );
+            return;
+        }
+    };
+    if let Some(version) = ctx.config.proxy_protocol {
+        let header = proxy_header(version, &addrs, &info);
+        let sent = tokio::time::timeout(timeouts.idle, upstream.write_all(&header)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!(client = %client, side = "upstream", "sending the PROXY header failed");
+            shared
+                .metrics
+                .closed(guard, CloseReason::UpstreamError, started.elapsed(), 0, 0);
+            log.finish(
+                &info,
+                "upstream_error",
                 Some(Side::Upstream),
                 RelayStats::default(),
             );
             return;
         }
-    };
-    let result = match upstream {
-        UpstreamStream::Unix(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
-        UpstreamStream::Tcp(mut up) => relay(&mut tls, &mut up, timeouts.idle).await,
+    }
+    let result = match &mut upstream {
+        UpstreamStream::Unix(up) => relay(&mut tls, up, timeouts.idle).await,
+        UpstreamStream::Tcp(up) => relay(&mut tls, up, timeouts.idle).await,
     };
     let (reason, side, stats) = match result {
-        Ok((Outcome::Done, stats)) => ("done", stats.first_close, stats),
+        Ok((Outcome::Done, stats)) => (CloseReason::Done, stats.first_close, stats),
         Ok((Outcome::IdleTimeout, stats)) => {
-            tracing::debug!(%peer, timeout = ?timeouts.idle, "idle timeout; closing");
-            ("idle_timeout", None, stats)
+            tracing::debug!(client = %client, timeout = ?timeouts.idle, "idle timeout; closing");
+            (CloseReason::IdleTimeout, None, stats)
         }
         Err(RelayError {
             side,
@@ -428,61 +462,127 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, _slot: Slo
                 io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
             );
             if side == Side::Upstream && !routine {
-                tracing::warn!(%peer, side = "upstream", op, error = %source, "relay failed");
+                tracing::warn!(client = %client, side = "upstream", op, error = %source, "relay failed");
             } else {
-                tracing::debug!(%peer, side = side.name(), op, error = %source, "relay failed");
+                tracing::debug!(client = %client, side = side.name(), op, error = %source, "relay failed");
             }
             let reason = match side {
-                Side::Client => "client_error",
-                Side::Upstream => "upstream_error",
+                Side::Client => CloseReason::ClientError,
+                Side::Upstream => CloseReason::UpstreamError,
             };
             (reason, Some(side), stats)
         }
     };
-    let c = &shared.counters;
-    c.bytes_client_to_upstream
-        .fetch_add(stats.client_to_upstream, Ordering::Relaxed);
-    c.bytes_upstream_to_client
-        .fetch_add(stats.upstream_to_client, Ordering::Relaxed);
-    log.finish(reason, side, stats);
+    shared.metrics.closed(
+        guard,
+        reason,
+        started.elapsed(),
+        stats.client_to_upstream,
+        stats.upstream_to_client,
+    );
+    log.finish(&info, reason.as_str(), side, stats);
 }
 
-/// The access-log event of one connection; does nothing (and allocates nothing) when the
-/// access log is off.
+/// What can go wrong before a connection is established.
+#[derive(Debug, thiserror::Error)]
+enum FrontError {
+    #[error("{0}")]
+    ProxyHeader(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Reads an inbound PROXY protocol header (v1 or v2) and hands back whatever followed it.
+/// Untrusted input: bounded by MAX_HEADER_BYTES and by the caller's handshake deadline.
+async fn read_proxy_header(io: &mut ReadAhead<TcpStream>) -> Result<Addresses, FrontError> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
+    let mut chunk = [0u8; PROXY_HEADER_READ_BYTES];
+    loop {
+        let n = io
+            .read(&mut chunk)
+            .await
+            .map_err(|e| FrontError::ProxyHeader(format!("reading the PROXY header: {e}")))?;
+        if n == 0 {
+            return Err(FrontError::ProxyHeader(
+                "connection closed inside the PROXY header".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match proxy_protocol::parse(&buf) {
+            Ok(Some((header, used))) => {
+                io.unread(&buf[used..]);
+                return Ok(header.addrs);
+            }
+            Ok(None) => continue,
+            Err(e) => return Err(FrontError::ProxyHeader(format!("bad PROXY header: {e}"))),
+        }
+    }
+}
+
+/// The header sent upstream: the client's addresses and, in v2, the TLS facts.
+fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo) -> Vec<u8> {
+    let tls = TlsFacts {
+        version: info.version.clone(),
+        cipher: info.cipher_suite.clone(),
+        sni: info.sni.clone(),
+        alpn: info.alpn.as_ref().map(|a| a.as_bytes().to_vec()),
+        client_cert: info.client_cert.as_ref().map(|c| ClientCert {
+            verified: c.verified,
+            subject_cn: c.subject_cn.clone(),
+        }),
+    };
+    let version = match version {
+        ProxyProtocol::V1 => proxy_protocol::Version::V1,
+        ProxyProtocol::V2 => proxy_protocol::Version::V2,
+    };
+    let mut out = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
+    proxy_protocol::encode(version, addrs, Some(&tls), &mut out);
+    out
+}
+
+/// Sorts a failed connection start into a metrics label. Client-certificate refusals are
+/// told apart by type; for the rest the libraries' messages are all there is.
+fn classify_handshake_error(e: &FrontError) -> HandshakeFailure {
+    let text = match e {
+        FrontError::Tls(TlsError::ClientCertificate(_)) => return HandshakeFailure::ClientCert,
+        FrontError::ProxyHeader(_) => return HandshakeFailure::Protocol,
+        FrontError::Tls(other) => other.to_string().to_ascii_lowercase(),
+    };
+    if text.contains("cipher") || text.contains("no shared") || text.contains("peerincompatible") {
+        HandshakeFailure::NoSharedCipher
+    } else if text.contains("reset") || text.contains("eof") || text.contains("broken pipe") {
+        HandshakeFailure::Other
+    } else {
+        HandshakeFailure::Protocol
+    }
+}
+
+/// The access-log event of one connection; does nothing when the access log is off.
 struct AccessLog {
     on: bool,
-    peer: SocketAddr,
+    client: SocketAddr,
     started: Instant,
     handshake: Duration,
-    tls: Option<HandshakeInfo>,
 }
 
 impl AccessLog {
-    fn new(peer: SocketAddr, on: bool) -> Self {
+    fn new(client: SocketAddr, started: Instant, on: bool) -> Self {
         AccessLog {
             on,
-            peer,
-            started: Instant::now(),
-            handshake: Duration::ZERO,
-            tls: None,
+            client,
+            started,
+            handshake: started.elapsed(),
         }
     }
 
-    fn handshake_done<IO>(&mut self, tls: &TlsStream<IO>) {
-        if self.on {
-            self.handshake = self.started.elapsed();
-            self.tls = Some(tls.info());
-        }
-    }
-
-    fn finish(self, reason: &str, side: Option<Side>, stats: RelayStats) {
+    fn finish(self, tls: &HandshakeInfo, reason: &str, side: Option<Side>, stats: RelayStats) {
         if !self.on {
             return;
         }
-        let tls = self.tls.unwrap_or_default();
         tracing::info!(
             target: "access",
-            client = %self.peer,
+            client = %self.client,
             sni = tls.sni.as_deref().unwrap_or("-"),
             alpn = tls.alpn.as_deref().unwrap_or("-"),
             tls_version = %tls.version,
@@ -503,6 +603,15 @@ impl AccessLog {
 enum UpstreamStream {
     Unix(UnixStream),
     Tcp(TcpStream),
+}
+
+impl UpstreamStream {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            UpstreamStream::Unix(s) => s.write_all(bytes).await,
+            UpstreamStream::Tcp(s) => s.write_all(bytes).await,
+        }
+    }
 }
 
 async fn connect(upstream: &Upstream) -> io::Result<UpstreamStream> {
@@ -529,5 +638,8 @@ fn pin_current_thread(cpu: usize) {
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long to try a polite close (close_notify) before dropping the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Read size for an inbound PROXY header: a v1 line is at most 107 bytes, and v2 headers
+/// with a few TLVs fit too; longer ones take a few reads, up to MAX_HEADER_BYTES.
+const PROXY_HEADER_READ_BYTES: usize = 256;
 /// At most one line per this period for each recurring per-connection warning.
 const LOG_EVERY: Duration = Duration::from_secs(1);
