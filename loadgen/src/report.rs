@@ -126,11 +126,11 @@ impl Report {
             let share = s.late as f64 / s.requests as f64;
             if share > LATE_WARN_SHARE {
                 warnings.push(format!(
-                    "{:.1}% of requests started more than {} ms after their intended time: \
-                     {} connections cannot carry the rate (latencies include the wait)",
+                    "{:.1}% of requests started more than {} ms after their intended time \
+                     (too few connections for the rate, or the load generator was short of \
+                     CPU); the corrected latencies include that wait",
                     share * 100.0,
                     LATE_AFTER.as_millis(),
-                    result.connections_opened
                 ));
             }
         }
