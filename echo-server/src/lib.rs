@@ -23,6 +23,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use proxy::io::ReadAhead;
 use proxy::tls::Acceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -37,6 +38,9 @@ pub struct ServeOptions {
     pub tls: Option<Acceptor>,
     /// How long in-flight connections may take to finish after shutdown is asked for.
     pub grace: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as `proxy
+    /// --proxy-protocol` sends), read and discarded before HTTP or TLS.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +49,7 @@ impl Default for ServeOptions {
             max_body: DEFAULT_MAX_BODY_BYTES,
             tls: None,
             grace: DEFAULT_GRACE,
+            proxy_protocol: false,
         }
     }
 }
@@ -73,21 +78,9 @@ pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<O
         let http = http.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            match (stream, &opts.tls) {
-                (Stream::Tcp(tcp), Some(tls)) => {
-                    match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
-                        tls.accept(proxy::io::ReadAhead::new(tcp)),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => serve(tls, &http, watcher, opts.max_body).await,
-                        Ok(Err(e)) => tracing::debug!("client: {e}"),
-                        Err(_) => tracing::debug!("client: TLS handshake timed out"),
-                    }
-                }
-                (Stream::Tcp(tcp), None) => serve(tcp, &http, watcher, opts.max_body).await,
-                (Stream::Unix(unix), _) => serve(unix, &http, watcher, opts.max_body).await,
+            match stream {
+                Stream::Tcp(tcp) => connection(tcp, &opts, &http, watcher).await,
+                Stream::Unix(unix) => connection(unix, &opts, &http, watcher).await,
             }
         });
     }
@@ -97,6 +90,42 @@ pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("grace period over: closing remaining connections");
+    }
+}
+
+/// One connection: optional PROXY header, optional TLS, then HTTP/1.1. Everything before
+/// HTTP shares one deadline.
+async fn connection<IO>(
+    io: IO,
+    opts: &ServeOptions,
+    http: &http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !opts.proxy_protocol && opts.tls.is_none() {
+        // Plain HTTP: hyper reads the socket itself, no extra copy.
+        return serve(io, http, watcher, opts.max_body).await;
+    }
+    let mut io = ReadAhead::new(io);
+    let front = async {
+        if opts.proxy_protocol {
+            io.read_proxy_header().await?;
+        }
+        match &opts.tls {
+            Some(tls) => tls
+                .accept(io)
+                .await
+                .map(Either::Left)
+                .map_err(|e| e.to_string()),
+            None => Ok(Either::Right(io)),
+        }
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, front).await {
+        Ok(Ok(Either::Left(tls))) => serve(tls, http, watcher, opts.max_body).await,
+        Ok(Ok(Either::Right(plain))) => serve(plain, http, watcher, opts.max_body).await,
+        Ok(Err(e)) => tracing::debug!("client: {e}"),
+        Err(_) => tracing::debug!("client: no TLS handshake or PROXY header in time"),
     }
 }
 

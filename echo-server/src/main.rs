@@ -35,6 +35,10 @@ struct Args {
     /// Largest request body echoed, in bytes; larger ones get 413.
     #[arg(long, default_value_t = echo_server::DEFAULT_MAX_BODY_BYTES)]
     max_body: u64,
+    /// Expect a PROXY protocol header (v1 or v2) at the start of every connection, as
+    /// `proxy --proxy-protocol` sends; it is read and discarded.
+    #[arg(long)]
+    proxy_protocol: bool,
     /// Permissions of the Unix socket file, in octal (e.g. 660).
     #[arg(long, value_parser = parse_octal)]
     socket_mode: Option<u32>,
@@ -51,7 +55,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,rustls=error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rustls=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -91,6 +96,7 @@ fn setup(args: &Args) -> anyhow::Result<(ServeOptions, Option<tempfile::TempDir>
     let opts = ServeOptions {
         max_body: args.max_body,
         tls,
+        proxy_protocol: args.proxy_protocol,
         ..ServeOptions::default()
     };
     Ok((opts, generated))

@@ -353,3 +353,27 @@ fn unix_args(path: &std::path::Path) -> Vec<String> {
         path.display().to_string(),
     ]
 }
+
+/// `--proxy-protocol`: a PROXY header (as `proxy --proxy-protocol` sends) is read and
+/// discarded before HTTP; a connection without one is closed.
+#[rstest]
+#[tokio::test]
+async fn proxy_protocol_header_is_read_and_discarded(
+    #[values(Target::Http, Target::Unix)] target: Target,
+) {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start(target, &["--proxy-protocol"]);
+    let mut raw = server.connect_raw().await;
+    raw.write_all(b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 443\r\n")
+        .await
+        .unwrap();
+    let mut client = common::Client::new(raw);
+    let body = pattern(1000, 9);
+    let resp = client.request(&post(&body)).await;
+    assert_eq!(resp.status, 200);
+    assert_same_body(&resp.body, &body);
+
+    let mut bare = common::Client::new(server.connect_raw().await);
+    let _ = bare.write(&post(b"no header")).await;
+    bare.assert_closed().await;
+}

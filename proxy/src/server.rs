@@ -344,7 +344,10 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
     // PROXY header from a load balancer, then the TLS handshake: one deadline for both.
     let front = async {
         let addrs = if ctx.config.accept_proxy {
-            read_proxy_header(&mut io).await?
+            io.read_proxy_header()
+                .await
+                .map_err(FrontError::ProxyHeader)?
+                .addrs
         } else {
             Addresses::Inet {
                 src: peer,
@@ -492,34 +495,6 @@ enum FrontError {
     Tls(#[from] TlsError),
 }
 
-/// Reads an inbound PROXY protocol header (v1 or v2) and hands back whatever followed it.
-/// Untrusted input: bounded by MAX_HEADER_BYTES and by the caller's handshake deadline.
-async fn read_proxy_header(io: &mut ReadAhead<TcpStream>) -> Result<Addresses, FrontError> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
-    let mut chunk = [0u8; PROXY_HEADER_READ_BYTES];
-    loop {
-        let n = io
-            .read(&mut chunk)
-            .await
-            .map_err(|e| FrontError::ProxyHeader(format!("reading the PROXY header: {e}")))?;
-        if n == 0 {
-            return Err(FrontError::ProxyHeader(
-                "connection closed inside the PROXY header".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        match proxy_protocol::parse(&buf) {
-            Ok(Some((header, used))) => {
-                io.unread(&buf[used..]);
-                return Ok(header.addrs);
-            }
-            Ok(None) => continue,
-            Err(e) => return Err(FrontError::ProxyHeader(format!("bad PROXY header: {e}"))),
-        }
-    }
-}
-
 /// The header sent upstream: the client's addresses and, in v2, the TLS facts.
 fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo) -> Vec<u8> {
     let tls = TlsFacts {
@@ -536,7 +511,7 @@ fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo)
         ProxyProtocol::V1 => proxy_protocol::Version::V1,
         ProxyProtocol::V2 => proxy_protocol::Version::V2,
     };
-    let mut out = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
+    let mut out = Vec::with_capacity(PROXY_HEADER_BYTES);
     proxy_protocol::encode(version, addrs, Some(&tls), &mut out);
     out
 }
@@ -638,8 +613,7 @@ fn pin_current_thread(cpu: usize) {
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long to try a polite close (close_notify) before dropping the connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Read size for an inbound PROXY header: a v1 line is at most 107 bytes, and v2 headers
-/// with a few TLVs fit too; longer ones take a few reads, up to MAX_HEADER_BYTES.
-const PROXY_HEADER_READ_BYTES: usize = 256;
+/// Room for a PROXY v2 header with our TLVs: addresses, SNI, ALPN, version, cipher, CN.
+const PROXY_HEADER_BYTES: usize = 256;
 /// At most one line per this period for each recurring per-connection warning.
 const LOG_EVERY: Duration = Duration::from_secs(1);
