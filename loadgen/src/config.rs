@@ -69,8 +69,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("--body-size {0} is larger than this machine can hold in memory")]
-    BodyTooLarge(u64),
+    #[error(
+        "{what} is {size} bytes; loadgen sends bodies of at most {MAX_BODY_BYTES} bytes (1 GiB)"
+    )]
+    BodyTooLarge { what: String, size: u64 },
     #[error(transparent)]
     Request(#[from] RequestError),
     #[error(transparent)]
@@ -106,14 +108,29 @@ impl Config {
             }
         }
         let body: Arc<[u8]> = match (&args.body_file, args.body_size) {
-            (Some(path), _) => std::fs::read(path)
-                .map_err(|source| ConfigError::BodyFile {
+            (Some(path), _) => {
+                let read_error = |source| ConfigError::BodyFile {
                     path: path.clone(),
                     source,
-                })?
-                .into(),
+                };
+                let size = std::fs::metadata(path).map_err(read_error)?.len();
+                if size > MAX_BODY_BYTES {
+                    return Err(ConfigError::BodyTooLarge {
+                        what: format!("--body-file {}", path.display()),
+                        size,
+                    });
+                }
+                std::fs::read(path).map_err(read_error)?.into()
+            }
             (None, Some(size)) => {
-                let size = usize::try_from(size).map_err(|_| ConfigError::BodyTooLarge(size))?;
+                let too_large = || ConfigError::BodyTooLarge {
+                    what: "--body-size".into(),
+                    size,
+                };
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|&s| s as u64 <= MAX_BODY_BYTES)
+                    .ok_or_else(too_large)?;
                 request::generated_body(size).into()
             }
             (None, None) => Arc::from(&[][..]),
@@ -291,6 +308,10 @@ impl Url {
         }
     }
 }
+
+/// Largest request body: the request (head and body) is held in memory once, and no
+/// benchmark here needs more.
+pub const MAX_BODY_BYTES: u64 = 1 << 30;
 
 fn parse_port(p: &str) -> Option<u16> {
     p.parse::<u16>().ok().filter(|&p| p != 0)

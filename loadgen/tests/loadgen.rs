@@ -444,6 +444,14 @@ async fn bad_input_and_unreachable_targets() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("/nonexistent/ca.pem"), "{}", run.stderr);
 
+    let run = loadgen(&["-b", "100000000000", "http://127.0.0.1:1/"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("--body-size is 100000000000 bytes"),
+        "{}",
+        run.stderr
+    );
+
     let run = loadgen(&["--insecure", "http://127.0.0.1:1/"]).await;
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--insecure"), "{}", run.stderr);
