@@ -102,6 +102,9 @@ pub struct Cli {
     /// Print the resolved plan and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not run analysis/plot.py at the end of the run.
+    #[arg(long)]
+    pub no_plot: bool,
 }
 
 impl Cli {
@@ -156,6 +159,7 @@ impl Cli {
             fail_fast: self.fail_fast,
             cacert: self.cacert.clone(),
             dry_run: self.dry_run,
+            no_plot: self.no_plot,
             command: std::env::args().collect(),
         }
     }

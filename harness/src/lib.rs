@@ -13,6 +13,7 @@
 //! - [`loadgen`]: the load generator's command line and JSON report.
 //! - [`run`]: the measurement loop.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
+//! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 
 pub mod bins;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod loadgen;
 pub mod meta;
 pub mod output;
 pub mod plan;
+pub mod plot;
 pub mod procs;
 pub mod run;
 pub mod summary;

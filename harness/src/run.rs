@@ -20,7 +20,7 @@ use crate::meta::{self, Host};
 use crate::output::{CsvSink, Num, Row, Status};
 use crate::plan::{Measurement, Plan};
 use crate::procs::{Interrupted, Ledger, Proc, Spec, Stop};
-use crate::summary;
+use crate::{plot, summary};
 
 /// Everything a run needs besides the plan.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,8 @@ pub struct Options {
     pub cacert: Option<PathBuf>,
     /// Print the plan and stop before building or measuring anything.
     pub dry_run: bool,
+    /// Skip the pictures (`analysis/plot.py`) at the end of the run.
+    pub no_plot: bool,
     /// The command line, for meta.json.
     pub command: Vec<String>,
 }
@@ -225,6 +227,10 @@ fn run_measurements(
     println!("results: {}", out.csv.display());
     println!("meta:    {}", out.meta.display());
     println!("logs:    {}", out.logs.display());
+    if !opts.no_plot && !rows.is_empty() && !stop.requested() {
+        eprintln!("harness: plotting (analysis/plot.py; --no-plot skips this)");
+        plot::plot(&out.csv).print();
+    }
     let failed_rows = rows.iter().filter(|r| r.status == Status::Error).count();
     if stop.requested() {
         return Err(Interrupted.into());
