@@ -45,25 +45,27 @@ fi
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    # echo-server drains for up to 10 s after SIGTERM; our clients are gone already.
+    wait "${pids[@]}" 2>/dev/null || true
     [[ -n ${OUT:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
-# Starts an echo-server pinned to SERVER_CPU and prints its address once it is listening
-# (the readiness line on its stdout; no sleeping).
+# Starts an echo-server pinned to SERVER_CPU and records its address once it is listening
+# (the readiness line on its stdout; no sleeping). Not called in a subshell: the cleanup
+# trap needs the pid.
+declare -A addr
 start_server() {
-    local mode=$1 fifo="$work/$1.fifo" line
+    local mode=$1 fifo="$work/$1.fifo" line fd
     mkfifo "$fifo"
     taskset -c "$SERVER_CPU" "$echo_server" --mode "$mode" --listen 127.0.0.1:0 >"$fifo" 2>"$work/$mode.log" &
     pids+=($!)
     exec {fd}<"$fifo"
     read -r line <&"$fd"
-    echo "${line#listening on }"
+    addr[$mode]=${line#listening on }
 }
-declare -A addr
 for proto in $PROTOS; do
-    addr[$proto]=$(start_server "$proto")
+    start_server "$proto"
 done
 
 for body in $BODIES; do
