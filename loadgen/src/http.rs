@@ -202,6 +202,21 @@ impl ResponseReader {
         S: AsyncRead + Unpin + ?Sized,
     {
         check.declared(len);
+        self.read_body_bytes(io, len, check, bytes).await
+    }
+
+    /// Reads exactly `len` body bytes (a Content-Length body or one chunk's data) through
+    /// the echo check.
+    async fn read_body_bytes<S>(
+        &mut self,
+        io: &mut S,
+        len: u64,
+        check: &mut BodyCheck<'_>,
+        bytes: &mut u64,
+    ) -> Result<(), ResponseError>
+    where
+        S: AsyncRead + Unpin + ?Sized,
+    {
         let mut remaining = len;
         while remaining > 0 {
             if self.start == self.end && self.fill(io).await? == 0 {
@@ -261,18 +276,7 @@ impl ResponseReader {
                     }
                 }
             }
-            let mut remaining = size;
-            while remaining > 0 {
-                if self.start == self.end && self.fill(io).await? == 0 {
-                    return Err(ResponseError::Closed);
-                }
-                let take = usize::try_from(remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(self.end - self.start);
-                check.feed(&self.buf[self.start..self.start + take]);
-                self.consume(take, bytes);
-                remaining -= take as u64;
-            }
+            self.read_body_bytes(io, size, check, bytes).await?;
             while self.end - self.start < 2 {
                 if self.fill(io).await? == 0 {
                     return Err(ResponseError::Closed);
