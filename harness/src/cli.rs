@@ -28,11 +28,14 @@ pub struct Cli {
     /// A TOML plan file (see harness/plans/example.toml), or a preset name.
     #[arg(long, value_name = "FILE|PRESET")]
     pub plan: Option<String>,
-    /// What to measure; only `sweep` (body sizes, keep-alive) exists so far.
+    /// What to measure: sweep (body sizes, keep-alive; the default), handshakes (full and
+    /// resumed, ECDSA and RSA), idle (memory per idle connection), all (those three),
+    /// faults (the fault suite under load), soak (its 30-minute long run).
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
     /// Configs, comma-separated: http, https-rustls, https-openssl, proxy-rustls,
-    /// proxy-openssl, or all.
+    /// proxy-openssl, haproxy, nginx, hitch, stunnel, or all (peers that are not installed
+    /// are skipped with the Debian package to install).
     #[arg(long, value_delimiter = ',')]
     pub configs: Option<Vec<String>>,
     /// Request body sizes in bytes, comma-separated.
@@ -84,6 +87,15 @@ pub struct Cli {
     /// CPUs for the load generator, e.g. 3 (default: the last of the harness's mask).
     #[arg(long)]
     pub client_cpus: Option<CpuList>,
+    /// Connections the idle scenario holds open through each terminator.
+    #[arg(long)]
+    pub idle_connections: Option<NonZeroU32>,
+    /// How long the idle scenario holds them.
+    #[arg(long, value_parser = plan::parse_duration)]
+    pub idle_hold: Option<Duration>,
+    /// Length of `--scenario soak` (default 30m).
+    #[arg(long, value_parser = plan::parse_duration)]
+    pub soak_duration: Option<Duration>,
     /// Measure this URL (a proxy elsewhere) instead of starting local servers.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
@@ -148,6 +160,9 @@ impl Cli {
             server_cpus: self.server_cpus.clone(),
             client_cpus: self.client_cpus.clone(),
             target: self.target.clone(),
+            idle_connections: self.idle_connections,
+            idle_hold: self.idle_hold,
+            soak_duration: self.soak_duration,
         };
         Plan::resolve(file.as_deref(), overrides)
     }
@@ -244,8 +259,8 @@ mod tests {
         assert_eq!(plan.connections.get(), 10);
         assert_eq!(plan.kx_groups, vec!["secp256r1", "X25519"]);
         assert_eq!(plan.server_cpus.as_ref().unwrap().to_string(), "0");
-        // http, 2 x https-rustls, https-openssl, 2 x proxy-rustls, proxy-openssl.
-        assert_eq!(plan.variants().len(), 7);
+        // http, 2 x https-rustls, https-openssl, 2 x proxy-rustls, proxy-openssl, haproxy.
+        assert_eq!(plan.variants().len(), 8);
         assert!(plan.source.contains("command-line"), "{}", plan.source);
     }
 

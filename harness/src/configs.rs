@@ -1,11 +1,11 @@
 //! What each config runs: the server processes in start order (backend first, then the TLS
 //! terminator in front of it) and how the load generator reaches the front one.
 //!
-//! This is the seam for the peer terminators of issue 8 (HAProxy, nginx, hitch, stunnel):
-//! each becomes a [`ConfigName`] whose stack is the same Unix-socket echo-server plus one
-//! [`Role::Terminator`] process started from a config file written into the run folder;
-//! the run loop and the CSV need no change (a terminator's figures go in the `proxy_*`
-//! columns).
+//! The peer terminators (HAProxy, nginx, hitch, stunnel) run the same way as our proxy: the
+//! same Unix-socket echo-server plus one [`Role::Terminator`] process, started from a
+//! config file written into the run folder (`configs/`), so the run is reproducible; their
+//! figures go in the same `proxy_*` columns. Peers print no `listening on` line: they are
+//! given a free port and are ready when it accepts a connection.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use proxy::tls::CertPaths;
 
 use crate::bins::Bins;
 use crate::cpus::CpuList;
+use crate::peers::{self, Peer};
 use crate::plan::{ConfigName, Variant};
 use crate::procs::Spec;
 
@@ -26,11 +27,21 @@ pub enum Role {
     Terminator,
 }
 
+/// How the harness knows a server is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// It prints `listening on ADDR` (ours).
+    Line,
+    /// It accepts a TCP connection on this loopback port (peers).
+    Port(u16),
+}
+
 /// One server process of a stack.
 #[derive(Debug, Clone)]
 pub struct Server {
     pub role: Role,
     pub spec: Spec,
+    pub ready: Ready,
 }
 
 /// The servers of one measurement and the URL scheme of the front one.
@@ -42,6 +53,10 @@ pub struct Stack {
     pub scheme: &'static str,
     /// The Unix socket between terminator and backend, removed after the measurement.
     pub socket: Option<PathBuf>,
+    /// Config files to write before starting the servers (peers').
+    pub files: Vec<(PathBuf, String)>,
+    /// A private folder to create first (a peer's pid file and the like).
+    pub scratch: Option<PathBuf>,
 }
 
 /// What every stack is built from.
@@ -57,6 +72,18 @@ pub struct Context<'a> {
     pub log_stem: &'a Path,
     /// Distinguishes sockets of successive measurements.
     pub index: usize,
+    /// Certificate chain and key in one file, for the peers that want that.
+    pub combined_pem: &'a Path,
+    /// The peers found on this machine.
+    pub peers: &'a [Peer],
+    /// Where peers' config files go (the run folder's `configs/`).
+    pub config_dir: &'a Path,
+    /// A free loopback port for a peer.
+    pub peer_port: u16,
+    /// The most connections a peer must hold open at once.
+    pub max_connections: u64,
+    /// The harness runs as root.
+    pub root: bool,
 }
 
 /// The stack for `variant`.
@@ -80,21 +107,26 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
         Server {
             role: Role::Backend,
             spec: spec("echo", &ctx.bins.echo, args, ctx),
+            ready: Ready::Line,
         }
     };
+    let socket = ctx.runtime_dir.join(format!("{}.sock", ctx.index));
     match variant.config {
         ConfigName::Http => Stack {
             servers: vec![echo("http", LOOPBACK_ANY_PORT.into(), Vec::new())],
             scheme: "http",
             socket: None,
+            files: Vec::new(),
+            scratch: None,
         },
         ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Stack {
             servers: vec![echo("https", LOOPBACK_ANY_PORT.into(), tls_args(backend))],
             scheme: "https",
             socket: None,
+            files: Vec::new(),
+            scratch: None,
         },
         ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => {
-            let socket = ctx.runtime_dir.join(format!("{}.sock", ctx.index));
             let mut upstream = OsString::from("unix:");
             upstream.push(&socket);
             let mut args: Vec<OsString> = vec![
@@ -111,10 +143,64 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
                     Server {
                         role: Role::Terminator,
                         spec: spec("proxy", &ctx.bins.proxy, args, ctx),
+                        ready: Ready::Line,
                     },
                 ],
                 scheme: "https",
                 socket: Some(socket),
+                files: Vec::new(),
+                scratch: None,
+            }
+        }
+        peer @ (ConfigName::Haproxy
+        | ConfigName::Nginx
+        | ConfigName::Hitch
+        | ConfigName::Stunnel) => {
+            let program = ctx
+                .peers
+                .iter()
+                .find(|p| p.config == peer)
+                .map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
+            let scratch = ctx.runtime_dir.join(format!("{}-{peer}", ctx.index));
+            let (ext, text) = peers::config_file(
+                peer,
+                &peers::Setup {
+                    port: ctx.peer_port,
+                    upstream: &socket,
+                    cert: &ctx.cert.cert,
+                    key: &ctx.cert.key,
+                    combined: ctx.combined_pem,
+                    threads: ctx.server_cpus.len(),
+                    max_connections: ctx.max_connections,
+                    scratch: &scratch,
+                    root: ctx.root,
+                },
+            );
+            let stem = ctx
+                .log_stem
+                .file_name()
+                .map(OsString::from)
+                .unwrap_or_default();
+            let mut name = stem;
+            name.push(format!("-{peer}.{ext}"));
+            let conf = ctx.config_dir.join(name);
+            let args = peers::args(peer, &conf, &scratch);
+            Stack {
+                servers: vec![
+                    echo("unix", socket.clone().into_os_string(), Vec::new()),
+                    Server {
+                        role: Role::Terminator,
+                        spec: Spec {
+                            wait_ready: false,
+                            ..spec(peer.name(), &program, args, ctx)
+                        },
+                        ready: Ready::Port(ctx.peer_port),
+                    },
+                ],
+                scheme: "https",
+                socket: Some(socket),
+                files: vec![(conf, text)],
+                scratch: Some(scratch),
             }
         }
     }
@@ -183,6 +269,12 @@ mod tests {
             runtime_dir: Path::new("/tmp/h"),
             log_stem: Path::new("/out/logs/1-proxy-rustls-ring-10"),
             index: 7,
+            combined_pem: Path::new("/r/combined.pem"),
+            peers: &[],
+            config_dir: Path::new("/out/configs"),
+            peer_port: 0,
+            max_connections: 1024,
+            root: false,
         };
         let variant = Variant {
             config: ConfigName::ProxyRustls,
@@ -224,5 +316,65 @@ mod tests {
             "--mode http --listen 127.0.0.1:0 --threads 3"
         );
         assert_eq!(url("http", "127.0.0.1:5"), "http://127.0.0.1:5/");
+    }
+
+    #[test]
+    fn peer_stack_writes_its_config_and_waits_for_its_port() {
+        let bins = Bins {
+            dir: "/b".into(),
+            proxy: "/b/proxy".into(),
+            echo: "/b/echo-server".into(),
+            loadgen: "/b/loadgen".into(),
+        };
+        let cert = CertPaths {
+            cert: "/r/cert.pem".into(),
+            key: "/r/key.pem".into(),
+        };
+        let cpus: CpuList = "0".parse().unwrap();
+        let peers = [Peer {
+            config: ConfigName::Haproxy,
+            program: "/usr/sbin/haproxy".into(),
+            version: "HAProxy version 2.6".into(),
+        }];
+        let ctx = Context {
+            bins: &bins,
+            cert: &cert,
+            server_cpus: &cpus,
+            runtime_dir: Path::new("/tmp/h"),
+            log_stem: Path::new("/out/logs/1-haproxy-10"),
+            index: 3,
+            combined_pem: Path::new("/r/combined.pem"),
+            peers: &peers,
+            config_dir: Path::new("/out/configs"),
+            peer_port: 40123,
+            max_connections: 2048,
+            root: true,
+        };
+        let variant = Variant {
+            config: ConfigName::Haproxy,
+            backend: None,
+        };
+        let stack = stack(&variant, &ctx);
+        let [echo, haproxy] = &stack.servers[..] else {
+            panic!("two servers expected")
+        };
+        assert_eq!(echo.ready, Ready::Line);
+        assert_eq!(haproxy.ready, Ready::Port(40123));
+        assert!(!haproxy.spec.wait_ready);
+        assert_eq!(haproxy.spec.program, Path::new("/usr/sbin/haproxy"));
+        assert_eq!(args_of(haproxy), "-f /out/configs/1-haproxy-10-haproxy.cfg");
+        let [(path, text)] = &stack.files[..] else {
+            panic!("one config file expected")
+        };
+        assert_eq!(path, Path::new("/out/configs/1-haproxy-10-haproxy.cfg"));
+        assert!(
+            text.contains("bind 127.0.0.1:40123 ssl crt /r/combined.pem"),
+            "{text}"
+        );
+        assert!(text.contains("server echo /tmp/h/3.sock"), "{text}");
+        assert_eq!(
+            stack.scratch.as_deref(),
+            Some(Path::new("/tmp/h/3-haproxy"))
+        );
     }
 }

@@ -8,10 +8,12 @@
 //! - [`plan`]: presets, the TOML plan file and overrides, resolved into a [`plan::Plan`].
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
-//! - [`configs`]: which processes each config runs (the seam for peer terminators).
+//! - [`configs`]: which processes each config runs; [`peers`]: HAProxy, nginx, hitch and
+//!   stunnel (found, versioned, configured).
 //! - [`procs`]: pinned child processes, readiness, stop, and `/proc` figures.
 //! - [`loadgen`]: the load generator's command line and JSON report.
 //! - [`run`]: the measurement loop.
+//! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 
@@ -19,9 +21,11 @@ pub mod bins;
 pub mod cli;
 pub mod configs;
 pub mod cpus;
+pub mod faults;
 pub mod loadgen;
 pub mod meta;
 pub mod output;
+pub mod peers;
 pub mod plan;
 pub mod plot;
 pub mod procs;

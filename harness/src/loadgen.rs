@@ -9,14 +9,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::plan::Plan;
+use crate::plan::{Kind, Measurement, Plan};
 
 /// How one load generator run is set up.
 #[derive(Debug, Clone)]
 pub struct Invocation<'a> {
     pub url: &'a str,
     pub plan: &'a Plan,
-    pub size: u64,
+    /// Body size, kind of load and certificate (for the TLS 1.2 suite).
+    pub measurement: &'a Measurement,
     pub threads: u32,
     /// CA certificate to verify the server with (the run's self-signed one).
     pub cacert: Option<&'a Path>,
@@ -28,28 +29,41 @@ impl Invocation<'_> {
     /// The full argument list, URL last.
     pub fn args(&self) -> Vec<OsString> {
         let plan = self.plan;
+        let m = self.measurement;
         let mut args: Vec<OsString> = Vec::new();
-        let mut push = |flag: &str, value: String| {
+        let push = |args: &mut Vec<OsString>, flag: &str, value: String| {
             args.push(flag.into());
             args.push(value.into());
         };
-        push("-c", plan.connections.to_string());
-        push("-t", self.threads.to_string());
-        push("-d", duration_arg(plan.duration));
-        push("--warmup", duration_arg(plan.warmup));
-        push("-b", self.size.to_string());
-        push("--timeout", duration_arg(plan.timeout));
-        push("--output", "json".to_owned());
-        if let Some(rate) = plan.rate {
-            push("--rate", rate.to_string());
+        push(&mut args, "-t", self.threads.to_string());
+        push(&mut args, "-b", m.size.to_string());
+        push(&mut args, "--timeout", duration_arg(plan.timeout));
+        push(&mut args, "--output", "json".to_owned());
+        if m.kind == Kind::Idle {
+            push(&mut args, "-c", plan.idle_connections.to_string());
+            push(&mut args, "-d", duration_arg(plan.idle_hold));
+            args.push("--idle".into());
+        } else {
+            push(&mut args, "-c", plan.connections.to_string());
+            push(&mut args, "-d", duration_arg(plan.duration));
+            push(&mut args, "--warmup", duration_arg(plan.warmup));
+            if let Some(rate) = plan.rate {
+                push(&mut args, "--rate", rate.to_string());
+            }
+        }
+        if let Kind::Handshake { resumed, .. } = m.kind {
+            args.push("--no-keepalive".into());
+            if resumed {
+                args.push("--tls-resume".into());
+            }
         }
         if is_tls_url(self.url) {
-            push("--tls-version", tls_version_arg(plan).to_owned());
-            for suite in plan.effective_cipher_suites() {
-                push("--cipher-suite", suite);
+            push(&mut args, "--tls-version", tls_version_arg(plan).to_owned());
+            for suite in plan.suites_for(m) {
+                push(&mut args, "--cipher-suite", suite);
             }
-            for group in plan.effective_kx_groups() {
-                push("--kx-group", group);
+            for group in plan.kx_groups_for(m.kind) {
+                push(&mut args, "--kx-group", group);
             }
             if let Some(ca) = self.cacert {
                 args.push("--cacert".into());
@@ -100,6 +114,9 @@ pub fn check_target(url: &str) -> anyhow::Result<()> {
 pub struct Report {
     pub schema: u32,
     pub connections_opened: u64,
+    /// `--idle` runs: the connections the server closed while they were held.
+    #[serde(default)]
+    pub idle: Option<Idle>,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub rate: Option<f64>,
@@ -144,6 +161,17 @@ pub struct Tls {
     pub version: Option<String>,
     pub cipher_suite: Option<String>,
     pub kx_group: Option<String>,
+    #[serde(default)]
+    pub handshakes: u64,
+    #[serde(default)]
+    pub resumed: u64,
+}
+
+/// The idle part of an `--idle` report.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Idle {
+    #[serde(default)]
+    pub closed_by_server: u64,
 }
 
 /// The load generator's own CPU use over the measured period.
@@ -180,7 +208,7 @@ impl Report {
 
     /// Differences between what the plan asked for and what was negotiated; empty when the
     /// handshakes ran the parameters asked for.
-    pub fn tls_mismatches(&self, plan: &Plan) -> Vec<String> {
+    pub fn tls_mismatches(&self, plan: &Plan, m: &Measurement) -> Vec<String> {
         let Some(tls) = &self.tls else {
             return vec!["loadgen reported no TLS parameters for a TLS config".to_owned()];
         };
@@ -196,13 +224,13 @@ impl Report {
             &mut out,
             "cipher suite",
             tls.cipher_suite.as_deref(),
-            &plan.effective_cipher_suites(),
+            &plan.suites_for(m),
         );
         check(
             &mut out,
             "key-exchange group",
             tls.kx_group.as_deref(),
-            &plan.effective_kx_groups(),
+            &plan.kx_groups_for(m.kind),
         );
         out
     }
@@ -222,7 +250,20 @@ fn check(out: &mut Vec<String>, what: &str, got: Option<&str>, asked: &[String])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Preset;
+    use crate::plan::{CertType, ConfigName, Preset, Variant};
+
+    fn measurement(size: u64, kind: Kind) -> Measurement {
+        Measurement {
+            index: 0,
+            iteration: 1,
+            variant: Variant {
+                config: ConfigName::Haproxy,
+                backend: None,
+            },
+            size,
+            kind,
+        }
+    }
 
     pub(crate) const SAMPLE: &str = r#"{"schema": 1, "target": "https://127.0.0.1:8443/", "mode": "closed", "threads": 1, "connections": 100,
  "connections_opened": 100, "keepalive": true, "duration_s": 10.0, "warmup_s": 2.0, "rate": null,
@@ -238,7 +279,10 @@ mod tests {
     fn parses_the_contract_example() {
         let report = Report::parse(SAMPLE).unwrap();
         assert_eq!(report.requests, 123456);
-        assert!(report.tls_mismatches(&Preset::Smoke.plan()).is_empty());
+        let sweep = measurement(10, Kind::Sweep);
+        assert!(report
+            .tls_mismatches(&Preset::Smoke.plan(), &sweep)
+            .is_empty());
     }
 
     #[test]
@@ -258,19 +302,29 @@ mod tests {
     fn mismatched_group_is_reported() {
         let hybrid = SAMPLE.replace("\"X25519\"", "\"X25519MLKEM768\"");
         let report = Report::parse(&hybrid).unwrap();
-        let issues = report.tls_mismatches(&Preset::Smoke.plan());
+        let issues = report.tls_mismatches(&Preset::Smoke.plan(), &measurement(10, Kind::Sweep));
         assert_eq!(issues.len(), 1);
         assert!(issues[0].contains("X25519MLKEM768"), "{issues:?}");
+        let asked_hybrid = Kind::Handshake {
+            cert: CertType::EcdsaP256,
+            resumed: false,
+            hybrid: true,
+        };
+        let plan = Preset::Smoke.plan();
+        assert!(report
+            .tls_mismatches(&plan, &measurement(10, asked_hybrid))
+            .is_empty());
     }
 
     #[test]
     fn args_force_tls_parameters_only_for_https() {
         let plan = Preset::Smoke.plan();
         let ca = Path::new("/tmp/ca.pem");
+        let sweep = measurement(1000, Kind::Sweep);
         let inv = Invocation {
             url: "https://127.0.0.1:1/",
             plan: &plan,
-            size: 1000,
+            measurement: &sweep,
             threads: 1,
             cacert: Some(ca),
             insecure: false,
@@ -282,7 +336,7 @@ mod tests {
             .collect();
         let line = args.join(" ");
         assert!(
-            line.contains("-c 10 -t 1 -d 1s --warmup 500ms -b 1000"),
+            line.contains("-t 1 -b 1000 --timeout 5s --output json -c 10 -d 1s --warmup 500ms"),
             "{line}"
         );
         assert!(line.contains("--tls-version 1.3"), "{line}");
@@ -305,6 +359,46 @@ mod tests {
             .map(|a| a.to_string_lossy().into())
             .collect();
         assert!(!line.join(" ").contains("--tls-version"));
+
+        let resumed_rsa = measurement(
+            10,
+            Kind::Handshake {
+                cert: CertType::Rsa2048,
+                resumed: true,
+                hybrid: false,
+            },
+        );
+        let tls12 = Plan {
+            tls_version: proxy::tls::TlsVersion::Tls12,
+            ..plan.clone()
+        };
+        let line = Invocation {
+            plan: &tls12,
+            measurement: &resumed_rsa,
+            ..inv.clone()
+        }
+        .args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+        assert!(line.contains("--no-keepalive --tls-resume"), "{line}");
+        assert!(
+            line.contains("--cipher-suite TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+            "{line}"
+        );
+        let idle = measurement(10, Kind::Idle);
+        let line = Invocation {
+            measurement: &idle,
+            ..inv
+        }
+        .args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+        assert!(line.contains("-c 200 -d 1s --idle"), "{line}");
+        assert!(!line.contains("--warmup"), "{line}");
     }
 
     #[test]

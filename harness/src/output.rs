@@ -1,5 +1,7 @@
 //! `results.csv`: one tidy row per (config, body size, iteration), header first, each row
 //! written and flushed as its measurement ends so an interrupted run keeps what it measured.
+//! `handshakes.csv` has the same columns (one row per config, certificate, handshake kind
+//! and iteration); `idle.csv` has its own ([`IDLE_COLUMNS`]).
 //!
 //! The first eight columns keep the layout of the original experiment's `wrk` summary line
 //! (latencies in microseconds); every further figure has its own column, with its unit in
@@ -12,7 +14,7 @@ use anyhow::Context;
 use serde::{Serialize, Serializer};
 
 /// The header, in order. [`Row`]'s fields follow it exactly (a test pins that).
-pub const COLUMNS: [&str; 47] = [
+pub const COLUMNS: [&str; 50] = [
     "config",
     "size",
     "requests",
@@ -56,6 +58,9 @@ pub const COLUMNS: [&str; 47] = [
     "tls_cipher_suite",
     "tls_kx_group",
     "cert_type",
+    "handshake",
+    "tls_resumed",
+    "time_wait",
     "server_cpus",
     "client_cpus",
     "status",
@@ -148,6 +153,12 @@ pub struct Row {
     pub tls_cipher_suite: Option<String>,
     pub tls_kx_group: Option<String>,
     pub cert_type: Option<String>,
+    /// `keep-alive` (sweep), `full` or `resumed` (a new connection per request).
+    pub handshake: String,
+    /// Handshakes the load generator saw resumed.
+    pub tls_resumed: Option<u64>,
+    /// Sockets in TIME_WAIT on the host after the run (ephemeral-port pressure).
+    pub time_wait: Option<u64>,
     pub server_cpus: Option<String>,
     pub client_cpus: Option<String>,
     pub status: Status,
@@ -184,7 +195,78 @@ impl Ord for Status {
     }
 }
 
-/// `results.csv`, open for appending rows.
+/// The header of `idle.csv`, in order; [`IdleRow`]'s fields follow it (a test pins that).
+pub const IDLE_COLUMNS: [&str; 23] = [
+    "config",
+    "tls_backend",
+    "iteration",
+    "connections",
+    "connections_opened",
+    "closed_by_server",
+    "terminator_rss_before_kib",
+    "terminator_rss_after_kib",
+    "terminator_kib_per_conn",
+    "backend_rss_before_kib",
+    "backend_rss_after_kib",
+    "backend_kib_per_conn",
+    "errors",
+    "p50",
+    "p99",
+    "tls_version",
+    "tls_cipher_suite",
+    "tls_kx_group",
+    "cert_type",
+    "server_cpus",
+    "client_cpus",
+    "status",
+    "note",
+];
+
+/// One row of `idle.csv`: the memory `connections` idle TLS connections cost. The
+/// terminator is our proxy or the peer (for `https-*`, the echo-server itself); the backend
+/// is the echo-server behind it. RSS is summed over the process and its children.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdleRow {
+    pub config: String,
+    pub tls_backend: String,
+    pub iteration: u32,
+    pub connections: u32,
+    pub connections_opened: Option<u64>,
+    pub closed_by_server: Option<u64>,
+    pub terminator_rss_before_kib: Option<u64>,
+    pub terminator_rss_after_kib: Option<u64>,
+    pub terminator_kib_per_conn: Option<Num>,
+    pub backend_rss_before_kib: Option<u64>,
+    pub backend_rss_after_kib: Option<u64>,
+    pub backend_kib_per_conn: Option<Num>,
+    pub errors: Option<u64>,
+    /// Handshake plus first request of each connection, µs.
+    pub p50: Option<Num>,
+    pub p99: Option<Num>,
+    pub tls_version: Option<String>,
+    pub tls_cipher_suite: Option<String>,
+    pub tls_kx_group: Option<String>,
+    pub cert_type: Option<String>,
+    pub server_cpus: Option<String>,
+    pub client_cpus: Option<String>,
+    pub status: Status,
+    pub note: String,
+}
+
+impl IdleRow {
+    /// As [`Row::flag`].
+    pub fn flag(&mut self, status: Status, remark: impl AsRef<str>) {
+        if status > self.status {
+            self.status = status;
+        }
+        if !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(remark.as_ref());
+    }
+}
+
+/// A CSV file open for appending rows.
 #[derive(Debug)]
 pub struct CsvSink {
     writer: csv::Writer<File>,
@@ -193,18 +275,27 @@ pub struct CsvSink {
 }
 
 impl CsvSink {
-    /// Creates the file (refusing to overwrite one) and writes the header.
+    /// Creates the file (refusing to overwrite one) and writes the header of `results.csv`.
     pub fn create(path: &Path) -> anyhow::Result<CsvSink> {
+        CsvSink::create_with(path, &COLUMNS)
+    }
+
+    /// Creates the file (refusing to overwrite one) and writes `header`.
+    pub fn create_with(path: &Path, header: &[&str]) -> anyhow::Result<CsvSink> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
-        CsvSink::from_file(file, path)
+        CsvSink::from_file_with(file, path, header)
     }
 
     /// Writes the header to an already open file (tests use `/dev/full`).
     pub fn from_file(file: File, path: &Path) -> anyhow::Result<CsvSink> {
+        CsvSink::from_file_with(file, path, &COLUMNS)
+    }
+
+    fn from_file_with(file: File, path: &Path, header: &[&str]) -> anyhow::Result<CsvSink> {
         let writer = csv::WriterBuilder::new()
             .has_headers(false)
             .from_writer(file);
@@ -214,7 +305,7 @@ impl CsvSink {
             rows: 0,
         };
         sink.writer
-            .write_record(COLUMNS)
+            .write_record(header)
             .map_err(anyhow::Error::from)
             .and_then(|()| sink.flush())
             .with_context(|| format!("writing the header of {}", path.display()))?;
@@ -222,7 +313,7 @@ impl CsvSink {
     }
 
     /// Appends `row` and flushes it to the file.
-    pub fn write(&mut self, row: &Row) -> anyhow::Result<()> {
+    pub fn write(&mut self, row: &impl Serialize) -> anyhow::Result<()> {
         self.writer
             .serialize(row)
             .map_err(anyhow::Error::from)
@@ -270,6 +361,14 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert_eq!(header, COLUMNS.join(","));
         assert!(header.starts_with("config,size,requests,mean,stdev,p50,p90,p99,"));
+    }
+
+    #[test]
+    fn idle_header_and_row_fields_agree() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(IdleRow::default()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), IDLE_COLUMNS.join(","));
     }
 
     #[test]

@@ -61,10 +61,22 @@ impl Preset {
             server_cpus: None,
             client_cpus: None,
             target: None,
+            idle_connections: nz(10_000),
+            idle_hold: Duration::from_secs(3),
+            soak_duration: Duration::from_secs(30 * 60),
+            short_faults: false,
         };
         match self {
             Preset::Quick => base,
             Preset::Smoke => Plan {
+                // Ours and one peer (HAProxy, installed by .ci/run), so CI runs a peer.
+                configs: ConfigName::OURS
+                    .into_iter()
+                    .chain([ConfigName::Haproxy])
+                    .collect(),
+                idle_connections: nz(200),
+                idle_hold: Duration::from_secs(1),
+                short_faults: true,
                 sizes: vec![10, 1000],
                 iterations: nz(1),
                 duration: Duration::from_secs(1),
@@ -96,19 +108,51 @@ impl FromStr for Preset {
     }
 }
 
-/// What kind of measurement a run makes. Only the body-size sweep exists so far; handshake
-/// and idle-connection scenarios (issue 8) become further variants with their own CSV.
+/// What kind of measurement a run makes. Each writes its own tidy CSV in the run folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
-    /// Keep-alive requests at each body size.
+    /// Keep-alive requests at each body size (`results.csv`).
     Sweep,
+    /// A new connection and a full or resumed TLS handshake per request, ECDSA and RSA
+    /// certificates (`handshakes.csv`).
+    Handshakes,
+    /// Memory per idle TLS connection: many connections held open (`idle.csv`).
+    Idle,
+    /// sweep, handshakes and idle, in that order.
+    All,
+    /// The fault suite: attacks, broken backends and signals under load (`faults.csv`).
+    Faults,
+    /// The long run of the fault suite (scenario 9): RSS and fds sampled for
+    /// `--soak-duration` under moderate load.
+    Soak,
 }
 
 impl Scenario {
+    pub const NAMES: &'static str = "sweep, handshakes, idle, all, faults, soak";
+
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Sweep => "sweep",
+            Scenario::Handshakes => "handshakes",
+            Scenario::Idle => "idle",
+            Scenario::All => "all",
+            Scenario::Faults => "faults",
+            Scenario::Soak => "soak",
         }
+    }
+
+    /// The measuring scenarios this one runs (none for the fault suite).
+    pub fn parts(self) -> Vec<Scenario> {
+        match self {
+            Scenario::All => vec![Scenario::Sweep, Scenario::Handshakes, Scenario::Idle],
+            Scenario::Faults | Scenario::Soak => Vec::new(),
+            one => vec![one],
+        }
+    }
+
+    /// Runs the fault suite rather than measurements.
+    pub fn is_fault_suite(self) -> bool {
+        matches!(self, Scenario::Faults | Scenario::Soak)
     }
 }
 
@@ -116,15 +160,53 @@ impl FromStr for Scenario {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "sweep" => Ok(Scenario::Sweep),
-            "handshakes" | "idle" | "all" => {
-                bail!("scenario {s:?} is planned (issue 8) but not implemented yet; use `sweep`")
-            }
-            _ => bail!("unknown scenario {s:?}; scenarios: sweep"),
+        <Scenario as clap::ValueEnum>::from_str(s, false)
+            .map_err(|_| anyhow::anyhow!("unknown scenario {s:?}; scenarios: {}", Scenario::NAMES))
+    }
+}
+
+/// What one measurement does besides its config and body size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Keep-alive requests (the sweep).
+    Sweep,
+    /// A new connection per request.
+    Handshake {
+        cert: CertType,
+        /// Session tickets: every connection after the first of each client connection
+        /// slot resumes.
+        resumed: bool,
+        /// Offer the post-quantum hybrid X25519MLKEM768 instead of X25519.
+        hybrid: bool,
+    },
+    /// Hold `idle_connections` connections open, one request each.
+    Idle,
+}
+
+impl Kind {
+    pub fn scenario(self) -> Scenario {
+        match self {
+            Kind::Sweep => Scenario::Sweep,
+            Kind::Handshake { .. } => Scenario::Handshakes,
+            Kind::Idle => Scenario::Idle,
+        }
+    }
+
+    /// The CSV `handshake` column: `keep-alive`, `full`, `resumed` (`idle` rows have their
+    /// own file).
+    pub fn handshake_name(self) -> &'static str {
+        match self {
+            Kind::Sweep | Kind::Idle => "keep-alive",
+            Kind::Handshake { resumed: false, .. } => "full",
+            Kind::Handshake { resumed: true, .. } => "resumed",
         }
     }
 }
+
+/// The key-exchange group the handshake scenario uses to show the hybrid's cost.
+pub const HYBRID_GROUP: &str = "X25519MLKEM768";
+/// Request body of the handshake and idle scenarios: small, the handshake is the point.
+pub const HANDSHAKE_BODY_BYTES: u64 = 10;
 
 /// A server configuration: the stable names of the CSV `config` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,10 +221,33 @@ pub enum ConfigName {
     ProxyRustls,
     /// our proxy terminates TLS with OpenSSL -> echo-server on a Unix socket.
     ProxyOpenssl,
+    /// HAProxy terminates TLS -> the same Unix-socket echo-server.
+    Haproxy,
+    /// nginx (stream module with ssl) terminates TLS -> the same echo-server.
+    Nginx,
+    /// hitch terminates TLS -> the same echo-server.
+    Hitch,
+    /// stunnel terminates TLS -> the same echo-server.
+    Stunnel,
 }
 
 impl ConfigName {
-    pub const ALL: [ConfigName; 5] = [
+    /// Every config, ours first; `all` on the command line (peers that are not installed
+    /// are skipped when the run starts).
+    pub const ALL: [ConfigName; 9] = [
+        ConfigName::Http,
+        ConfigName::HttpsRustls,
+        ConfigName::HttpsOpenssl,
+        ConfigName::ProxyRustls,
+        ConfigName::ProxyOpenssl,
+        ConfigName::Haproxy,
+        ConfigName::Nginx,
+        ConfigName::Hitch,
+        ConfigName::Stunnel,
+    ];
+
+    /// Ours: the configs that need no third-party program.
+    pub const OURS: [ConfigName; 5] = [
         ConfigName::Http,
         ConfigName::HttpsRustls,
         ConfigName::HttpsOpenssl,
@@ -157,7 +262,16 @@ impl ConfigName {
             ConfigName::HttpsOpenssl => "https-openssl",
             ConfigName::ProxyRustls => "proxy-rustls",
             ConfigName::ProxyOpenssl => "proxy-openssl",
+            ConfigName::Haproxy => "haproxy",
+            ConfigName::Nginx => "nginx",
+            ConfigName::Hitch => "hitch",
+            ConfigName::Stunnel => "stunnel",
         }
+    }
+
+    /// A third-party TLS terminator (see `peers`).
+    pub fn is_peer(self) -> bool {
+        !ConfigName::OURS.contains(&self)
     }
 
     /// Runs once per rustls flavour in `tls_backends`.
@@ -193,13 +307,6 @@ impl FromStr for ConfigName {
         if let Some(config) = ConfigName::ALL.into_iter().find(|c| c.name() == s) {
             return Ok(config);
         }
-        if let Some((peer, package)) = PEERS.iter().find(|(peer, _)| *peer == s) {
-            bail!(
-                "config {peer:?} (a peer TLS terminator, Debian package `{package}`) is planned \
-                 (issue 8) but not implemented yet; configs: {}",
-                known_configs()
-            );
-        }
         bail!("unknown config {s:?}; configs: all, {}", known_configs())
     }
 }
@@ -213,15 +320,6 @@ impl fmt::Display for ConfigName {
 fn known_configs() -> String {
     ConfigName::ALL.map(ConfigName::name).join(", ")
 }
-
-/// Peer terminators the harness will drive next to ours (issue 8), with the Debian package
-/// that provides each: the names are reserved so that they get a helpful error today.
-pub const PEERS: [(&str, &str); 4] = [
-    ("haproxy", "haproxy"),
-    ("nginx", "nginx-light + libnginx-mod-stream"),
-    ("hitch", "hitch"),
-    ("stunnel", "stunnel4"),
-];
 
 /// Key type of the run's one generated certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -290,6 +388,14 @@ pub struct Plan {
     pub client_cpus: Option<CpuList>,
     /// Measure this URL instead of local servers (config `remote`).
     pub target: Option<String>,
+    /// Connections the idle scenario holds open through each terminator.
+    pub idle_connections: NonZeroU32,
+    /// How long they are held (the memory is sampled once all are open).
+    pub idle_hold: Duration,
+    /// Length of the fault suite's long run (`--scenario soak`).
+    pub soak_duration: Duration,
+    /// The fault suite's short version: seconds per scenario (the smoke preset, CI).
+    pub short_faults: bool,
 }
 
 /// One measurement variant: a config, and for TLS configs the backend that runs it.
@@ -306,9 +412,13 @@ impl Variant {
         self.config.name()
     }
 
-    /// The CSV `tls_backend` column.
+    /// The CSV `tls_backend` column: the TLS library (peers use the system OpenSSL).
     pub fn backend_name(&self) -> &'static str {
-        self.backend.map_or("none", Backend::name)
+        match self.backend {
+            Some(backend) => backend.name(),
+            None if self.config.is_peer() => "openssl",
+            None => "none",
+        }
     }
 
     /// A short unique label for file names and progress lines: `proxy-rustls-aws-lc`,
@@ -321,13 +431,25 @@ impl Variant {
     }
 }
 
-/// One row of the results: which variant, which body size, which iteration (1-based).
+/// One row of the results: which variant, which body size, which iteration (1-based),
+/// and what kind of load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measurement {
     pub index: usize,
     pub iteration: u32,
     pub variant: Variant,
     pub size: u64,
+    pub kind: Kind,
+}
+
+impl Measurement {
+    /// The certificate this measurement's servers present.
+    pub fn cert_type(&self, plan: &Plan) -> CertType {
+        match self.kind {
+            Kind::Handshake { cert, .. } => cert,
+            Kind::Sweep | Kind::Idle => plan.cert_type,
+        }
+    }
 }
 
 impl Plan {
@@ -358,6 +480,12 @@ impl Plan {
     fn validate(&self) -> anyhow::Result<()> {
         if self.sizes.is_empty() {
             bail!("--sizes / sizes: no body size given");
+        }
+        if self.target.is_some() && self.scenario != Scenario::Sweep {
+            bail!(
+                "--target measures a remote server with the sweep only, not scenario {}",
+                self.scenario.name()
+            );
         }
         if let Some(&size) = self.sizes.iter().find(|&&s| s > MAX_BODY_BYTES) {
             bail!("--sizes / sizes: {size} bytes is above the echo-server's limit of {MAX_BODY_BYTES}");
@@ -419,6 +547,13 @@ impl Plan {
                         backend: Some(b),
                     }))
                 }
+                ConfigName::Haproxy
+                | ConfigName::Nginx
+                | ConfigName::Hitch
+                | ConfigName::Stunnel => out.push(Variant {
+                    config,
+                    backend: None,
+                }),
             }
         }
         out
@@ -427,18 +562,64 @@ impl Plan {
     /// Every measurement in run order: iteration-major, then size, then variant, so that
     /// drift (thermal, background load) hits every config alike and neighbours in time are
     /// the configs being compared.
+    ///
+    /// Scenarios follow each other (`all`: sweep, handshakes, idle). The handshake scenario
+    /// runs full and resumed handshakes with ECDSA and RSA certificates for every variant,
+    /// plus full ECDSA handshakes over the post-quantum hybrid group for the variants that
+    /// can speak it (rustls with aws-lc-rs; OpenSSL 3.0 and ring cannot).
     pub fn measurements(&self) -> Vec<Measurement> {
         let variants = self.variants();
         let mut out = Vec::new();
-        for iteration in 1..=self.iterations.get() {
-            for &size in &self.sizes {
-                for &variant in &variants {
-                    out.push(Measurement {
-                        index: out.len(),
-                        iteration,
-                        variant,
-                        size,
-                    });
+        let mut push = |iteration, variant, size, kind| {
+            out.push(Measurement {
+                index: out.len(),
+                iteration,
+                variant,
+                size,
+                kind,
+            })
+        };
+        for scenario in self.scenario.parts() {
+            for iteration in 1..=self.iterations.get() {
+                match scenario {
+                    Scenario::Sweep => {
+                        for &size in &self.sizes {
+                            for &variant in &variants {
+                                push(iteration, variant, size, Kind::Sweep);
+                            }
+                        }
+                    }
+                    Scenario::Handshakes => {
+                        for cert in [CertType::EcdsaP256, CertType::Rsa2048] {
+                            for resumed in [false, true] {
+                                for &variant in variants.iter().filter(|v| v.config.is_tls()) {
+                                    let kind = Kind::Handshake {
+                                        cert,
+                                        resumed,
+                                        hybrid: false,
+                                    };
+                                    push(iteration, variant, HANDSHAKE_BODY_BYTES, kind);
+                                }
+                            }
+                        }
+                        let hybrid = Kind::Handshake {
+                            cert: CertType::EcdsaP256,
+                            resumed: false,
+                            hybrid: true,
+                        };
+                        for &variant in variants
+                            .iter()
+                            .filter(|v| v.backend == Some(Backend::RustlsAwsLc))
+                        {
+                            push(iteration, variant, HANDSHAKE_BODY_BYTES, hybrid);
+                        }
+                    }
+                    Scenario::Idle => {
+                        for &variant in variants.iter().filter(|v| v.config.is_tls()) {
+                            push(iteration, variant, HANDSHAKE_BODY_BYTES, Kind::Idle);
+                        }
+                    }
+                    Scenario::All | Scenario::Faults | Scenario::Soak => {}
                 }
             }
         }
@@ -448,10 +629,15 @@ impl Plan {
     /// Cipher suites the load generator offers: as given, else AES-128-GCM for the
     /// protocol version (and, for TLS 1.2, the certificate's signature type).
     pub fn effective_cipher_suites(&self) -> Vec<String> {
+        self.cipher_suites_for(self.cert_type)
+    }
+
+    /// [`Plan::effective_cipher_suites`] for a certificate of type `cert`.
+    pub fn cipher_suites_for(&self, cert: CertType) -> Vec<String> {
         if !self.cipher_suites.is_empty() {
             return self.cipher_suites.clone();
         }
-        let suite = match (self.tls_version, self.cert_type) {
+        let suite = match (self.tls_version, cert) {
             (TlsVersion::Tls13, _) => "TLS_AES_128_GCM_SHA256",
             (TlsVersion::Tls12, CertType::EcdsaP256) => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             (TlsVersion::Tls12, CertType::Rsa2048) => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
@@ -470,18 +656,37 @@ impl Plan {
         }
     }
 
+    /// The groups offered in a measurement of `kind`: the hybrid handshakes offer only
+    /// the hybrid.
+    pub fn kx_groups_for(&self, kind: Kind) -> Vec<String> {
+        match kind {
+            Kind::Handshake { hybrid: true, .. } => vec![HYBRID_GROUP.to_owned()],
+            _ => self.effective_kx_groups(),
+        }
+    }
+
+    /// The cipher suites offered in measurement `m` (TLS 1.2 suites follow the certificate).
+    pub fn suites_for(&self, m: &Measurement) -> Vec<String> {
+        self.cipher_suites_for(m.cert_type(self))
+    }
+
     /// A rough duration of the measurements alone (the build comes on top).
     pub fn estimate(&self) -> Duration {
-        let per = self.warmup
+        let load = self.warmup
             + self.duration
             + PER_MEASUREMENT_OVERHEAD
             + PER_CONNECTION_OVERHEAD * self.connections.get();
-        let count = if self.target.is_some() {
-            self.sizes.len() * self.iterations.get() as usize
-        } else {
-            self.measurements().len()
-        };
-        per * u32::try_from(count).unwrap_or(u32::MAX)
+        if self.target.is_some() {
+            let count = self.sizes.len() * self.iterations.get() as usize;
+            return load * u32::try_from(count).unwrap_or(u32::MAX);
+        }
+        let idle = self.idle_hold
+            + PER_MEASUREMENT_OVERHEAD
+            + PER_CONNECTION_OVERHEAD * self.idle_connections.get();
+        self.measurements()
+            .iter()
+            .map(|m| if m.kind == Kind::Idle { idle } else { load })
+            .sum()
     }
 
     /// The plan for meta.json: every resolved setting, in the words of the plan file.
@@ -508,6 +713,10 @@ impl Plan {
             "server_cpus": self.server_cpus.as_ref().map(ToString::to_string),
             "client_cpus": self.client_cpus.as_ref().map(ToString::to_string),
             "target": self.target,
+            "idle_connections": self.idle_connections.get(),
+            "idle_hold": humantime::format_duration(self.idle_hold).to_string(),
+            "soak_duration": humantime::format_duration(self.soak_duration).to_string(),
+            "short_faults": self.short_faults,
         })
     }
 }
@@ -536,6 +745,9 @@ pub struct Overrides {
     pub server_cpus: Option<CpuList>,
     pub client_cpus: Option<CpuList>,
     pub target: Option<String>,
+    pub idle_connections: Option<NonZeroU32>,
+    pub idle_hold: Option<Duration>,
+    pub soak_duration: Option<Duration>,
 }
 
 impl Overrides {
@@ -564,7 +776,10 @@ impl Overrides {
             cert_type,
             tls_version,
             cipher_suites,
-            kx_groups
+            kx_groups,
+            idle_connections,
+            idle_hold,
+            soak_duration
         );
         if let Some(sizes) = self.sizes {
             plan.sizes = dedup(sizes);
@@ -615,6 +830,9 @@ struct RawPlanFile {
     server_cpus: Option<String>,
     client_cpus: Option<String>,
     target: Option<String>,
+    idle_connections: Option<u32>,
+    idle_hold: Option<String>,
+    soak_duration: Option<String>,
 }
 
 /// A parsed plan file.
@@ -722,6 +940,22 @@ impl PlanFile {
                 .transpose()
                 .with_context(|| key("client_cpus"))?,
             target: raw.target,
+            idle_connections: raw
+                .idle_connections
+                .map(|v| nonzero(v, "idle_connections"))
+                .transpose()?,
+            idle_hold: raw
+                .idle_hold
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .with_context(|| key("idle_hold"))?,
+            soak_duration: raw
+                .soak_duration
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .with_context(|| key("soak_duration"))?,
         })
     }
 }
@@ -817,21 +1051,90 @@ mod tests {
         let plan = Plan::resolve(None, Overrides::default()).unwrap();
         assert_eq!(plan.source, "preset quick");
         let m = plan.measurements();
-        assert_eq!(m.len(), 5 * 3 * 2);
+        // Every config, ours and the four peers.
+        let v = plan.variants().len();
+        assert_eq!(v, 9);
+        assert_eq!(m.len(), v * 3 * 2);
         // Iteration-major, then size, then config.
         assert_eq!(m[0].iteration, 1);
         assert_eq!(m[0].size, 10);
         assert_eq!(m[1].size, 10);
         assert_ne!(m[0].variant, m[1].variant);
-        assert_eq!(m[5].size, 1000);
-        assert_eq!(m[15].iteration, 2);
+        assert_eq!(m[v].size, 1000);
+        assert_eq!(m[3 * v].iteration, 2);
         assert!(m.iter().enumerate().all(|(i, m)| m.index == i));
+        assert!(m.iter().all(|m| m.kind == Kind::Sweep));
+    }
+
+    #[test]
+    fn scenario_all_adds_handshakes_and_idle_for_tls_configs() {
+        let plan = Plan {
+            scenario: "all".parse().unwrap(),
+            configs: vec![
+                ConfigName::Http,
+                ConfigName::ProxyRustls,
+                ConfigName::Haproxy,
+            ],
+            tls_backends: vec![Backend::RustlsAwsLc, Backend::RustlsRing],
+            sizes: vec![10],
+            iterations: nz(1),
+            ..Preset::Smoke.plan()
+        };
+        let m = plan.measurements();
+        let count = |f: &dyn Fn(&Measurement) -> bool| m.iter().filter(|m| f(m)).count();
+        assert_eq!(count(&|m| m.kind == Kind::Sweep), 4);
+        // 3 TLS variants x full/resumed x ECDSA/RSA, plus the hybrid for aws-lc only.
+        assert_eq!(count(&|m| m.kind.scenario() == Scenario::Handshakes), 13);
+        let hybrid: Vec<_> = m
+            .iter()
+            .filter(|m| matches!(m.kind, Kind::Handshake { hybrid: true, .. }))
+            .collect();
+        assert_eq!(hybrid.len(), 1);
+        assert_eq!(hybrid[0].variant.backend, Some(Backend::RustlsAwsLc));
+        assert_eq!(plan.kx_groups_for(hybrid[0].kind), vec![HYBRID_GROUP]);
+        assert_eq!(count(&|m| m.kind == Kind::Idle), 3);
+        assert!(m
+            .iter()
+            .filter(|m| m.kind != Kind::Sweep)
+            .all(|m| m.variant.config.is_tls() && m.size == HANDSHAKE_BODY_BYTES));
+        let rsa = m
+            .iter()
+            .find(|m| {
+                matches!(
+                    m.kind,
+                    Kind::Handshake {
+                        cert: CertType::Rsa2048,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert_eq!(rsa.cert_type(&plan), CertType::Rsa2048);
+        let tls12 = Plan {
+            tls_version: TlsVersion::Tls12,
+            ..plan.clone()
+        };
+        assert_eq!(
+            tls12.suites_for(rsa),
+            vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+        );
+        assert_eq!(
+            Scenario::Faults.parts(),
+            Vec::<Scenario>::new(),
+            "the fault suite measures nothing of the sweep kind"
+        );
+        let err = "everything".parse::<Scenario>().unwrap_err().to_string();
+        assert!(
+            err.contains("sweep, handshakes, idle, all, faults, soak"),
+            "{err}"
+        );
     }
 
     #[test]
     fn presets_match_their_promises() {
         let smoke = Preset::Smoke.plan();
-        assert_eq!(smoke.measurements().len(), 10);
+        // Ours and HAProxy, two sizes.
+        assert_eq!(smoke.measurements().len(), 12);
         assert_eq!(smoke.duration, Duration::from_secs(1));
         let seed = Preset::Seed.plan();
         assert_eq!(seed.sizes, vec![10, 100, 1000, 10_000]);
@@ -839,8 +1142,8 @@ mod tests {
         assert_eq!(seed.iterations.get(), 5);
         assert_eq!(seed.duration, Duration::from_secs(30));
         assert_eq!(seed.client_threads.map(NonZeroU32::get), Some(1));
-        assert!(Preset::Quick.plan().estimate() < Duration::from_secs(6 * 60));
-        assert!(smoke.estimate() < Duration::from_secs(30));
+        assert!(Preset::Quick.plan().estimate() < Duration::from_secs(8 * 60));
+        assert!(smoke.estimate() < Duration::from_secs(40));
     }
 
     #[test]
@@ -912,14 +1215,17 @@ mod tests {
             .to_string();
         assert!(err.contains("unknown config \"htp\""), "{err}");
         assert!(err.contains("proxy-openssl"), "{err}");
-        let err = "haproxy".parse::<ConfigName>().unwrap_err().to_string();
-        assert!(err.contains("issue 8"), "{err}");
+        assert_eq!(
+            "haproxy".parse::<ConfigName>().unwrap(),
+            ConfigName::Haproxy
+        );
+        assert!("haproxy".parse::<ConfigName>().unwrap().is_peer());
         let err = format!(
             "{:#}",
-            PlanFile::parse("configs = [\"nginx\"]").unwrap_err()
+            PlanFile::parse("configs = [\"ngnix\"]").unwrap_err()
         );
         assert!(
-            err.contains("key `configs`") && err.contains("nginx"),
+            err.contains("key `configs`") && err.contains("ngnix"),
             "{err}"
         );
         assert_eq!(

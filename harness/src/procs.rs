@@ -282,20 +282,68 @@ impl Proc {
         Ok(applied)
     }
 
-    /// User + system CPU seconds so far, over all its threads.
+    /// User + system CPU seconds so far, over all its threads and its live child
+    /// processes (nginx and hitch work in forked workers).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds(self.pid)
+        let mut total = cpu_seconds(self.pid)?;
+        for pid in descendants(self.pid) {
+            // A worker that exited between the listing and the read counts nothing.
+            total += cpu_seconds(pid).unwrap_or(0.0);
+        }
+        Ok(total)
     }
 
-    /// Peak resident set size (VmHWM), KiB.
+    /// Peak resident set size (VmHWM), KiB, summed over the process and its children.
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        let status = proc_file(self.pid, "status")?;
-        let text = status_field(&status, "VmHWM")
-            .with_context(|| format!("no VmHWM in /proc/{}/status", self.pid))?;
-        text.trim_end_matches("kB")
-            .trim()
-            .parse()
-            .with_context(|| format!("/proc/{}/status VmHWM {text:?}", self.pid))
+        self.memory_kib("VmHWM")
+    }
+
+    /// Resident set size now (VmRSS), KiB, summed over the process and its children.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.memory_kib("VmRSS")
+    }
+
+    fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let mut total = memory_kib(self.pid, field)?;
+        for pid in descendants(self.pid) {
+            total += memory_kib(pid, field).unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Waits until something accepts TCP connections on `127.0.0.1:port` (a server that
+    /// prints no `listening on` line) and returns that address.
+    pub fn wait_port(
+        &mut self,
+        port: u16,
+        stop: &Stop,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + timeout;
+        loop {
+            stop.check()?;
+            if std::net::TcpStream::connect_timeout(&addr, POLL).is_ok() {
+                return Ok(addr.to_string());
+            }
+            if let Some(status) = self.try_wait()? {
+                bail!(
+                    "{} exited ({}) before accepting connections on {addr}{}",
+                    self.name,
+                    describe(status),
+                    self.stderr_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} accepted no connection on {addr} within {}{}",
+                    self.name,
+                    humantime::format_duration(timeout),
+                    self.stderr_tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// SIGTERM to its group, SIGKILL after `grace`; reaps it. Never fails to stop it.
@@ -453,6 +501,88 @@ fn copy_stdout(out: impl std::io::Read, log: File, ready: mpsc::Sender<String>) 
     let _ = log.flush();
 }
 
+/// Every live descendant process of `pid` (children of all its threads, recursively).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children = task.path().join("children");
+            let Ok(text) = std::fs::read_to_string(children) else {
+                continue;
+            };
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if child != pid && !out.contains(&child) {
+                    out.push(child);
+                    todo.push(child);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = proc_file(pid, "status")?;
+    let text = status_field(&status, field)
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    text.trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("/proc/{pid}/status {field} {text:?}"))
+}
+
+/// Raises this process's open-file limit (inherited by every child) as far as it may go:
+/// the soft limit to the hard one, and as root the hard one to `want`. Returns the soft
+/// limit now in force.
+pub fn raise_nofile(want: u64) -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading the open-file limit")?;
+    if hard < want && setrlimit(Resource::RLIMIT_NOFILE, want, want).is_ok() {
+        return Ok(want);
+    }
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising the open-file limit")?;
+        return Ok(hard);
+    }
+    Ok(soft)
+}
+
+/// TCP sockets in TIME_WAIT on this host (IPv4 and IPv6), from `/proc/net/tcp{,6}`.
+pub fn time_wait_sockets() -> u64 {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| count_state(&text, TCP_TIME_WAIT))
+        .sum()
+}
+
+/// Sockets in `state` (hex, as in the `st` column) in a `/proc/net/tcp` text.
+fn count_state(text: &str, state: &str) -> u64 {
+    text.lines()
+        .skip(1)
+        .filter(|line| line.split_whitespace().nth(3) == Some(state))
+        .count() as u64
+}
+
+/// The `st` value of TIME_WAIT in `/proc/net/tcp`.
+const TCP_TIME_WAIT: &str = "06";
+
+/// How many ephemeral ports a client has (`net.ipv4.ip_local_port_range`).
+pub fn ephemeral_ports() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    let (low, high) = (it.next()??, it.next()??);
+    Some(high.saturating_sub(low) + 1)
+}
+
 /// User + system CPU seconds of process `pid` so far, all threads included (fields 14 and
 /// 15 of `/proc/PID/stat`, in clock ticks).
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
@@ -555,6 +685,54 @@ mod tests {
             stderr_log: dir.join("err"),
             wait_ready: ready,
         }
+    }
+
+    #[test]
+    fn children_count_in_memory_and_cpu_and_a_port_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(&dir.path().join("children.tsv")).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A parent that forks two workers, as nginx and hitch do.
+        let s = spec(
+            dir.path(),
+            "sh",
+            &["-c", "sleep 30 & sleep 30 & wait"],
+            false,
+        );
+        let mut p = Proc::spawn(&s, &mut ledger, "t").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while descendants(p.pid).len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kids = descendants(p.pid);
+        assert_eq!(kids.len(), 2, "{kids:?}");
+        let own = memory_kib(p.pid, "VmRSS").unwrap();
+        assert!(p.rss_kib().unwrap() > own, "children's memory is added");
+        assert!(p.peak_rss_kib().unwrap() >= p.rss_kib().unwrap() / 2);
+        let addr = p
+            .wait_port(port, &Stop::default(), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(addr, format!("127.0.0.1:{port}"));
+        drop(listener);
+        let err = p
+            .wait_port(port, &Stop::default(), Duration::from_millis(300))
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("accepted no connection"),
+            "{err:#}"
+        );
+        p.stop(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn time_wait_sockets_are_counted_from_the_st_column() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+                    0: 0100007F:1F90 0100007F:A000 06 00000000:00000000\n\
+                    1: 0100007F:1F90 0100007F:A001 01 00000000:00000000\n\
+                    2: 0100007F:1F90 0100007F:A002 06 00000000:00000000\n";
+        assert_eq!(count_state(text, TCP_TIME_WAIT), 2);
+        assert!(ephemeral_ports().is_some_and(|n| n > 1000));
     }
 
     #[test]

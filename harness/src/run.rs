@@ -13,12 +13,13 @@ use proxy::tls::CertPaths;
 use serde_json::{json, Value};
 
 use crate::bins::{self, Bins};
-use crate::configs::{self, Role};
+use crate::configs::{self, Ready, Role};
 use crate::cpus::{self, CpuSplit};
 use crate::loadgen::{self, Invocation, Report};
 use crate::meta::{self, Host};
-use crate::output::{CsvSink, Num, Row, Status};
-use crate::plan::{Measurement, Plan};
+use crate::output::{CsvSink, IdleRow, Num, Row, Status, IDLE_COLUMNS};
+use crate::peers::{self, Peer};
+use crate::plan::{CertType, Kind, Measurement, Plan, Scenario};
 use crate::procs::{Interrupted, Ledger, Proc, Spec, Stop};
 use crate::{plot, summary};
 
@@ -78,17 +79,18 @@ impl<T> Setup<T> for anyhow::Result<T> {
 }
 
 /// Runs `plan`. Progress and the plan go to stderr; the summary and paths to stdout.
-pub fn execute(plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Outcome> {
+pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Outcome> {
     let mask = cpus::own_mask().setup()?;
     let split =
         CpuSplit::resolve(&mask, plan.server_cpus.as_ref(), plan.client_cpus.as_ref()).setup()?;
     let host = Host::probe(mask);
+    let (peers, skipped) = find_peers(&mut plan).setup()?;
     eprint!("{}", describe_plan(&plan, &split));
     if opts.dry_run {
         return Ok(Outcome::DryRun);
     }
     let started = SystemTime::now();
-    let (out, sink) = OutDir::create(opts.out.as_deref(), &host, started).setup()?;
+    let (out, sinks) = OutDir::create(opts.out.as_deref(), &host, started, &plan).setup()?;
     let mut meta = json!({
         "schema": 1,
         "command": opts.command,
@@ -103,12 +105,21 @@ pub fn execute(plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Outcom
         "host": host.to_json(),
         "git": meta::git(bins::workspace_root().as_deref()),
         "libraries": meta::library_versions(bins::workspace_root().as_deref()),
+        "peers": peers
+            .iter()
+            .map(|p| (p.config.name().to_owned(), json!({"program": p.program, "version": p.version})))
+            .collect::<serde_json::Map<_, _>>(),
+        "skipped": skipped,
         "start": meta::rfc3339(started),
         "end": null,
         "status": "starting",
     });
     meta::write_json(&out.meta, &meta).setup()?;
-    let result = run_measurements(&plan, opts, stop, &split, &out, sink, &mut meta);
+    let result = if plan.scenario.is_fault_suite() {
+        run_fault_suite(&plan, opts, stop, &split, &out, &mut meta)
+    } else {
+        run_measurements(&plan, opts, stop, &split, &out, sinks, &peers, &mut meta)
+    };
     let (status, error) = match &result {
         Ok(Outcome::Complete { failed_rows: 0, .. }) => ("complete", None),
         Ok(Outcome::Complete { .. }) => ("complete-with-errors", None),
@@ -129,7 +140,7 @@ pub fn execute(plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Outcom
             let rows = meta["rows"].as_u64().unwrap_or(0) as usize;
             eprintln!(
                 "harness: interrupted; kept {rows} row(s) in {}",
-                out.csv.display()
+                out.dir.display()
             );
             Ok(Outcome::Interrupted { rows })
         }
@@ -137,17 +148,130 @@ pub fn execute(plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Outcom
     }
 }
 
-/// Builds, prepares and runs every measurement, writing rows as they complete.
-fn run_measurements(
-    plan: &Plan,
-    opts: &Options,
-    stop: &Stop,
-    split: &CpuSplit,
-    out: &OutDir,
-    mut sink: CsvSink,
-    meta: &mut Value,
-) -> anyhow::Result<Outcome> {
-    let remote = plan.target.is_some();
+/// Finds the peer terminators the plan names and drops those not installed, each with one
+/// line naming the Debian package to install. Returns the peers found and those lines.
+fn find_peers(plan: &mut Plan) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
+    if plan.target.is_some() || plan.scenario.is_fault_suite() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    plan.configs.retain(|&config| {
+        if !config.is_peer() {
+            return true;
+        }
+        match peers::find(config) {
+            Ok(peer) => {
+                found.push(peer);
+                true
+            }
+            Err(line) => {
+                eprintln!("harness: {line}");
+                skipped.push(line);
+                false
+            }
+        }
+    });
+    if plan.configs.is_empty() {
+        bail!("no config left to run: every one asked for is a peer that is not installed");
+    }
+    Ok((found, skipped))
+}
+
+/// The CSV files of a run, one per scenario it runs.
+#[derive(Debug)]
+struct Sinks {
+    sweep: Option<CsvSink>,
+    handshakes: Option<CsvSink>,
+    idle: Option<CsvSink>,
+}
+
+impl Sinks {
+    fn rows(&self) -> usize {
+        [&self.sweep, &self.handshakes, &self.idle]
+            .into_iter()
+            .flatten()
+            .map(CsvSink::rows)
+            .sum()
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        [&self.sweep, &self.handshakes, &self.idle]
+            .into_iter()
+            .flatten()
+            .map(|s| s.path().to_owned())
+            .collect()
+    }
+
+    fn for_kind(&mut self, kind: Kind) -> anyhow::Result<&mut CsvSink> {
+        let sink = match kind {
+            Kind::Sweep => &mut self.sweep,
+            Kind::Handshake { .. } => &mut self.handshakes,
+            Kind::Idle => &mut self.idle,
+        };
+        sink.as_mut()
+            .context("internal error: a measurement of a scenario without its CSV file")
+    }
+}
+
+/// The run's certificates: the plan's type, and both types for the handshake scenario.
+struct Certs(Vec<(CertType, CertPaths, PathBuf)>);
+
+impl Certs {
+    fn generate(dir: &Path, plan: &Plan) -> anyhow::Result<Certs> {
+        let mut types = vec![plan.cert_type];
+        if plan.scenario.parts().contains(&Scenario::Handshakes) {
+            for t in [CertType::EcdsaP256, CertType::Rsa2048] {
+                if !types.contains(&t) {
+                    types.push(t);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for t in types {
+            let sub = dir.join(t.name());
+            std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+            let paths = proxy::tls::selfsigned::write_to_dir(&sub, t.key_kind())
+                .with_context(|| format!("generating the run's {} certificate", t.name()))?;
+            // HAProxy and hitch read the chain and the key from one file.
+            let combined = sub.join("combined.pem");
+            let mut text = std::fs::read(&paths.cert)
+                .with_context(|| format!("reading {}", paths.cert.display()))?;
+            text.extend(
+                std::fs::read(&paths.key)
+                    .with_context(|| format!("reading {}", paths.key.display()))?,
+            );
+            write_private(&combined, &text)?;
+            out.push((t, paths, combined));
+        }
+        Ok(Certs(out))
+    }
+
+    fn get(&self, t: CertType) -> anyhow::Result<(&CertPaths, &Path)> {
+        self.0
+            .iter()
+            .find(|(k, _, _)| *k == t)
+            .map(|(_, p, c)| (p, c.as_path()))
+            .with_context(|| format!("internal error: no {} certificate generated", t.name()))
+    }
+}
+
+/// Writes a file only its owner can read (it holds a private key).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The binaries: built (release) unless `--bin-dir` names them.
+fn binaries(opts: &Options, stop: &Stop, remote: bool, meta: &mut Value) -> anyhow::Result<Bins> {
     let bin_dir = match &opts.bin_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -157,13 +281,75 @@ fn run_measurements(
     };
     let bins = Bins::locate(&bin_dir, remote).setup()?;
     meta["binaries"] = bins.versions(remote);
+    Ok(bins)
+}
+
+/// Runs the fault suite (`--scenario faults`, or `soak` for its long run): `faults.csv`
+/// and its table. A scenario whose verdict is `fail` counts as a failed row.
+fn run_fault_suite(
+    plan: &Plan,
+    opts: &Options,
+    stop: &Stop,
+    split: &CpuSplit,
+    out: &OutDir,
+    meta: &mut Value,
+) -> anyhow::Result<Outcome> {
+    let bins = binaries(opts, stop, false, meta)?;
+    let runtime = tempfile::Builder::new()
+        .prefix("tls-off-faults-")
+        .tempdir()
+        .context("creating a temporary directory for sockets and certificates")?;
+    meta["status"] = json!("running");
+    meta::write_json(&out.meta, meta)?;
+    let mut ledger = Ledger::create(&out.logs.join("children.tsv"))?;
+    let rows = crate::faults::run(crate::faults::FaultCtx {
+        bins: &bins,
+        split,
+        out_dir: &out.dir,
+        logs: &out.logs,
+        runtime_dir: runtime.path(),
+        stop,
+        ledger: &mut ledger,
+        short: plan.short_faults,
+        soak: (plan.scenario == Scenario::Soak).then_some(plan.soak_duration),
+    })?;
+    meta["rows"] = json!(rows.len());
+    let failed_rows = rows
+        .iter()
+        .filter(|r| r.verdict == crate::faults::Verdict::Fail)
+        .count();
+    if failed_rows > 0 {
+        eprintln!("harness: {failed_rows} fault scenario(s) failed; see faults.csv");
+    }
+    Ok(Outcome::Complete {
+        rows: rows.len(),
+        failed_rows,
+    })
+}
+
+/// Builds, prepares and runs every measurement, writing rows as they complete.
+#[allow(clippy::too_many_arguments)]
+fn run_measurements(
+    plan: &Plan,
+    opts: &Options,
+    stop: &Stop,
+    split: &CpuSplit,
+    out: &OutDir,
+    mut sinks: Sinks,
+    peers: &[Peer],
+    meta: &mut Value,
+) -> anyhow::Result<Outcome> {
+    let remote = plan.target.is_some();
+    let bins = binaries(opts, stop, remote, meta)?;
     let runtime = tempfile::Builder::new()
         .prefix("tls-off-harness-")
         .tempdir()
         .context("creating a temporary directory for sockets and certificates")?;
     meta["runtime_dir"] = json!(runtime.path());
-    let cert = proxy::tls::selfsigned::write_to_dir(runtime.path(), plan.cert_type.key_kind())
-        .context("generating the run's certificate")?;
+    let certs = Certs::generate(runtime.path(), plan)?;
+    // Idle connections need a descriptor each in the load generator and two in a proxy.
+    let nofile = crate::procs::raise_nofile(WANT_NOFILE).context("raising the open-file limit")?;
+    meta["nofile_limit"] = json!(nofile);
     meta["status"] = json!("running");
     meta["rows"] = json!(0);
     meta::write_json(&out.meta, meta)?;
@@ -183,20 +369,45 @@ fn run_measurements(
         plan,
         split,
         bins: &bins,
-        cert: &cert,
+        certs: &certs,
         runtime_dir: runtime.path(),
         logs: &out.logs,
+        config_dir: &out.configs,
+        peers,
+        nofile,
         stop,
         cacert: opts.cacert.as_deref(),
     };
     let mut progress = Progress::new(measurements.len(), plan);
     let mut rows = Vec::new();
+    let mut idle_rows = Vec::new();
     let mut failed_fast = false;
     for m in &measurements {
         if stop.requested() {
             break;
         }
         progress.begin(m, remote);
+        if m.kind == Kind::Idle {
+            let row = match measure_idle(&ctx, m, &mut ledger) {
+                Ok(row) => row,
+                Err(e) if e.is::<Interrupted>() => break,
+                Err(e) => {
+                    let mut row = base_idle_row(&ctx, m);
+                    row.flag(Status::Error, format!("{e:#}"));
+                    row
+                }
+            };
+            sinks.for_kind(m.kind)?.write(&row)?;
+            meta["rows"] = json!(sinks.rows());
+            progress.finish_idle(m, &row);
+            let failed = row.status == Status::Error;
+            idle_rows.push(row);
+            if failed && opts.fail_fast {
+                failed_fast = true;
+                break;
+            }
+            continue;
+        }
         let row = match measure(&ctx, m, &mut ledger) {
             Ok(row) => row,
             Err(e) if e.is::<Interrupted>() => break,
@@ -206,8 +417,8 @@ fn run_measurements(
                 row
             }
         };
-        sink.write(&row)?;
-        meta["rows"] = json!(sink.rows());
+        sinks.for_kind(m.kind)?.write(&row)?;
+        meta["rows"] = json!(sinks.rows());
         progress.finish(m, &row, remote);
         let failed = row.status == Status::Error;
         rows.push(row);
@@ -219,19 +430,28 @@ fn run_measurements(
     progress.done();
     drop(runtime);
 
-    let table = summary::render(&summary::lines(&rows));
+    let table = summary::render_all(&rows, &idle_rows);
     let summary_path = out.dir.join("summary.txt");
     std::fs::write(&summary_path, &table)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     println!("\n{table}");
-    println!("results: {}", out.csv.display());
+    for path in sinks.paths() {
+        println!("results: {}", path.display());
+    }
     println!("meta:    {}", out.meta.display());
     println!("logs:    {}", out.logs.display());
-    if !opts.no_plot && !rows.is_empty() && !stop.requested() {
+    let nothing = rows.is_empty() && idle_rows.is_empty();
+    if !(opts.no_plot || stop.requested() || nothing) {
         eprintln!("harness: plotting (analysis/plot.py; --no-plot skips this)");
-        plot::plot(&out.csv).print();
+        for path in sinks.paths() {
+            plot::plot(&path).print();
+        }
     }
-    let failed_rows = rows.iter().filter(|r| r.status == Status::Error).count();
+    let failed_rows = rows.iter().filter(|r| r.status == Status::Error).count()
+        + idle_rows
+            .iter()
+            .filter(|r| r.status == Status::Error)
+            .count();
     if stop.requested() {
         return Err(Interrupted.into());
     }
@@ -239,7 +459,7 @@ fn run_measurements(
         return Ok(Outcome::FailedFast { rows: rows.len() });
     }
     Ok(Outcome::Complete {
-        rows: rows.len(),
+        rows: rows.len() + idle_rows.len(),
         failed_rows,
     })
 }
@@ -249,9 +469,14 @@ struct RunCtx<'a> {
     plan: &'a Plan,
     split: &'a CpuSplit,
     bins: &'a Bins,
-    cert: &'a CertPaths,
+    certs: &'a Certs,
     runtime_dir: &'a Path,
     logs: &'a Path,
+    /// Peers' config files go here.
+    config_dir: &'a Path,
+    peers: &'a [Peer],
+    /// The open-file limit every child inherits.
+    nofile: u64,
     stop: &'a Stop,
     cacert: Option<&'a Path>,
 }
@@ -267,32 +492,12 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     let (url, mut servers, socket) = match &plan.target {
         Some(target) => (target.clone(), Vec::new(), None),
         None => {
-            let stack = configs::stack(
-                &m.variant,
-                &configs::Context {
-                    bins: ctx.bins,
-                    cert: ctx.cert,
-                    server_cpus: &ctx.split.server,
-                    runtime_dir: ctx.runtime_dir,
-                    log_stem: &stem,
-                    index: m.index,
-                },
-            );
-            let socket = SocketFile(stack.socket.clone());
-            let mut running: Vec<(Role, Proc)> = Vec::new();
-            let mut front = String::new();
-            for server in &stack.servers {
-                let mut p = Proc::spawn(&server.spec, ledger, &label)?;
-                front = p
-                    .wait_ready(ctx.stop, plan.ready_timeout)
-                    .with_context(|| format!("starting {}", server.spec.name))?;
-                let applied = p.verify_affinity()?;
-                row.server_cpus = Some(applied.to_string());
-                running.push((server.role, p));
-            }
-            (configs::url(stack.scheme, &front), running, Some(socket))
+            let started = start_servers(ctx, m, &stem, &label, ledger)?;
+            row.server_cpus = Some(started.cpus);
+            (started.url, started.servers, Some(started.socket))
         }
     };
+    let time_wait_before = crate::procs::time_wait_sockets();
 
     // The load generator, with the servers' CPU time read when its warm-up ends and after
     // it exits.
@@ -303,14 +508,14 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
         args: Invocation {
             url: &url,
             plan,
-            size: m.size,
+            measurement: m,
             threads: plan
                 .client_threads
                 .map_or(ctx.split.client.len() as u32, |t| t.get()),
             cacert: if plan.target.is_some() {
                 ctx.cacert
             } else {
-                Some(&ctx.cert.cert)
+                Some(&ctx.certs.get(m.cert_type(plan))?.0.cert)
             },
             insecure: plan.target.is_some() && ctx.cacert.is_none(),
         }
@@ -380,13 +585,16 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     // Stop the front first, so the backend sees its clients leave before its own stop.
     for (_, p) in servers.iter_mut().rev() {
         let stopped = p.stop(STOP_GRACE)?;
-        if let Some(problem) = stopped.problem(&p.name) {
+        if let Some(problem) = stop_problem(&stopped, p, m) {
             row.flag(Status::Warning, format!("{problem}{}", p.stderr_tail()));
         }
     }
     drop(socket);
 
-    fill(&mut row, &report, plan, m.size, tls);
+    fill(&mut row, &report, plan, m, tls);
+    if let Kind::Handshake { resumed, .. } = m.kind {
+        handshake_checks(&mut row, &report, resumed, time_wait_before);
+    }
     let requests = report.requests;
     let per_req = |secs: f64| (requests > 0).then(|| Num(secs * 1e6 / requests as f64));
     let mut server_total = None;
@@ -413,6 +621,294 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     Ok(row)
 }
 
+/// The servers of one measurement, started, ready and verified.
+struct Started {
+    url: String,
+    servers: Vec<(Role, Proc)>,
+    socket: SocketFile,
+    /// The CPU list applied to them.
+    cpus: String,
+}
+
+/// Starts `m`'s servers in order (a peer's config file written first), waiting for each
+/// to be ready and checking its pinning.
+fn start_servers(
+    ctx: &RunCtx<'_>,
+    m: &Measurement,
+    stem: &Path,
+    label: &str,
+    ledger: &mut Ledger,
+) -> anyhow::Result<Started> {
+    let (cert, combined) = ctx.certs.get(m.cert_type(ctx.plan))?;
+    let peer_port = if m.variant.config.is_peer() {
+        free_port()?
+    } else {
+        0
+    };
+    let stack = configs::stack(
+        &m.variant,
+        &configs::Context {
+            bins: ctx.bins,
+            cert,
+            server_cpus: &ctx.split.server,
+            runtime_dir: ctx.runtime_dir,
+            log_stem: stem,
+            index: m.index,
+            combined_pem: combined,
+            peers: ctx.peers,
+            config_dir: ctx.config_dir,
+            peer_port,
+            // Room for the idle scenario's connections; a peer that sizes itself from
+            // this must still fit in the open-file limit (two descriptors a connection).
+            max_connections: (u64::from(ctx.plan.idle_connections.get()) + 1024)
+                .min(ctx.nofile.saturating_sub(256) / 2)
+                .max(1024),
+            root: running_as_root(),
+        },
+    );
+    let socket = SocketFile(stack.socket.clone());
+    if let Some(dir) = &stack.scratch {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for (path, text) in &stack.files {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut servers: Vec<(Role, Proc)> = Vec::new();
+    let mut front = String::new();
+    let mut cpus = String::new();
+    for server in &stack.servers {
+        let mut p = Proc::spawn(&server.spec, ledger, label)?;
+        front = match server.ready {
+            Ready::Line => p.wait_ready(ctx.stop, ctx.plan.ready_timeout),
+            Ready::Port(port) => p.wait_port(port, ctx.stop, ctx.plan.ready_timeout),
+        }
+        .with_context(|| format!("starting {}", server.spec.name))?;
+        cpus = p.verify_affinity()?.to_string();
+        servers.push((server.role, p));
+    }
+    Ok(Started {
+        url: configs::url(stack.scheme, &front),
+        servers,
+        socket,
+        cpus,
+    })
+}
+
+/// Whether the harness runs as root (the owner of `/proc/self` is the effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// A loopback port nobody listens on now, for a peer (peers cannot report the port the
+/// kernel gave them). Another program could take it before the peer binds; the peer then
+/// fails to start, which the measurement reports.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("finding a free loopback port for a peer")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The handshake scenario's own checks: were the handshakes resumed when they should be,
+/// and did the client run short of ephemeral ports (TIME_WAIT)?
+fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, time_wait_before: u64) {
+    let time_wait = crate::procs::time_wait_sockets();
+    row.time_wait = Some(time_wait);
+    if let Some(tls) = &report.tls {
+        // Each client connection slot's first handshake is full; the rest should resume.
+        let expected = tls.handshakes.saturating_sub(report.connections_opened);
+        if resumed && tls.resumed * 10 < expected * 9 {
+            row.flag(
+                Status::Warning,
+                format!(
+                    "only {} of {} handshakes resumed: the server may not issue or accept \
+                     session tickets",
+                    tls.resumed, tls.handshakes
+                ),
+            );
+        }
+        if !resumed && tls.resumed > 0 {
+            row.flag(
+                Status::Error,
+                format!("{} handshakes resumed in a full-handshake run", tls.resumed),
+            );
+        }
+    }
+    if let Some(ports) = crate::procs::ephemeral_ports() {
+        let pressed = time_wait.max(time_wait_before) * 10 >= ports * 8;
+        if pressed || (report.errors.connect > 0 && time_wait * 2 >= ports) {
+            row.flag(
+                Status::Warning,
+                format!(
+                    "ephemeral ports nearly exhausted ({time_wait} sockets in TIME_WAIT, \
+                     {ports} ports; {} connect errors): the client's connection rate, not \
+                     the server, may have been the limit",
+                    report.errors.connect
+                ),
+            );
+        }
+    }
+}
+
+/// One idle measurement: start the servers, sample their memory, have the load generator
+/// open `idle_connections` connections (one request each) and hold them, sample again once
+/// all are open, then let it close them.
+fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Result<IdleRow> {
+    let plan = ctx.plan;
+    let label = measurement_label(m, false);
+    let stem = ctx.logs.join(&label);
+    let mut row = base_idle_row(ctx, m);
+    let started = start_servers(ctx, m, &stem, &label, ledger)?;
+    row.server_cpus = Some(started.cpus.clone());
+    let mut servers = started.servers;
+    // The terminator is the last server (for https-* the echo-server terminates itself).
+    let rss = |servers: &[(Role, Proc)]| -> anyhow::Result<Vec<u64>> {
+        servers.iter().map(|(_, p)| p.rss_kib()).collect()
+    };
+    // Settle: a server may still be allocating its workers right after it is ready.
+    std::thread::sleep(IDLE_SETTLE);
+    let before = rss(&servers)?;
+    let spec = Spec {
+        name: "loadgen".to_owned(),
+        program: ctx.bins.loadgen.clone(),
+        args: Invocation {
+            url: &started.url,
+            plan,
+            measurement: m,
+            threads: plan
+                .client_threads
+                .map_or(ctx.split.client.len() as u32, |t| t.get()),
+            cacert: Some(&ctx.certs.get(m.cert_type(plan))?.0.cert),
+            insecure: false,
+        }
+        .args(),
+        cpus: ctx.split.client.clone(),
+        stdout_log: configs::log_path(&stem, "loadgen", "out"),
+        stderr_log: configs::log_path(&stem, "loadgen", "err"),
+        wait_ready: false,
+    };
+    let mut lg = Proc::spawn(&spec, ledger, &label)?;
+    row.client_cpus = lg.verify_affinity().ok().map(|c| c.to_string());
+    // Open time: the handshakes at whatever rate the server manages, with slack.
+    let limit = plan.idle_hold + LOADGEN_SLACK + IDLE_OPEN_ALLOWANCE * plan.idle_connections.get();
+    let launched = Instant::now();
+    let mut after = None;
+    let status = loop {
+        ctx.stop.check()?;
+        if after.is_none() && idle_line(&spec.stderr_log).is_some() {
+            std::thread::sleep(IDLE_SETTLE);
+            after = Some(rss(&servers)?);
+        }
+        if let Some(status) = lg.try_wait()? {
+            break status;
+        }
+        if launched.elapsed() > limit {
+            bail!(
+                "loadgen --idle was still running after {}; killed it",
+                humantime::format_duration(Duration::from_secs(launched.elapsed().as_secs()))
+            );
+        }
+        std::thread::sleep(LOADGEN_POLL);
+    };
+    if !status.success() {
+        bail!(
+            "loadgen failed ({}){}",
+            crate::procs::describe(status),
+            lg.stderr_tail()
+        );
+    }
+    let stdout = std::fs::read_to_string(&spec.stdout_log)
+        .with_context(|| format!("reading {}", spec.stdout_log.display()))?;
+    let report = Report::parse(&stdout)
+        .with_context(|| format!("loadgen's report in {}", spec.stdout_log.display()))?;
+    for (_, p) in servers.iter_mut().rev() {
+        let stopped = p.stop(STOP_GRACE)?;
+        if let Some(problem) = stop_problem(&stopped, p, m) {
+            row.flag(Status::Warning, format!("{problem}{}", p.stderr_tail()));
+        }
+    }
+    drop(started.socket);
+
+    let opened = report.connections_opened;
+    row.connections_opened = Some(opened);
+    row.closed_by_server = report.idle.as_ref().map(|i| i.closed_by_server);
+    row.errors = Some(report.errors.total);
+    row.p50 = Some(Num(report.latency_us.p50));
+    row.p99 = Some(Num(report.latency_us.p99));
+    if let Some(t) = &report.tls {
+        row.tls_version = t.version.clone();
+        row.tls_cipher_suite = t.cipher_suite.clone();
+        row.tls_kx_group = t.kx_group.clone();
+    }
+    for mismatch in report.tls_mismatches(plan, m) {
+        row.flag(Status::Error, mismatch);
+    }
+    let Some(after) = after else {
+        row.flag(
+            Status::Error,
+            "loadgen never said its connections were open (no `idle:` line on its stderr)",
+        );
+        return Ok(row);
+    };
+    let per_conn =
+        |b: u64, a: u64| (opened > 0).then(|| Num(a.saturating_sub(b) as f64 / opened as f64));
+    let n = servers.len();
+    if let (Some(&b), Some(&a)) = (before.last(), after.last()) {
+        row.terminator_rss_before_kib = Some(b);
+        row.terminator_rss_after_kib = Some(a);
+        row.terminator_kib_per_conn = per_conn(b, a);
+    }
+    if n == 2 {
+        row.backend_rss_before_kib = Some(before[0]);
+        row.backend_rss_after_kib = Some(after[0]);
+        row.backend_kib_per_conn = per_conn(before[0], after[0]);
+    }
+    let asked = u64::from(plan.idle_connections.get());
+    if opened < asked {
+        row.flag(
+            Status::Warning,
+            format!("only {opened} of {asked} connections opened"),
+        );
+    }
+    if report.errors.total > 0 {
+        row.flag(
+            Status::Warning,
+            format!("{} errors opening connections", report.errors.total),
+        );
+    }
+    if let Some(closed) = row.closed_by_server.filter(|&c| c > 0) {
+        row.flag(
+            Status::Warning,
+            format!("the server closed {closed} idle connections during the hold"),
+        );
+    }
+    Ok(row)
+}
+
+/// What went wrong when `p` was stopped, if anything. Ours must exit 0 on SIGTERM (the
+/// process contract); HAProxy's documented answer to SIGTERM is to die of it at once, so a
+/// peer killed by the SIGTERM it was sent stopped cleanly.
+fn stop_problem(stopped: &crate::procs::Stopped, p: &Proc, m: &Measurement) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let peer = m.variant.config.is_peer() && p.name == m.variant.config.name();
+    let sigterm = nix::sys::signal::Signal::SIGTERM as i32;
+    if peer && !stopped.early && !stopped.killed && stopped.status.signal() == Some(sigterm) {
+        return None;
+    }
+    stopped.problem(&p.name)
+}
+
+/// The `loadgen: idle: N of M connections open` line, once loadgen has printed it.
+fn idle_line(stderr_log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(stderr_log).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(IDLE_LINE_PREFIX))
+        .map(str::to_owned)
+}
+
+/// What loadgen prints on stderr once every `--idle` connection is open.
+const IDLE_LINE_PREFIX: &str = "loadgen: idle: ";
+
 /// CPU seconds of each server, in order; a server that died mid-run is an error.
 fn cpu_sample(servers: &[(Role, Proc)]) -> anyhow::Result<Vec<f64>> {
     servers
@@ -431,7 +927,8 @@ fn cpu_sample(servers: &[(Role, Proc)]) -> anyhow::Result<Vec<f64>> {
 }
 
 /// The load generator's figures, and the verdict on them.
-fn fill(row: &mut Row, report: &Report, plan: &Plan, size: u64, tls: bool) {
+fn fill(row: &mut Row, report: &Report, plan: &Plan, m: &Measurement, tls: bool) {
+    let size = m.size;
     let lat = &report.latency_us;
     row.requests = Some(report.requests);
     row.mean = Some(Num(lat.mean));
@@ -467,13 +964,14 @@ fn fill(row: &mut Row, report: &Report, plan: &Plan, size: u64, tls: bool) {
         row.tls_version = t.version.clone();
         row.tls_cipher_suite = t.cipher_suite.clone();
         row.tls_kx_group = t.kx_group.clone();
+        row.tls_resumed = Some(t.resumed);
     }
 
     if report.requests == 0 {
         row.flag(Status::Error, "no request completed in the measured period");
     }
     if tls {
-        for mismatch in report.tls_mismatches(plan) {
+        for mismatch in report.tls_mismatches(plan, m) {
             row.flag(Status::Error, mismatch);
         }
     }
@@ -536,7 +1034,8 @@ fn base_row(ctx: &RunCtx<'_>, m: &Measurement) -> Row {
         },
         connections: plan.connections.get(),
         rate: plan.rate.map(Num),
-        cert_type: (tls && !remote).then(|| plan.cert_type.name().to_owned()),
+        cert_type: (tls && !remote).then(|| m.cert_type(plan).name().to_owned()),
+        handshake: m.kind.handshake_name().to_owned(),
         server_cpus: (!remote).then(|| ctx.split.server.to_string()),
         client_cpus: Some(ctx.split.client.to_string()),
         ..Row::default()
@@ -548,14 +1047,48 @@ fn base_row(ctx: &RunCtx<'_>, m: &Measurement) -> Row {
     row
 }
 
-/// `1-proxy-rustls-aws-lc-1000`: names the measurement's log files.
+/// The first columns of an idle row: what was asked for.
+fn base_idle_row(ctx: &RunCtx<'_>, m: &Measurement) -> IdleRow {
+    let mut row = IdleRow {
+        config: m.variant.config_name().to_owned(),
+        tls_backend: m.variant.backend_name().to_owned(),
+        iteration: m.iteration,
+        connections: ctx.plan.idle_connections.get(),
+        cert_type: Some(m.cert_type(ctx.plan).name().to_owned()),
+        server_cpus: Some(ctx.split.server.to_string()),
+        client_cpus: Some(ctx.split.client.to_string()),
+        ..IdleRow::default()
+    };
+    if let Some(warning) = &ctx.split.warning {
+        row.flag(Status::Ok, warning);
+    }
+    row
+}
+
+/// Names the measurement's log files: `1-proxy-rustls-aws-lc-1000` (sweep),
+/// `1-haproxy-full-rsa-2048` (handshakes; `-hybrid` for the post-quantum group),
+/// `1-nginx-idle`.
 fn measurement_label(m: &Measurement, remote: bool) -> String {
     let variant = if remote {
         "remote".to_owned()
     } else {
         m.variant.label()
     };
-    format!("{}-{variant}-{}", m.iteration, m.size)
+    match m.kind {
+        Kind::Sweep => format!("{}-{variant}-{}", m.iteration, m.size),
+        Kind::Handshake {
+            cert,
+            resumed,
+            hybrid,
+        } => format!(
+            "{}-{variant}-{}-{}{}",
+            m.iteration,
+            if resumed { "resumed" } else { "full" },
+            cert.name(),
+            if hybrid { "-hybrid" } else { "" }
+        ),
+        Kind::Idle => format!("{}-{variant}-idle", m.iteration),
+    }
 }
 
 /// Removes a Unix socket file when the measurement ends, however it ends: a server killed
@@ -574,19 +1107,23 @@ impl Drop for SocketFile {
 #[derive(Debug)]
 struct OutDir {
     dir: PathBuf,
-    csv: PathBuf,
     meta: PathBuf,
     logs: PathBuf,
+    /// Peers' config files.
+    configs: PathBuf,
 }
 
 impl OutDir {
     /// Creates the run folder (a fresh one under `results/` unless `out` is given), its
-    /// `logs/`, and `results.csv` with its header, so that an unwritable place fails now.
+    /// `logs/` and `configs/`, and the CSV file of each scenario of the plan with its
+    /// header (`results.csv`, `handshakes.csv`, `idle.csv`), so that an unwritable place
+    /// fails now.
     fn create(
         out: Option<&Path>,
         host: &Host,
         now: SystemTime,
-    ) -> anyhow::Result<(OutDir, CsvSink)> {
+        plan: &Plan,
+    ) -> anyhow::Result<(OutDir, Sinks)> {
         let dir = match out {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| {
@@ -603,16 +1140,34 @@ impl OutDir {
                 logs.display()
             )
         })?;
-        let csv = dir.join("results.csv");
-        let sink = CsvSink::create(&csv)
-            .with_context(|| format!("{} is not a writable, fresh run folder", dir.display()))?;
+        let configs = dir.join("configs");
+        std::fs::create_dir_all(&configs)
+            .with_context(|| format!("cannot create {}", configs.display()))?;
+        let parts = plan.scenario.parts();
+        let sink = |name: &str, scenario: Scenario, header: &[&str]| -> anyhow::Result<_> {
+            if !parts.contains(&scenario) {
+                return Ok(None);
+            }
+            CsvSink::create_with(&dir.join(name), header)
+                .map(Some)
+                .with_context(|| format!("{} is not a writable, fresh run folder", dir.display()))
+        };
+        let sinks = Sinks {
+            sweep: sink("results.csv", Scenario::Sweep, &crate::output::COLUMNS)?,
+            handshakes: sink(
+                "handshakes.csv",
+                Scenario::Handshakes,
+                &crate::output::COLUMNS,
+            )?,
+            idle: sink("idle.csv", Scenario::Idle, &IDLE_COLUMNS)?,
+        };
         let out = OutDir {
             meta: dir.join("meta.json"),
             dir,
-            csv,
             logs,
+            configs,
         };
-        Ok((out, sink))
+        Ok((out, sinks))
     }
 }
 
@@ -669,6 +1224,22 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
         plan.source,
         plan.scenario.name()
     ));
+    if plan.scenario.is_fault_suite() {
+        let what = match plan.scenario {
+            Scenario::Soak => format!(
+                "scenario 9 (long run), {}",
+                humantime::format_duration(plan.soak_duration)
+            ),
+            _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
+            _ => "scenarios 1-8".to_owned(),
+        };
+        s.push_str(&format!(
+            "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
+             a steady good-client load\n  cpus:        servers {}, clients {}\n",
+            split.server, split.client
+        ));
+        return s;
+    }
     match &plan.target {
         Some(t) => s.push_str(&format!("  target:      {t} (remote: no local servers)\n")),
         None => s.push_str(&format!(
@@ -680,14 +1251,30 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
                 .join(", ")
         )),
     }
-    s.push_str(&format!(
-        "  sizes:       {} bytes\n",
-        plan.sizes
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let parts = plan.scenario.parts();
+    if parts.contains(&Scenario::Sweep) {
+        s.push_str(&format!(
+            "  sizes:       {} bytes\n",
+            plan.sizes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if parts.contains(&Scenario::Handshakes) {
+        s.push_str(
+            "  handshakes:  a new connection per request; full and resumed, ecdsa-p256 and \
+             rsa-2048; full over X25519MLKEM768 for rustls-aws-lc\n",
+        );
+    }
+    if parts.contains(&Scenario::Idle) {
+        s.push_str(&format!(
+            "  idle:        {} connections held {} through each TLS config\n",
+            plan.idle_connections,
+            humantime::format_duration(plan.idle_hold)
+        ));
+    }
     s.push_str(&format!(
         "  each:        {} warm-up + {} measured, {} connections{}\n",
         humantime::format_duration(plan.warmup),
@@ -760,7 +1347,6 @@ impl Progress {
     }
 
     fn finish(&mut self, m: &Measurement, row: &Row, remote: bool) {
-        let label = measurement_label(m, remote);
         let figures = match (row.rps, row.p50, row.p99) {
             (Some(rps), Some(p50), Some(p99)) => {
                 format!(
@@ -770,14 +1356,26 @@ impl Progress {
             }
             _ => "no figures".to_owned(),
         };
-        let verdict = if row.note.is_empty() {
-            row.status.name().to_owned()
+        self.finish_line(measurement_label(m, remote), figures, row.status, &row.note);
+    }
+
+    fn finish_idle(&mut self, m: &Measurement, row: &IdleRow) {
+        let figures = match (row.connections_opened, row.terminator_kib_per_conn) {
+            (Some(opened), Some(kib)) => format!("{opened} open, {:.1} KiB/connection", kib.0),
+            _ => "no figures".to_owned(),
+        };
+        self.finish_line(measurement_label(m, false), figures, row.status, &row.note);
+    }
+
+    fn finish_line(&mut self, label: String, figures: String, status: Status, note: &str) {
+        let verdict = if note.is_empty() {
+            status.name().to_owned()
         } else {
-            format!("{}: {}", row.status.name(), row.note)
+            format!("{}: {note}", status.name())
         };
         match self {
             Progress::Bar(bar) => {
-                if row.status != Status::Ok {
+                if status != Status::Ok {
                     bar.println(format!("{label}: {figures}; {verdict}"));
                 }
                 bar.inc(1);
@@ -812,6 +1410,14 @@ impl Progress {
     }
 }
 
+/// The open-file limit the harness asks for (as root it can raise the hard limit): the
+/// idle scenario holds 10 000 connections, two descriptors each in a proxy.
+const WANT_NOFILE: u64 = 262_144;
+/// Memory settles this long before it is sampled in the idle scenario.
+const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// Time allowed per idle connection to open (handshake and first request), on top of the
+/// hold, before loadgen counts as hung.
+const IDLE_OPEN_ALLOWANCE: Duration = Duration::from_millis(5);
 /// A server gets this long to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How often the harness looks at the running load generator (and at Ctrl-C).
@@ -825,6 +1431,7 @@ const MAX_SAME_SECOND_RUNS: u32 = 100;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Preset;
 
     fn host() -> Host {
         Host::probe("0".parse().unwrap())
@@ -838,7 +1445,13 @@ mod tests {
         let out = file.join("run");
         let err = format!(
             "{:#}",
-            OutDir::create(Some(&out), &host(), SystemTime::now()).unwrap_err()
+            OutDir::create(
+                Some(&out),
+                &host(),
+                SystemTime::now(),
+                &Preset::Smoke.plan()
+            )
+            .unwrap_err()
         );
         assert!(err.contains("--out") && err.contains("a-file/run"), "{err}");
     }
@@ -846,10 +1459,11 @@ mod tests {
     #[test]
     fn out_dir_refuses_to_overwrite_a_run() {
         let dir = tempfile::tempdir().unwrap();
-        OutDir::create(Some(dir.path()), &host(), SystemTime::now()).unwrap();
+        let plan = Preset::Smoke.plan();
+        OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap();
         let err = format!(
             "{:#}",
-            OutDir::create(Some(dir.path()), &host(), SystemTime::now()).unwrap_err()
+            OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap_err()
         );
         assert!(err.contains("results.csv"), "{err}");
     }
@@ -875,7 +1489,7 @@ mod tests {
         let mask: cpus::CpuList = "0-1".parse().unwrap();
         let split = CpuSplit::resolve(&mask, None, None).unwrap();
         let text = describe_plan(&plan, &split);
-        assert!(text.contains("10 measurements"), "{text}");
+        assert!(text.contains("12 measurements"), "{text}");
         assert!(text.contains("servers 0, load generator 1"), "{text}");
     }
 }

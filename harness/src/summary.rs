@@ -1,15 +1,18 @@
-//! The table printed at the end of a run (and saved as `summary.txt`): per config and body
-//! size, the medians over iterations of req/s, p50, p99 and server CPU-µs per request, and
-//! the errors. Rows with status `error` are left out of the medians and counted instead.
+//! The tables printed at the end of a run (and saved as `summary.txt`): per config and body
+//! size (sweep) or handshake case (handshakes), the medians over iterations of req/s, p50,
+//! p99 and server CPU-µs per request, and the errors; per config, the memory per idle
+//! connection (idle). Rows with status `error` are left out of the medians and counted
+//! instead.
 
-use crate::output::{Row, Status};
+use crate::output::{IdleRow, Row, Status};
 
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     pub config: String,
     pub tls_backend: String,
-    pub size: u64,
+    /// The body size (sweep), or `full ecdsa-p256 X25519` (handshakes).
+    pub case: String,
     /// Rows measured (status ok or warning).
     pub measured: usize,
     pub rps: Option<f64>,
@@ -23,20 +26,37 @@ pub struct Line {
     pub warnings: usize,
 }
 
-/// Groups rows by (config, backend, size), in the order they first appear.
+/// What a row is a measurement of besides its config: its body size, or for a new
+/// connection per request the handshake kind, certificate and group.
+fn case(r: &Row) -> String {
+    if r.handshake == "keep-alive" || r.handshake.is_empty() {
+        r.size.to_string()
+    } else {
+        format!(
+            "{} {} {}",
+            r.handshake,
+            r.cert_type.as_deref().unwrap_or("-"),
+            r.tls_kx_group.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// Groups rows by (config, backend, case), in the order they first appear.
 pub fn lines(rows: &[Row]) -> Vec<Line> {
-    let mut keys: Vec<(String, String, u64)> = Vec::new();
+    let mut keys: Vec<(String, String, String)> = Vec::new();
     for r in rows {
-        let key = (r.config.clone(), r.tls_backend.clone(), r.size);
+        let key = (r.config.clone(), r.tls_backend.clone(), case(r));
         if !keys.contains(&key) {
             keys.push(key);
         }
     }
     keys.into_iter()
-        .map(|(config, tls_backend, size)| {
+        .map(|(config, tls_backend, case_name)| {
             let group: Vec<&Row> = rows
                 .iter()
-                .filter(|r| r.config == config && r.tls_backend == tls_backend && r.size == size)
+                .filter(|r| {
+                    r.config == config && r.tls_backend == tls_backend && case(r) == case_name
+                })
                 .collect();
             let measured: Vec<&Row> = group
                 .iter()
@@ -59,7 +79,7 @@ pub fn lines(rows: &[Row]) -> Vec<Line> {
                     .count(),
                 config,
                 tls_backend,
-                size,
+                case: case_name,
             }
         })
         .collect()
@@ -80,22 +100,124 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// The table as aligned text.
-pub fn render(lines: &[Line]) -> String {
+/// Every table of a run: the sweep, the handshakes and the idle connections, each present
+/// only when the run has such rows.
+pub fn render_all(rows: &[Row], idle: &[IdleRow]) -> String {
+    let (sweep, handshakes): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .partition(|r| r.handshake == "keep-alive" || r.handshake.is_empty());
+    let mut out = Vec::new();
+    if !sweep.is_empty() {
+        out.push(render(&lines(&sweep)));
+    }
+    if !handshakes.is_empty() {
+        out.push(format!(
+            "handshakes (a new connection per request):\n{}",
+            render_with(
+                &lines(&handshakes),
+                "handshake",
+                "handshakes/s",
+                "CPU-µs/handshake"
+            )
+        ));
+    }
+    if !idle.is_empty() {
+        out.push(format!(
+            "idle connections (RSS growth per connection):\n{}",
+            render_idle(idle)
+        ));
+    }
+    out.join("\n")
+}
+
+/// The idle table: per config, the median KiB per idle connection of the terminator and
+/// of the backend behind it.
+pub fn render_idle(rows: &[IdleRow]) -> String {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows {
+        let key = (r.config.clone(), r.tls_backend.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
     let header = [
         "config",
         "tls_backend",
-        "size",
         "n",
-        "req/s",
+        "connections",
+        "terminator KiB/conn",
+        "backend KiB/conn",
+        "status",
+    ];
+    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let body: Vec<Vec<String>> = keys
+        .into_iter()
+        .map(|(config, backend)| {
+            let group: Vec<&IdleRow> = rows
+                .iter()
+                .filter(|r| r.config == config && r.tls_backend == backend)
+                .collect();
+            let ok: Vec<&IdleRow> = group
+                .iter()
+                .copied()
+                .filter(|r| r.status != Status::Error)
+                .collect();
+            let opened = median(
+                ok.iter()
+                    .filter_map(|r| r.connections_opened.map(|c| c as f64))
+                    .collect(),
+            );
+            let status = if ok.len() < group.len() {
+                format!("{} failed", group.len() - ok.len())
+            } else if ok.iter().any(|r| r.status == Status::Warning) {
+                "warning".to_owned()
+            } else {
+                "ok".to_owned()
+            };
+            vec![
+                config,
+                backend,
+                ok.len().to_string(),
+                opened.map_or("-".to_owned(), |v| format!("{v:.0}")),
+                fmt(median(
+                    ok.iter()
+                        .filter_map(|r| r.terminator_kib_per_conn.map(|n| n.0))
+                        .collect(),
+                )),
+                fmt(median(
+                    ok.iter()
+                        .filter_map(|r| r.backend_kib_per_conn.map(|n| n.0))
+                        .collect(),
+                )),
+                status,
+            ]
+        })
+        .collect();
+    table(&header, &body, 2)
+}
+
+/// The sweep table as aligned text.
+pub fn render(lines: &[Line]) -> String {
+    render_with(lines, "size", "req/s", "server CPU-µs/req")
+}
+
+/// A table of `lines` with these names for the case, rate and CPU columns.
+fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
+    let header = [
+        "config",
+        "tls_backend",
+        case,
+        "n",
+        rate,
         "p50 µs",
         "p99 µs",
-        "server CPU-µs/req",
+        cpu,
         "errors",
     ];
     let fmt =
         |v: Option<f64>, decimals: usize| v.map_or("-".to_owned(), |v| format!("{v:.decimals$}"));
-    let body: Vec<[String; 9]> = lines
+    let body: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
             let mut errors = l.request_errors.to_string();
@@ -105,10 +227,10 @@ pub fn render(lines: &[Line]) -> String {
             if l.warnings > 0 {
                 errors.push_str(&format!(" ({} warned)", l.warnings));
             }
-            [
+            vec![
                 l.config.clone(),
                 l.tls_backend.clone(),
-                l.size.to_string(),
+                l.case.clone(),
                 l.measured.to_string(),
                 fmt(l.rps, 0),
                 fmt(l.p50, 0),
@@ -118,18 +240,23 @@ pub fn render(lines: &[Line]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &body {
+    table(&header, &body, 3)
+}
+
+/// Aligned text: the first `text_columns` columns left-aligned, the rest right-aligned.
+fn table(header: &[&str], body: &[Vec<String>], text_columns: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in body {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let line = |cells: Vec<&str>| -> String {
         let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
             // Text columns left-aligned, numbers right-aligned.
             let pad = w - cell.chars().count();
-            if i < 2 {
+            if i < text_columns {
                 out.push_str(cell);
                 out.push_str(&" ".repeat(pad));
             } else {
@@ -150,7 +277,7 @@ pub fn render(lines: &[Line]) -> String {
             .map(String::as_str)
             .collect(),
     ));
-    for row in &body {
+    for row in body {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
@@ -193,6 +320,33 @@ mod tests {
         assert!(text.starts_with("config"), "{text}");
         assert!(text.contains("(1 failed)"), "{text}");
         assert_eq!(text.lines().count(), 4);
+    }
+
+    #[test]
+    fn handshakes_and_idle_get_their_own_tables() {
+        let mut full = row("haproxy", 10, 900.0, Status::Ok);
+        full.handshake = "full".into();
+        full.cert_type = Some("rsa-2048".into());
+        full.tls_kx_group = Some("X25519".into());
+        let mut resumed = full.clone();
+        resumed.handshake = "resumed".into();
+        let mut sweep = row("haproxy", 10, 5000.0, Status::Ok);
+        sweep.handshake = "keep-alive".into();
+        let idle = IdleRow {
+            config: "haproxy".into(),
+            tls_backend: "openssl".into(),
+            connections_opened: Some(10_000),
+            terminator_kib_per_conn: Some(Num(21.25)),
+            ..IdleRow::default()
+        };
+        let text = render_all(&[sweep, full, resumed], &[idle]);
+        assert!(text.contains("full rsa-2048 X25519"), "{text}");
+        assert!(text.contains("resumed rsa-2048 X25519"), "{text}");
+        assert!(text.contains("handshakes/s"), "{text}");
+        assert!(text.contains("21.2") || text.contains("21.3"), "{text}");
+        assert!(text.contains("10000"), "{text}");
+        // The sweep table keeps the plain body size.
+        assert!(text.lines().nth(2).unwrap().contains(" 10 "), "{text}");
     }
 
     #[test]

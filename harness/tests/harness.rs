@@ -12,6 +12,26 @@ use std::time::{Duration, Instant};
 use harness::cpus::{own_mask, CpuSplit};
 use harness::output::COLUMNS;
 
+/// Whether HAProxy (the smoke preset's peer) is installed. Under `CI=true` it must be:
+/// `.ci/run` installs it, and a run that skipped it would test less than it claims.
+fn haproxy_installed() -> bool {
+    let found = [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI=true but haproxy is not installed (apt-get install -y haproxy)"
+        );
+        eprintln!("haproxy not installed: the smoke run skips it (apt-get install -y haproxy)");
+    }
+    found
+}
+
 fn harness() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
     cmd.stdin(Stdio::null());
@@ -92,20 +112,26 @@ fn smoke_preset_end_to_end() {
             .parse()
             .unwrap_or_else(|_| panic!("{name} = {:?} in {r:?}", &r[col(name)]))
     };
-    // One row per config x size x iteration: 5 configs, sizes 10 and 1000, 1 iteration.
+    // One row per config x size x iteration: 5 configs (6 with HAProxy), sizes 10 and
+    // 1000, 1 iteration.
+    let haproxy = haproxy_installed();
     let mut seen: Vec<(String, String)> = rows
         .iter()
         .map(|r| (r[col("config")].to_owned(), r[col("size")].to_owned()))
         .collect();
     seen.sort();
     let mut expected = Vec::new();
-    for config in [
+    let mut configs = vec![
         "http",
         "https-openssl",
         "https-rustls",
         "proxy-openssl",
         "proxy-rustls",
-    ] {
+    ];
+    if haproxy {
+        configs.insert(1, "haproxy");
+    }
+    for config in configs {
         for size in ["10", "1000"] {
             expected.push((config.to_owned(), size.to_owned()));
         }
@@ -140,7 +166,8 @@ fn smoke_preset_end_to_end() {
             assert_eq!(&r[col("tls_kx_group")], "X25519", "{r:?}");
             assert_eq!(&r[col("cert_type")], "ecdsa-p256", "{r:?}");
         }
-        if r[col("config")].starts_with("proxy-") {
+        assert_eq!(&r[col("handshake")], "keep-alive", "{r:?}");
+        if r[col("config")].starts_with("proxy-") || &r[col("config")] == "haproxy" {
             assert!(num(r, "proxy_cpu_s") > 0.0, "{r:?}");
             assert!(num(r, "proxy_peak_rss_kib") > 0.0, "{r:?}");
         }
@@ -161,12 +188,93 @@ fn smoke_preset_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("proxy-openssl"), "summary table: {log}");
     let pids = child_pids(&run);
+    let rows_n = if haproxy { 12 } else { 10 };
+    let fronts = if haproxy { 6 } else { 4 };
     assert_eq!(
         pids.len(),
-        10 + 10 + 4,
-        "echo + loadgen per row, proxy for 4: {pids:?}"
+        rows_n * 2 + fronts,
+        "echo + loadgen per row, a terminator for {fronts}: {pids:?}"
     );
+    if haproxy {
+        assert!(meta["peers"]["haproxy"]["version"]
+            .as_str()
+            .unwrap()
+            .contains("HAProxy"));
+        let conf = run.join("configs/1-haproxy-10-haproxy.cfg");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(
+            text.contains("nbthread 1") || text.contains("nbthread"),
+            "{text}"
+        );
+    }
     assert!(pids.iter().all(|(pid, _)| is_gone(*pid)), "{pids:?}");
+}
+
+#[test]
+fn handshake_and_idle_scenarios_write_their_own_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut configs = "proxy-rustls".to_owned();
+    if haproxy_installed() {
+        configs.push_str(",haproxy");
+    }
+    let out = harness()
+        .args(["--preset", "smoke", "--scenario", "all", "--sizes", "10"])
+        .args(["--configs", &configs, "--no-plot", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let n = configs.split(',').count();
+
+    let (header, rows) = read_csv(&run.join("handshakes.csv"));
+    assert_eq!(header, COLUMNS);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    // full/resumed x ecdsa/rsa per config, plus the hybrid for rustls-aws-lc.
+    assert_eq!(rows.len(), 4 * n + 1, "{rows:?}\n{log}");
+    for r in &rows {
+        assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
+        assert_eq!(&r[col("errors")], "0", "{r:?}");
+        let handshakes: f64 = r[col("rps")].parse().unwrap();
+        assert!(handshakes > 0.0, "{r:?}");
+        let resumed: u64 = r[col("tls_resumed")].parse().unwrap();
+        match &r[col("handshake")] {
+            "full" => assert_eq!(resumed, 0, "{r:?}"),
+            "resumed" => assert!(resumed > 0, "tickets work for {}: {r:?}", &r[col("config")]),
+            other => panic!("handshake {other:?}"),
+        }
+        assert!(r[col("time_wait")].parse::<u64>().is_ok(), "{r:?}");
+    }
+    let hybrid: Vec<_> = rows
+        .iter()
+        .filter(|r| &r[col("tls_kx_group")] == "X25519MLKEM768")
+        .collect();
+    assert_eq!(hybrid.len(), 1, "{rows:?}");
+    assert_eq!(&hybrid[0][col("tls_backend")], "rustls-aws-lc");
+    assert!(rows.iter().any(|r| &r[col("cert_type")] == "rsa-2048"));
+
+    let (header, rows) = read_csv(&run.join("idle.csv"));
+    assert_eq!(header, harness::output::IDLE_COLUMNS);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows.len(), n, "{rows:?}");
+    for r in &rows {
+        assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
+        assert_eq!(&r[col("connections_opened")], "200", "{r:?}");
+        let per_conn: f64 = r[col("terminator_kib_per_conn")].parse().unwrap();
+        assert!(per_conn > 0.0, "{r:?}");
+        assert!(
+            r[col("backend_kib_per_conn")].parse::<f64>().is_ok(),
+            "{r:?}"
+        );
+    }
+    let (_, sweep) = read_csv(&run.join("results.csv"));
+    assert_eq!(sweep.len(), n);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("handshakes/s") && stdout.contains("KiB/conn"),
+        "{log}"
+    );
 }
 
 #[test]

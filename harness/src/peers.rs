@@ -1,0 +1,335 @@
+//! The peer TLS terminators (HAProxy, nginx, hitch, stunnel): where their binaries are, which
+//! Debian package provides each, their versions for meta.json, and the config file each
+//! runs with in front of our Unix-socket echo-server.
+//!
+//! Every peer gets what our proxy gets: the run's certificate, the same server CPUs (the
+//! harness pins the process; threads or workers inherit the mask), one worker or thread per
+//! server CPU where the peer has such a setting (stunnel has none: it runs a thread per
+//! connection), TLS 1.2 and 1.3 with session tickets on (each peer's default), and no
+//! per-connection logging. The TLS parameters of a measurement are forced from the client
+//! side: the load generator offers only the version, suite and group under test.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::plan::ConfigName;
+
+/// nginx loads its stream module from here (Debian's libnginx-mod-stream).
+pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// A peer found on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub config: ConfigName,
+    pub program: PathBuf,
+    /// The first line of its version output, e.g. `HAProxy version 2.6.12-1+deb12u4 ...`.
+    pub version: String,
+}
+
+/// The Debian package(s) that provide `config`'s program.
+pub fn package(config: ConfigName) -> &'static str {
+    match config {
+        ConfigName::Haproxy => "haproxy",
+        ConfigName::Nginx => "nginx-light libnginx-mod-stream",
+        ConfigName::Hitch => "hitch",
+        ConfigName::Stunnel => "stunnel4",
+        _ => "",
+    }
+}
+
+/// Program names to look for, in order.
+fn binaries(config: ConfigName) -> &'static [&'static str] {
+    match config {
+        ConfigName::Haproxy => &["haproxy"],
+        ConfigName::Nginx => &["nginx"],
+        ConfigName::Hitch => &["hitch"],
+        ConfigName::Stunnel => &["stunnel", "stunnel4"],
+        _ => &[],
+    }
+}
+
+/// Finds `config`'s program, or says what is missing and which package provides it.
+pub fn find(config: ConfigName) -> Result<Peer, String> {
+    let missing = |what: &str| missing(config, what);
+    let program = binaries(config)
+        .iter()
+        .find_map(|name| search_path(name))
+        .ok_or_else(|| missing(&format!("`{}`", binaries(config).join("` or `"))))?;
+    if config == ConfigName::Nginx && !Path::new(NGINX_STREAM_MODULE).exists() {
+        return Err(missing(&format!("the stream module {NGINX_STREAM_MODULE}")));
+    }
+    let version = version(config, &program);
+    Ok(Peer {
+        config,
+        program,
+        version,
+    })
+}
+
+/// The one line a run prints for a peer it skips.
+fn missing(config: ConfigName, what: &str) -> String {
+    format!(
+        "skipping {config}: {what} not found; install it with `apt-get install -y {}`",
+        package(config)
+    )
+}
+
+/// `name` in `$PATH`, or in the sbin folders a non-root `$PATH` often lacks.
+fn search_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first line naming the program in its version output (some print it on stderr).
+fn version(config: ConfigName, program: &Path) -> String {
+    let flag = match config {
+        ConfigName::Haproxy | ConfigName::Nginx => "-v",
+        ConfigName::Hitch => "--version",
+        _ => "-version",
+    };
+    let Ok(out) = Command::new(program).arg(flag).output() else {
+        return "unknown (the version query failed)".to_owned();
+    };
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let word = match config {
+        ConfigName::Haproxy => "HAProxy",
+        other => other.name(),
+    };
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.to_ascii_lowercase().contains(&word.to_ascii_lowercase()))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// What a peer's config file is made from.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// Loopback port it listens on (chosen free by the harness; peers cannot print theirs).
+    pub port: u16,
+    /// The echo-server's Unix socket.
+    pub upstream: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// Certificate chain and key in one file (HAProxy and hitch want that).
+    pub combined: &'a Path,
+    /// Workers or threads: one per server CPU.
+    pub threads: usize,
+    /// The most connections it must hold (the idle scenario's count, with room).
+    pub max_connections: u64,
+    /// A private folder for pid files and the like.
+    pub scratch: &'a Path,
+    /// The harness runs as root (then nginx and hitch must be told to stay root to read
+    /// the 0600 key and reach the socket).
+    pub root: bool,
+}
+
+/// The config file name extension and text for `config`.
+pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) {
+    let (port, upstream, cert, key, combined, threads, maxconn) = (
+        s.port,
+        s.upstream.display(),
+        s.cert.display(),
+        s.key.display(),
+        s.combined.display(),
+        s.threads,
+        s.max_connections,
+    );
+    match config {
+        ConfigName::Haproxy => (
+            "cfg",
+            format!(
+                "# HAProxy in front of the echo-server, written by the harness.\n\
+                 global\n\
+                 \x20   nbthread {threads}\n\
+                 \x20   maxconn {maxconn}\n\
+                 \x20   ssl-default-bind-options ssl-min-ver TLSv1.2\n\
+                 defaults\n\
+                 \x20   mode tcp\n\
+                 \x20   maxconn {maxconn}\n\
+                 \x20   timeout connect 5s\n\
+                 \x20   timeout client 300s\n\
+                 \x20   timeout server 300s\n\
+                 frontend tls\n\
+                 \x20   bind 127.0.0.1:{port} ssl crt {combined}\n\
+                 \x20   default_backend echo\n\
+                 backend echo\n\
+                 \x20   server echo {upstream}\n"
+            ),
+        ),
+        ConfigName::Nginx => {
+            let user = if s.root { "user root;\n" } else { "" };
+            let scratch = s.scratch.display();
+            (
+                "conf",
+                format!(
+                    "# nginx (stream module) in front of the echo-server, written by the harness.\n\
+                     load_module {NGINX_STREAM_MODULE};\n\
+                     {user}worker_processes {threads};\n\
+                     worker_rlimit_nofile {nofile};\n\
+                     daemon off;\n\
+                     master_process on;\n\
+                     pid {scratch}/nginx.pid;\n\
+                     error_log stderr warn;\n\
+                     events {{ worker_connections {conns}; }}\n\
+                     stream {{\n\
+                     \x20   server {{\n\
+                     \x20       listen 127.0.0.1:{port} ssl;\n\
+                     \x20       ssl_certificate {cert};\n\
+                     \x20       ssl_certificate_key {key};\n\
+                     \x20       ssl_protocols TLSv1.2 TLSv1.3;\n\
+                     \x20       ssl_session_tickets on;\n\
+                     \x20       proxy_pass unix:{upstream};\n\
+                     \x20   }}\n\
+                     }}\n",
+                    // Each client connection is two connections for a proxy.
+                    conns = maxconn * 2 + 64,
+                    nofile = maxconn * 2 + 256,
+                ),
+            )
+        }
+        ConfigName::Hitch => {
+            let user = if s.root { "user = \"root\"\n" } else { "" };
+            (
+                "conf",
+                format!(
+                    "# hitch in front of the echo-server, written by the harness.\n\
+                     frontend = \"[127.0.0.1]:{port}\"\n\
+                     backend = \"{upstream}\"\n\
+                     pem-file = \"{combined}\"\n\
+                     workers = {threads}\n\
+                     daemon = off\n\
+                     {user}tls-protos = TLSv1.2 TLSv1.3\n\
+                     quiet = on\n"
+                ),
+            )
+        }
+        ConfigName::Stunnel => (
+            "conf",
+            format!(
+                "; stunnel in front of the echo-server, written by the harness.\n\
+                 ; stunnel has no worker setting: it runs one thread per connection.\n\
+                 foreground = yes\n\
+                 pid =\n\
+                 debug = 3\n\
+                 [tls]\n\
+                 accept = 127.0.0.1:{port}\n\
+                 connect = {upstream}\n\
+                 cert = {cert}\n\
+                 key = {key}\n\
+                 sslVersionMin = TLSv1.2\n"
+            ),
+        ),
+        other => unreachable!("{other} is not a peer"),
+    }
+}
+
+/// The command line that runs `program` with the config file at `conf`.
+pub fn args(config: ConfigName, conf: &Path, scratch: &Path) -> Vec<OsString> {
+    let conf = conf.as_os_str().to_owned();
+    match config {
+        ConfigName::Haproxy => vec!["-f".into(), conf],
+        ConfigName::Nginx => {
+            // -e: the error log before the config is read (the default path may not be
+            // writable); -p: the prefix for any relative path.
+            let mut prefix = scratch.as_os_str().to_owned();
+            prefix.push("/");
+            vec![
+                "-e".into(),
+                "stderr".into(),
+                "-p".into(),
+                prefix,
+                "-c".into(),
+                conf,
+            ]
+        }
+        ConfigName::Hitch => {
+            let mut flag = OsString::from("--config=");
+            flag.push(conf);
+            vec![flag]
+        }
+        ConfigName::Stunnel => vec![conf],
+        other => unreachable!("{other} is not a peer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup<'a>(dir: &'a Path) -> Setup<'a> {
+        Setup {
+            port: 4433,
+            upstream: Path::new("/tmp/h/echo.sock"),
+            cert: Path::new("/tmp/h/cert.pem"),
+            key: Path::new("/tmp/h/key.pem"),
+            combined: Path::new("/tmp/h/combined.pem"),
+            threads: 3,
+            max_connections: 1000,
+            scratch: dir,
+            root: true,
+        }
+    }
+
+    #[test]
+    fn every_peer_config_names_port_socket_certificate_and_threads() {
+        let dir = Path::new("/tmp/h/nginx");
+        for config in [
+            ConfigName::Haproxy,
+            ConfigName::Nginx,
+            ConfigName::Hitch,
+            ConfigName::Stunnel,
+        ] {
+            let (_, text) = config_file(config, &setup(dir));
+            assert!(text.contains("127.0.0.1]:4433") || text.contains("127.0.0.1:4433"));
+            assert!(text.contains("/tmp/h/echo.sock"), "{config}: {text}");
+            assert!(text.contains("/tmp/h/"), "{config}: {text}");
+            if config != ConfigName::Stunnel {
+                assert!(text.contains('3'), "{config}: {text}");
+            }
+        }
+        let (_, haproxy) = config_file(ConfigName::Haproxy, &setup(dir));
+        assert!(haproxy.contains("nbthread 3") && haproxy.contains("maxconn 1000"));
+        let (_, nginx) = config_file(ConfigName::Nginx, &setup(dir));
+        assert!(nginx.contains("worker_processes 3;") && nginx.contains("user root;"));
+        assert!(nginx.contains("proxy_pass unix:/tmp/h/echo.sock;"));
+        let (_, hitch) = config_file(ConfigName::Hitch, &setup(dir));
+        assert!(hitch.contains("workers = 3") && hitch.contains("combined.pem"));
+    }
+
+    #[test]
+    fn not_root_means_no_user_switch() {
+        let dir = Path::new("/tmp/h/nginx");
+        let s = Setup {
+            root: false,
+            ..setup(dir)
+        };
+        assert!(!config_file(ConfigName::Nginx, &s).1.contains("user "));
+        assert!(!config_file(ConfigName::Hitch, &s).1.contains("user "));
+    }
+
+    #[test]
+    fn a_missing_peer_names_its_package() {
+        let line = missing(ConfigName::Nginx, "`nginx`");
+        assert_eq!(
+            line,
+            "skipping nginx: `nginx` not found; install it with \
+             `apt-get install -y nginx-light libnginx-mod-stream`"
+        );
+        assert_eq!(package(ConfigName::Stunnel), "stunnel4");
+        assert!(search_path("surely-no-such-program-here").is_none());
+    }
+}
