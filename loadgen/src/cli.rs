@@ -10,7 +10,8 @@ use clap::Parser;
 
 use crate::config::{Config, ConfigError};
 
-/// HTTP/1.1 load generator: closed loop like wrk, open loop (--rate) like wrk2.
+/// HTTP/1.1 load generator: closed loop like wrk, open loop (--rate) like wrk2, or idle
+/// connections held open (--idle).
 ///
 /// URL: http://HOST:PORT/path, https://HOST:PORT/path or unix:///abs/path/to.sock
 /// (plain HTTP over a Unix socket, request path /).
@@ -29,7 +30,7 @@ pub struct Args {
     #[arg(short = 't', long)]
     pub threads: Option<NonZeroUsize>,
 
-    /// Measured duration (500ms, 10s, 1m).
+    /// Measured duration (500ms, 10s, 1m); with --idle, how long the connections are held.
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
@@ -64,6 +65,12 @@ pub struct Args {
     /// A new connection (and a full TLS handshake) per request, with `Connection: close`.
     #[arg(long)]
     pub no_keepalive: bool,
+
+    /// Idle connections, for memory-per-connection measurements: open --connections, each
+    /// with one request, print `loadgen: idle: OPENED of ASKED connections open` on stderr,
+    /// then hold them all silent for --duration and count those the server closes.
+    #[arg(long)]
+    pub idle: bool,
 
     /// Resume TLS sessions on new connections (one session cache per thread).
     #[arg(long)]
@@ -155,6 +162,7 @@ mod tests {
         assert_eq!(args.timeout, Duration::from_secs(5));
         assert_eq!(args.output, OutputFormat::Text);
         assert!(args.rate.is_none());
+        assert!(!args.idle);
     }
 
     #[test]

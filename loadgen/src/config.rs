@@ -26,6 +26,9 @@ pub struct Config {
     /// Open loop at this many requests per second; `None` is closed loop.
     pub rate: Option<f64>,
     pub keepalive: bool,
+    /// Idle run (`--idle`): open the connections with one request each, then hold them
+    /// silent for `duration`.
+    pub idle: bool,
     /// The whole request (head and body), built once and shared read-only by every thread.
     pub request: Arc<[u8]>,
     /// The request body: what an echo must answer with.
@@ -81,6 +84,11 @@ pub enum ConfigError {
     TlsFlagWithoutTls { flag: &'static str },
     #[error("--rate {0} must be a positive number of requests per second")]
     Rate(f64),
+    #[error("{flag} cannot be used with --idle: {why}")]
+    IdleConflict {
+        flag: &'static str,
+        why: &'static str,
+    },
     #[error("--duration must be longer than zero")]
     ZeroDuration,
     #[error("--timeout must be longer than zero")]
@@ -106,6 +114,9 @@ impl Config {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(ConfigError::Rate(rate));
             }
+        }
+        if args.idle {
+            check_idle_flags(&args)?;
         }
         let body: Arc<[u8]> = match (&args.body_file, args.body_size) {
             (Some(path), _) => {
@@ -194,6 +205,7 @@ impl Config {
             timeout: args.timeout,
             rate: args.rate,
             keepalive,
+            idle: args.idle,
             request,
             body,
             verify: !args.no_verify,
@@ -313,6 +325,32 @@ impl Url {
 /// benchmark here needs more.
 pub const MAX_BODY_BYTES: u64 = 1 << 30;
 
+/// `--idle` measures what holding connections costs: flags about sending requests over
+/// time have no meaning there, and are refused rather than silently ignored.
+fn check_idle_flags(args: &Args) -> Result<(), ConfigError> {
+    let conflicts: [(&'static str, bool, &'static str); 3] = [
+        (
+            "--warmup",
+            !args.warmup.is_zero(),
+            "an idle run measures nothing over time, so there is nothing to warm up",
+        ),
+        (
+            "--rate",
+            args.rate.is_some(),
+            "an idle run sends one request per connection, then nothing",
+        ),
+        (
+            "--no-keepalive",
+            args.no_keepalive,
+            "idle connections must stay open after their one request",
+        ),
+    ];
+    match conflicts.into_iter().find(|(_, set, _)| *set) {
+        Some((flag, _, why)) => Err(ConfigError::IdleConflict { flag, why }),
+        None => Ok(()),
+    }
+}
+
 fn parse_port(p: &str) -> Option<u16> {
     p.parse::<u16>().ok().filter(|&p| p != 0)
 }
@@ -346,6 +384,33 @@ mod tests {
             Some(std::path::Path::new("/run/echo.sock"))
         );
         assert_eq!(u.path, "/");
+    }
+
+    #[test]
+    fn idle_refuses_flags_about_load_over_time() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["loadgen", "--idle"];
+            argv.extend(extra);
+            argv.push("http://127.0.0.1:1/");
+            <Args as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .into_config()
+        };
+        let config = parse(&["-c", "200", "-b", "16"]).unwrap();
+        assert!(config.idle && config.keepalive);
+        // A zero warm-up is no warm-up: a harness may always pass one.
+        assert!(parse(&["--warmup", "0s"]).is_ok());
+        for (extra, flag) in [
+            (&["--warmup", "1s"][..], "--warmup"),
+            (&["--rate", "100"][..], "--rate"),
+            (&["--no-keepalive"][..], "--no-keepalive"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{flag} cannot be used with --idle: ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

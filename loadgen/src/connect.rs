@@ -45,6 +45,20 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// Worth another try: the connect was refused or reset, or the handshake cut short, as
+    /// when a server's listen backlog overflows; not a TLS handshake that the server or the
+    /// certificate check refused, which fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectError::Connect { .. } => true,
+            ConnectError::Handshake { source, .. } => source
+                .get_ref()
+                .is_none_or(|inner| !inner.is::<rustls::Error>()),
+        }
+    }
+}
+
 /// Where connections go, resolved once before the run.
 #[derive(Debug, Clone)]
 pub enum Endpoint {

@@ -15,18 +15,28 @@
 //! runs from the intended time, so a stalled server that delays later requests is charged
 //! for the wait (coordinated-omission correction, as in wrk2). The uncorrected latency
 //! (from the actual start) and the number of requests started late are kept as well.
+//!
+//! Idle runs (`--idle`) measure what an open connection costs the server instead. Phase 1
+//! then opens the connections a few hundred at a time (so the server's listen backlog does
+//! not overflow), retrying transient failures, and sends each its one request: that
+//! handshake and request are what is counted. The caller hears when every connection is
+//! open; the connections are then held silent for `--duration`, the ones the server closes
+//! are counted, and the rest are closed cleanly (TLS close_notify) at the end.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
 use crate::config::{Config, Scheme};
-use crate::connect::{self, Connector, Endpoint, TcpConnector, TlsConnector, UnixConnector};
+use crate::connect::{
+    self, ConnectError, Connector, Endpoint, TcpConnector, TlsConnector, UnixConnector,
+};
 use crate::cpu::CpuTimes;
 use crate::http::{Expect, Response, ResponseError, ResponseReader};
 use crate::stats::{ErrorKind, Stats, LATE_AFTER};
@@ -37,7 +47,9 @@ pub struct RunResult {
     pub stats: Stats,
     pub threads: usize,
     pub connections_opened: usize,
-    /// The measured period.
+    /// How long opening the connections took (idle runs: with their one request each).
+    pub open_time: Duration,
+    /// The measured period (idle runs: the hold).
     pub measured: Duration,
     pub warmup: Duration,
     /// Stopped early (Ctrl-C): `measured` is the part that ran.
@@ -86,7 +98,7 @@ pub enum RunError {
     /// Not one connection could be opened; the first reason.
     #[error("{0}")]
     Unreachable(String),
-    #[error("cannot open {wanted} connections: the open-file limit is {limit} (raise it with `ulimit -n`)")]
+    #[error("cannot open {wanted} connections: the open-file limit (RLIMIT_NOFILE) is {limit}, and loadgen needs one descriptor per connection plus {FD_RESERVE} (raise it with `ulimit -n`)")]
     FileLimit { wanted: usize, limit: u64 },
     #[error("starting worker thread {thread}: {detail}")]
     Thread { thread: usize, detail: String },
@@ -100,12 +112,15 @@ pub struct Progress {
     pub errors: AtomicU64,
 }
 
-/// Runs the load described by `config`. `on_tick` is called about once a second from the
-/// calling thread with the requests and errors so far (warm-up included) and the time
-/// left; it drives the progress line. Setting `stop` (Ctrl-C) ends the run early: what was
-/// measured until then is reported, over the time it really took.
+/// Runs the load described by `config`. Both callbacks are called from the calling thread.
+/// `on_open(opened, asked)` is called once, when every connection is open or has failed
+/// (not when none opened: the run then fails); an idle run starts its hold right after.
+/// `on_tick` is called about once a second with the requests and errors so far (warm-up
+/// included) and the time left; it drives the progress line. Setting `stop` (Ctrl-C) ends
+/// the run early: what was measured until then is reported, over the time it really took.
 pub fn run(
     config: &Config,
+    on_open: &mut dyn FnMut(usize, usize),
     mut on_tick: Option<&mut dyn FnMut(u64, u64, Duration)>,
     stop: &AtomicBool,
 ) -> Result<RunResult, RunError> {
@@ -120,19 +135,29 @@ pub fn run(
     }
     let endpoint = connect::resolve(&config.url, config.timeout)?;
     let threads = config.threads.get();
+    // Idle runs open at most OPEN_IN_FLIGHT connections at once over all threads; other
+    // runs open all of theirs at once, as they always have (a load test's connections are
+    // tens to hundreds, not thousands).
+    let in_flight = if config.idle {
+        OPEN_IN_FLIGHT.div_ceil(threads)
+    } else {
+        connections
+    };
+    let opening_from = Instant::now();
     let shared = Arc::new(config.clone());
     let (ready_tx, ready_rx) = mpsc::channel::<Opened>();
     let mut workers = Vec::with_capacity(threads);
     for t in 0..threads {
         let count = connections / threads + usize::from(t < connections % threads);
         let (start_tx, start_rx) = mpsc::channel::<Option<Start>>();
-        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
+        let (abort_tx, abort_rx) = oneshot::channel::<()>();
         let progress = Arc::new(Progress::default());
         let job = Worker {
             config: shared.clone(),
             endpoint: endpoint.clone(),
             thread: t,
             count,
+            in_flight,
             ready: ready_tx.clone(),
             start: start_rx,
             abort: abort_rx,
@@ -174,6 +199,8 @@ pub fn run(
             first_error.unwrap_or_else(|| "no connection could be opened".into()),
         ));
     }
+    let open_time = opening_from.elapsed();
+    on_open(opened, connections);
 
     let start = Instant::now();
     let schedule = Schedule {
@@ -251,6 +278,7 @@ pub fn run(
         stats,
         threads,
         connections_opened: opened,
+        open_time,
         measured: measured_until.saturating_duration_since(schedule.measure_from),
         interrupted: stopped_at.is_some(),
         warmup: config.warmup,
@@ -293,10 +321,13 @@ struct Worker {
     thread: usize,
     /// Connections to open.
     count: usize,
+    /// Connections opened at once.
+    in_flight: usize,
     ready: mpsc::Sender<Opened>,
     start: mpsc::Receiver<Option<Start>>,
-    /// Fires when the run is stopped early: every connection task is cancelled.
-    abort: tokio::sync::oneshot::Receiver<()>,
+    /// Fires when the run is stopped early: every connection task is cancelled (idle runs:
+    /// the hold ends and the connections are closed).
+    abort: oneshot::Receiver<()>,
     progress: Option<Arc<Progress>>,
 }
 
@@ -332,71 +363,45 @@ impl Worker {
         };
         let local = LocalSet::new();
         let connector = Rc::new(connector);
-        let timeout = self.config.timeout;
+        let config = self.config.clone();
+        let request = RequestSpec::of(&config);
 
-        // Phase 1: open every connection at once.
-        let results = local.block_on(&runtime, async {
-            let tasks: Vec<_> = (0..self.count)
-                .map(|_| {
-                    let connector = connector.clone();
-                    tokio::task::spawn_local(async move {
-                        match tokio::time::timeout(timeout, connector.connect()).await {
-                            Ok(r) => r.map_err(|e| e.to_string()),
-                            Err(_) => Err(format!(
-                                "connecting timed out after {}",
-                                humantime::format_duration(timeout)
-                            )),
-                        }
-                    })
-                })
-                .collect();
-            let mut results = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                results.push(
-                    task.await
-                        .unwrap_or_else(|e| Err(format!("connect task failed: {e}"))),
-                );
-            }
-            results
+        // Phase 1: open the connections (idle runs: each with its one request).
+        let opening = Rc::new(Opening {
+            connector: connector.clone(),
+            count: self.count,
+            next: Cell::new(0),
+            attempts: if config.idle { IDLE_OPEN_ATTEMPTS } else { 1 },
+            timeout: config.timeout,
+            first_request: config.idle.then(|| request.clone()),
+            stats: RefCell::new(Stats::new(open_loop)),
+            first_error: RefCell::new(None),
+            progress: self.progress.clone(),
         });
-        let mut stats = Stats::new(open_loop);
-        let mut streams = Vec::with_capacity(results.len());
-        let mut error = None;
-        for r in results {
-            match r {
-                Ok((stream, negotiated)) => {
-                    if let Some(n) = negotiated {
-                        stats.handshake(n);
-                    }
-                    streams.push(Some(stream));
-                }
-                Err(e) => {
-                    error.get_or_insert(e);
-                    streams.push(None);
-                }
-            }
-        }
-        let opened = streams.iter().filter(|s| s.is_some()).count();
+        let streams = local.block_on(&runtime, open_all(opening.clone(), self.in_flight));
+        let mut stats = opening.stats.replace(Stats::new(open_loop));
         let _ = self.ready.send(Opened {
             thread: self.thread,
-            opened,
-            error,
+            opened: streams.len(),
+            error: opening.first_error.take(),
         });
+        drop(opening);
         let start = match self.start.recv() {
             Ok(Some(start)) => start,
             _ => return stats,
         };
+        if config.idle {
+            stats.closed_by_server =
+                local.block_on(&runtime, hold::<C>(streams, start.schedule.end, self.abort));
+            return stats;
+        }
         // Connections that failed to open stay closed: they are reported, not retried, so
         // `connections_opened` is what the run really had.
-        let config = &self.config;
         let ctx = Rc::new(Ctx {
             connector,
-            request: config.request.clone(),
-            body: config.body.clone(),
-            expect_body: config.verify,
-            head_request: config.head_request,
+            request,
             keepalive: config.keepalive,
-            timeout,
+            timeout: config.timeout,
             schedule: start.schedule,
             open: config.rate.map(|rate| OpenLoop {
                 interval_s: 1.0 / rate,
@@ -411,7 +416,6 @@ impl Worker {
         local.block_on(&runtime, async {
             let tasks: Vec<_> = streams
                 .into_iter()
-                .flatten()
                 .zip(start.first_index..)
                 .map(|(stream, index)| {
                     tokio::task::spawn_local(connection(ctx.clone(), index, stream))
@@ -443,13 +447,69 @@ impl Worker {
     }
 }
 
+/// The request every connection sends, and what its response must be.
+#[derive(Debug, Clone)]
+struct RequestSpec {
+    /// Head and body, one write.
+    bytes: Arc<[u8]>,
+    /// What an echo must answer with.
+    body: Arc<[u8]>,
+    verify: bool,
+    head_request: bool,
+}
+
+impl RequestSpec {
+    fn of(config: &Config) -> RequestSpec {
+        RequestSpec {
+            bytes: config.request.clone(),
+            body: config.body.clone(),
+            verify: config.verify,
+            head_request: config.head_request,
+        }
+    }
+
+    fn expect(&self) -> Expect<'_> {
+        Expect {
+            body: self.verify.then_some(&self.body[..]),
+            head_request: self.head_request,
+        }
+    }
+}
+
+/// Phase 1 of one thread: what its openers share (single-threaded: `Cell`/`RefCell`).
+struct Opening<C> {
+    connector: Rc<C>,
+    /// Connections to open.
+    count: usize,
+    /// The next connection to open, taken by whichever opener is free.
+    next: Cell<usize>,
+    /// Tries per connection, transient failures only.
+    attempts: u32,
+    /// Per try: connecting and, in idle runs, the first request.
+    timeout: Duration,
+    /// Idle runs: the request each connection sends once it is open. Opening is then what
+    /// is measured: its latencies and its errors, by kind, count in the statistics.
+    first_request: Option<RequestSpec>,
+    stats: RefCell<Stats>,
+    /// The first failure, for the one-line diagnosis when nothing opened.
+    first_error: RefCell<Option<String>>,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Why one try at opening a connection failed.
+#[derive(Debug)]
+struct OpenFailure {
+    kind: ErrorKind,
+    message: String,
+    /// Worth another try (see [`ConnectError::is_transient`]): not a refused handshake nor
+    /// an answer from the server that would be the same next time.
+    transient: bool,
+}
+
 /// What every connection of one thread shares (single-threaded: `Rc`/`RefCell`).
 struct Ctx<C> {
     connector: Rc<C>,
-    request: Arc<[u8]>,
-    body: Arc<[u8]>,
-    expect_body: bool,
-    head_request: bool,
+    request: RequestSpec,
     keepalive: bool,
     timeout: Duration,
     schedule: Schedule,
@@ -494,10 +554,7 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
     tokio::pin!(timer);
     let mut seq: u64 = 0;
     let mut backoff = Duration::ZERO;
-    let expect = Expect {
-        body: ctx.expect_body.then_some(&ctx.body[..]),
-        head_request: ctx.head_request,
-    };
+    let expect = ctx.request.expect();
 
     loop {
         // After a failed connect, wait before the next try (not counted as latency).
@@ -568,18 +625,14 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
 
         let outcome = tokio::select! {
             biased;
-            r = exchange(io, &mut reader, &ctx.request, expect) => Some(r),
+            r = exchange(io, &mut reader, &ctx.request.bytes, expect) => Some(r),
             () = &mut timer => None,
         };
         let done = Instant::now();
         let response = match outcome {
             Some(Ok(response)) => response,
             Some(Err(e)) => {
-                let kind = match e {
-                    ExchangeError::Write(_) => ErrorKind::Write,
-                    ExchangeError::Read(_) => ErrorKind::Read,
-                };
-                ctx.fail(done, kind, || e.to_string());
+                ctx.fail(done, e.kind(), || e.to_string());
                 stream = None;
                 reader.clear();
                 continue;
@@ -598,39 +651,27 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
             }
         };
 
+        let verdict = verdict(&response);
         if ctx.in_window(done) {
             let from = intended.map_or(started, |at| at.min(started));
             let mut stats = ctx.stats.borrow_mut();
             stats.record(
                 done - from,
                 done - started,
-                ctx.request.len() as u64,
+                ctx.request.bytes.len() as u64,
                 response.bytes,
             );
             if intended.is_some_and(|at| started > at + LATE_AFTER) {
                 stats.late += 1;
             }
-            let status_ok = response.status < 400;
-            if !status_ok {
-                stats.error(ErrorKind::Status);
-            } else if !response.body_ok {
-                stats.error(ErrorKind::BodyMismatch);
-            } else {
-                stats.ok += 1;
+            match verdict {
+                Some(kind) => stats.error(kind),
+                None => stats.ok += 1,
             }
         }
-        if response.status >= 400 || !response.body_ok {
+        if verdict.is_some() {
             let mut stats = ctx.stats.borrow_mut();
-            stats.note_error(|| {
-                if response.status >= 400 {
-                    format!("status {}", response.status)
-                } else {
-                    format!(
-                        "response body is not the echo of the {}-byte request body",
-                        ctx.body.len()
-                    )
-                }
-            });
+            stats.note_error(|| describe(&response, ctx.request.body.len()));
         }
         if let Some(p) = &ctx.progress {
             p.requests.fetch_add(1, Ordering::Relaxed);
@@ -648,12 +689,267 @@ async fn connection<C: Connector>(ctx: Rc<Ctx<C>>, index: u64, stream: C::Stream
     }
 }
 
+/// Phase 1 of one thread: `in_flight` openers take the connections to open one after
+/// another. Returns the connections that opened.
+async fn open_all<C: Connector + 'static>(
+    opening: Rc<Opening<C>>,
+    in_flight: usize,
+) -> Vec<C::Stream> {
+    let openers: Vec<_> = (0..in_flight.min(opening.count))
+        .map(|_| tokio::task::spawn_local(opener(opening.clone())))
+        .collect();
+    let mut streams = Vec::with_capacity(opening.count);
+    for task in openers {
+        match task.await {
+            Ok(opened) => streams.extend(opened),
+            Err(e) => {
+                opening
+                    .first_error
+                    .borrow_mut()
+                    .get_or_insert_with(|| format!("connect task failed: {e}"));
+            }
+        }
+    }
+    streams
+}
+
+/// Opens connections until none are left to open.
+async fn opener<C: Connector>(opening: Rc<Opening<C>>) -> Vec<C::Stream> {
+    let mut opened = Vec::new();
+    // One response buffer per opener, not per connection: held connections keep none.
+    let mut reader = opening
+        .first_request
+        .as_ref()
+        .map(|_| ResponseReader::new());
+    while opening.next.get() < opening.count {
+        opening.next.set(opening.next.get() + 1);
+        if let Some(stream) = opening.open_one(reader.as_mut()).await {
+            opened.push(stream);
+        }
+    }
+    opened
+}
+
+impl<C: Connector> Opening<C> {
+    /// Opens one connection, trying again after transient failures (with backoff, which
+    /// is not latency) up to `attempts` times in all.
+    async fn open_one(&self, mut reader: Option<&mut ResponseReader>) -> Option<C::Stream> {
+        let mut backoff = OPEN_BACKOFF_MIN;
+        for attempt in 1..=self.attempts {
+            if attempt > 1 {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            let tried = tokio::time::timeout(self.timeout, self.try_open(reader.as_deref_mut()));
+            let failure = match tried.await {
+                Ok(Ok(stream)) => return Some(stream),
+                Ok(Err(failure)) => failure,
+                Err(_) => OpenFailure {
+                    kind: ErrorKind::Timeout,
+                    message: if self.first_request.is_some() {
+                        format!(
+                            "connecting and the first request took longer than {}",
+                            humantime::format_duration(self.timeout)
+                        )
+                    } else {
+                        format!(
+                            "connecting timed out after {}",
+                            humantime::format_duration(self.timeout)
+                        )
+                    },
+                    transient: true,
+                },
+            };
+            let transient = failure.transient;
+            self.fail(failure);
+            if !transient {
+                break;
+            }
+        }
+        None
+    }
+
+    /// One try: connect (and handshake) and, in idle runs, the first request, whose
+    /// latency runs from the start of the connect.
+    async fn try_open(
+        &self,
+        reader: Option<&mut ResponseReader>,
+    ) -> Result<C::Stream, OpenFailure> {
+        let started = Instant::now();
+        let (mut stream, negotiated) = self
+            .connector
+            .connect()
+            .await
+            .map_err(OpenFailure::connect)?;
+        if let Some(n) = negotiated {
+            self.stats.borrow_mut().handshake(n);
+        }
+        let (Some(request), Some(reader)) = (&self.first_request, reader) else {
+            return Ok(stream);
+        };
+        reader.clear();
+        let response = exchange(&mut stream, reader, &request.bytes, request.expect())
+            .await
+            .map_err(OpenFailure::exchange)?;
+        let done = Instant::now();
+        let verdict = verdict(&response);
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.record(
+                done - started,
+                done - started,
+                request.bytes.len() as u64,
+                response.bytes,
+            );
+            if verdict.is_none() {
+                stats.ok += 1;
+            }
+        }
+        let Some(kind) = verdict else {
+            if let Some(p) = &self.progress {
+                p.requests.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(stream);
+        };
+        // The server answered, but not as an echo: not a connection worth holding, and
+        // another try would get the same answer.
+        C::close(stream).await;
+        Err(OpenFailure {
+            kind,
+            message: describe(&response, request.body.len()),
+            transient: false,
+        })
+    }
+
+    /// Notes a failed try: counted by kind in idle runs (where opening is the
+    /// measurement), and remembered for the diagnosis in every run.
+    fn fail(&self, failure: OpenFailure) {
+        if self.first_request.is_some() {
+            let mut stats = self.stats.borrow_mut();
+            stats.error(failure.kind);
+            stats.note_error(|| failure.message.clone());
+            if let Some(p) = &self.progress {
+                p.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.first_error.borrow_mut().get_or_insert(failure.message);
+    }
+}
+
+impl OpenFailure {
+    fn connect(e: ConnectError) -> OpenFailure {
+        OpenFailure {
+            kind: ErrorKind::Connect,
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+
+    fn exchange(e: ExchangeError) -> OpenFailure {
+        OpenFailure {
+            kind: e.kind(),
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Idle runs, after the caller heard that the connections are open: holds them all open
+/// and silent until `end` (or a stop), then closes them cleanly. Returns how many the
+/// server closed in the meantime.
+async fn hold<C: Connector + 'static>(
+    streams: Vec<C::Stream>,
+    end: Instant,
+    abort: oneshot::Receiver<()>,
+) -> u64 {
+    let (over_tx, over) = watch::channel(false);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::task::spawn_local(hold_one::<C>(stream, over.clone())))
+        .collect();
+    drop(over);
+    tokio::select! {
+        () = tokio::time::sleep_until(end.into()) => {}
+        Ok(()) = abort => {}
+    }
+    let _ = over_tx.send(true);
+    let mut closed = 0;
+    for task in tasks {
+        if let Ok(true) = task.await {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// Holds one connection until the hold is over (then closes it cleanly: TLS close_notify
+/// first) or the server closes it (EOF or reset: `true`).
+async fn hold_one<C: Connector>(mut stream: C::Stream, mut over: watch::Receiver<bool>) -> bool {
+    let mut buf = [0u8; HOLD_READ_BYTES];
+    loop {
+        // The end of the hold first: a server that never stops sending must not keep
+        // loadgen from ending.
+        let read = tokio::select! {
+            biased;
+            _ = over.wait_for(|&over| over) => None,
+            r = stream.read(&mut buf) => Some(r),
+        };
+        match read {
+            None => break,
+            Some(Ok(0) | Err(_)) => return true,
+            // Bytes from an idle server (a 408 before it hangs up, say) are dropped; the
+            // close that follows is what counts.
+            Some(Ok(_)) => {}
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, C::close(stream)).await;
+    false
+}
+
+/// A complete response's error, if it is one: a status of 400 or above, or not the echo.
+fn verdict(response: &Response) -> Option<ErrorKind> {
+    if response.status >= 400 {
+        Some(ErrorKind::Status)
+    } else if !response.body_ok {
+        Some(ErrorKind::BodyMismatch)
+    } else {
+        None
+    }
+}
+
+/// The diagnosis line for a response that [`verdict`] calls an error.
+fn describe(response: &Response, body_len: usize) -> String {
+    if response.status >= 400 {
+        format!("status {}", response.status)
+    } else {
+        format!("response body is not the echo of the {body_len}-byte request body")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ExchangeError {
     #[error("writing the request: {0}")]
     Write(std::io::Error),
     #[error(transparent)]
     Read(ResponseError),
+}
+
+impl ExchangeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ExchangeError::Write(_) => ErrorKind::Write,
+            ExchangeError::Read(_) => ErrorKind::Read,
+        }
+    }
+
+    /// The connection failed (reset, closed early), as opposed to a malformed answer.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ExchangeError::Write(_)
+                | ExchangeError::Read(ResponseError::Io(_) | ResponseError::Closed)
+        )
+    }
 }
 
 /// Writes the request (one write for head and body) and reads the whole response.
@@ -681,6 +977,21 @@ const EARLY_WAKE: Duration = Duration::from_millis(2);
 /// a refused connect takes microseconds, and retrying at once would only spin.
 const BACKOFF_MIN: Duration = Duration::from_millis(1);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
+/// Idle runs: connections being opened at once, over all threads. A few hundred keep the
+/// server busy without overflowing its listen backlog (often 128 to 4096) or, behind a
+/// terminator, its upstream's.
+const OPEN_IN_FLIGHT: usize = 256;
+/// Idle runs: tries per connection before it counts as failed; only refused, reset or
+/// timed-out tries are tried again.
+const IDLE_OPEN_ATTEMPTS: u32 = 4;
+/// Idle runs: wait before the second try, doubled before each further one (50, 100,
+/// 200 ms): long enough for a server to drain its backlog.
+const OPEN_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Idle runs: read buffer of a held connection, which only waits for EOF: nothing is
+/// expected, so a few bytes suffice (TLS records are buffered by rustls, not here).
+const HOLD_READ_BYTES: usize = 64;
+/// Idle runs: how long to try a clean close (close_notify) of a held connection.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// How often the progress line is redrawn.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How often the calling thread looks at the stop flag: a Ctrl-C ends the run within this.

@@ -3,7 +3,9 @@
 //! Closed loop (each connection sends its next request when the previous response is
 //! complete, like wrk) or open loop (`--rate`: requests at fixed intended times, latency
 //! measured from those times so server stalls are not hidden, like wrk2), over TCP, TLS
-//! (rustls with aws-lc-rs) or a Unix socket.
+//! (rustls with aws-lc-rs) or a Unix socket. Idle runs (`--idle`) instead open the
+//! connections, one request each, and hold them silent, for memory-per-connection
+//! measurements.
 //!
 //! Modules, from the command line to the report:
 //! - [`cli`]: the flags (clap), turned into a checked [`config::Config`].
@@ -13,9 +15,11 @@
 //! - [`connect`]: one connector per transport, generic over the stream type.
 //! - [`http`]: the response reader (httparse head; Content-Length, chunked or close-delimited
 //!   body) with the echo check, one fixed buffer per connection.
-//! - [`engine`]: the threads, their event loops and the per-connection loops.
+//! - [`engine`]: the threads, their event loops, the opening of the connections and the
+//!   per-connection loops (or, idle, the hold).
 //! - [`stats`]: thread-local counters and HdrHistograms, merged at the end.
-//! - [`report`]: the JSON object (schema 1), the wrk-like text and the `--hdr-out` file.
+//! - [`report`]: the JSON object (schema 1), the wrk-like text, the `--hdr-out` file and
+//!   the idle run's stderr line.
 //! - [`cpu`]: the load generator's own CPU time.
 
 pub mod cli;

@@ -43,7 +43,18 @@ fn main() -> ExitCode {
         );
         let _ = std::io::stderr().flush();
     };
-    let result = loadgen::run(&config, if tty { Some(&mut progress) } else { None }, &stop);
+    // Idle runs: the contract line the harness waits for before it samples memory.
+    let mut on_open = |opened: usize, asked: usize| {
+        if config.idle {
+            eprintln!("{}", report::idle_line(opened, asked));
+        }
+    };
+    let result = loadgen::run(
+        &config,
+        &mut on_open,
+        if tty { Some(&mut progress) } else { None },
+        &stop,
+    );
     if tty {
         eprint!("\r\x1b[2K");
     }
@@ -61,7 +72,9 @@ fn main() -> ExitCode {
         OutputFormat::Text => print!("{}", report::text(&report, &result)),
     }
     if let Some(path) = &config.hdr_out {
-        let what = if config.rate.is_some() {
+        let what = if config.idle {
+            "latency of connect, TLS handshake and first request"
+        } else if config.rate.is_some() {
             "latency from intended start times (corrected for coordinated omission)"
         } else {
             "latency"

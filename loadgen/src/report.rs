@@ -1,5 +1,6 @@
 //! What a run reports: the JSON object (schema 1, pinned by a test: the harness parses it),
-//! the wrk-like text, and the `--hdr-out` histogram file.
+//! the wrk-like text (or an idle run's summary), the `--hdr-out` histogram file, and the
+//! line an idle run prints on stderr once its connections are open.
 
 use std::fmt::Write as _;
 use std::io;
@@ -12,13 +13,14 @@ use crate::config::Config;
 use crate::engine::RunResult;
 use crate::stats::{Errors, LATE_AFTER};
 
-/// The JSON report. Field order and names are the schema: change them only together with
-/// [`SCHEMA`] and the schema test.
+/// The JSON report. Field order and names are the schema: renaming, removing, reordering
+/// or changing the type or meaning of a field needs a new [`SCHEMA`]; a new field goes at
+/// the end and keeps the number. Either way the schema test changes with it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema: u32,
     pub target: String,
-    /// `closed` or `open`.
+    /// `closed`, `open` or `idle`.
     pub mode: &'static str,
     pub threads: usize,
     pub connections: usize,
@@ -30,8 +32,10 @@ pub struct Report {
     /// Requests per second asked for (open loop).
     pub rate: Option<f64>,
     pub body_bytes: u64,
-    /// Responses completed in the measured period.
+    /// Responses completed in the measured period (idle runs: the one request of each
+    /// connection, sent while opening).
     pub requests: u64,
+    /// `requests` per second of the measured period (idle runs: of the opening).
     pub rps: f64,
     /// HTTP bytes (heads and bodies; not TLS framing) of the completed requests and responses.
     pub bytes_sent: u64,
@@ -46,6 +50,21 @@ pub struct Report {
     pub tls: Option<TlsReport>,
     pub cpu: Cpu,
     pub warnings: Vec<String>,
+    /// Idle runs (`--idle`); null otherwise.
+    pub idle: Option<IdleReport>,
+}
+
+/// What an idle run held.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IdleReport {
+    /// Connections asked for (`--connections`).
+    pub asked: usize,
+    /// Connections that opened and answered their one request: the ones held.
+    pub opened: usize,
+    /// Held connections the server closed (EOF or reset) during the hold.
+    pub closed_by_server: u64,
+    /// Seconds it took to open them (retries included), before the hold.
+    pub open_s: f64,
 }
 
 /// Latency summary in microseconds.
@@ -109,6 +128,13 @@ impl Report {
                 result.connections_opened, connections
             ));
         }
+        let closed = s.closed_by_server;
+        if config.idle && closed > 0 {
+            warnings.push(format!(
+                "{closed} of {} held connections were closed by the server during the hold",
+                result.connections_opened
+            ));
+        }
         if result.interrupted {
             warnings.push(format!(
                 "interrupted: measured {:.3} s of the {:.3} s asked for",
@@ -134,10 +160,18 @@ impl Report {
                 ));
             }
         }
+        // An idle run's requests all happen while opening, none during the hold.
+        let rps_over_s = if config.idle {
+            result.open_time.as_secs_f64()
+        } else {
+            duration_s
+        };
         Report {
             schema: SCHEMA,
             target: config.target.clone(),
-            mode: if config.rate.is_some() {
+            mode: if config.idle {
+                "idle"
+            } else if config.rate.is_some() {
                 "open"
             } else {
                 "closed"
@@ -151,8 +185,8 @@ impl Report {
             rate: config.rate,
             body_bytes: config.body.len() as u64,
             requests: s.requests,
-            rps: if duration_s > 0.0 {
-                round2(s.requests as f64 / duration_s)
+            rps: if rps_over_s > 0.0 {
+                round2(s.requests as f64 / rps_over_s)
             } else {
                 0.0
             },
@@ -177,6 +211,12 @@ impl Report {
                 saturated,
             },
             warnings,
+            idle: config.idle.then(|| IdleReport {
+                asked: connections,
+                opened: result.connections_opened,
+                closed_by_server: closed,
+                open_s: round3(result.open_time.as_secs_f64()),
+            }),
         }
     }
 
@@ -204,9 +244,18 @@ impl Latency {
     }
 }
 
+/// The line an idle run prints on stderr once every connection is open or has failed, just
+/// before the hold: a contract with the harness, which waits for it (loadgen/README.md).
+pub fn idle_line(opened: usize, asked: usize) -> String {
+    format!("loadgen: idle: {opened} of {asked} connections open")
+}
+
 /// wrk-style text: what ran, the latency distribution, throughput, errors, own CPU and
-/// warnings.
+/// warnings. An idle run gets its own, shorter summary.
 pub fn text(report: &Report, result: &RunResult) -> String {
+    if let Some(idle) = &report.idle {
+        return idle_text(report, idle, result);
+    }
     let r = report;
     let mut out = String::new();
     let _ = writeln!(out, "Running {} test @ {}", secs(r.duration_s), r.target);
@@ -266,14 +315,7 @@ pub fn text(report: &Report, result: &RunResult) -> String {
         bytes(r.bytes_received as f64),
         bytes(r.bytes_sent as f64)
     );
-    let e = &r.errors;
-    if e.total > 0 {
-        let _ = writeln!(
-            out,
-            "  Errors: connect {}, read {}, write {}, timeout {}, status {}, body mismatch {}",
-            e.connect, e.read, e.write, e.timeout, e.status, e.body_mismatch
-        );
-    }
+    errors_line(&mut out, &r.errors);
     let _ = writeln!(out, "Requests/sec: {:>10.2}", r.rps);
     let per_s = if r.duration_s > 0.0 {
         r.bytes_received as f64 / r.duration_s
@@ -301,6 +343,71 @@ pub fn text(report: &Report, result: &RunResult) -> String {
         let _ = writeln!(out, "WARNING: {w}");
     }
     out
+}
+
+/// An idle run: what was held and for how long, the latency of opening (handshake and
+/// first request), errors, own CPU during the hold and warnings.
+fn idle_text(r: &Report, idle: &IdleReport, result: &RunResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Idle test @ {}: held {} connections for {}",
+        r.target,
+        idle.opened,
+        secs(r.duration_s)
+    );
+    let _ = writeln!(
+        out,
+        "  {} asked, {} opened in {} ({} threads), {} closed by the server during the hold",
+        idle.asked,
+        idle.opened,
+        secs(idle.open_s),
+        r.threads,
+        idle.closed_by_server
+    );
+    if let Some(tls) = &r.tls {
+        let _ = writeln!(
+            out,
+            "  TLS: {} {} {}, ALPN {}; {} handshakes, {} resumed",
+            tls.version,
+            tls.cipher_suite,
+            tls.kx_group.as_deref().unwrap_or("(group unknown)"),
+            tls.alpn.as_deref().unwrap_or("none"),
+            tls.handshakes,
+            tls.resumed
+        );
+    }
+    latency_block(
+        &mut out,
+        "Latency of connect, handshake and first request",
+        &r.latency_us,
+        &result.stats.latency,
+    );
+    let _ = writeln!(
+        out,
+        "  {} requests, {}-byte request body",
+        r.requests, r.body_bytes
+    );
+    errors_line(&mut out, &r.errors);
+    let _ = writeln!(
+        out,
+        "loadgen CPU during the hold: {:.2}s user, {:.2}s sys",
+        r.cpu.user_s, r.cpu.sys_s
+    );
+    for w in &r.warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    out
+}
+
+fn errors_line(out: &mut String, e: &Errors) {
+    if e.total > 0 {
+        let _ = writeln!(
+            out,
+            "  Errors: connect {}, read {}, write {}, timeout {}, status {}, body mismatch {}",
+            e.connect, e.read, e.write, e.timeout, e.status, e.body_mismatch
+        );
+    }
 }
 
 fn latency_block(out: &mut String, title: &str, l: &Latency, h: &Histogram<u64>) {
@@ -463,6 +570,7 @@ mod tests {
             stats,
             threads: 1,
             connections_opened: 80,
+            open_time: Duration::from_millis(20),
             measured: Duration::from_secs(10),
             warmup: Duration::ZERO,
             interrupted: false,
@@ -492,6 +600,75 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Uncorrected latency"), "{text}");
+    }
+
+    #[test]
+    fn an_idle_run_reports_what_it_held() {
+        let config = crate::cli::Args::parse_from([
+            "loadgen",
+            "--idle",
+            "-c",
+            "100",
+            "-d",
+            "10s",
+            "http://127.0.0.1:1/",
+        ])
+        .into_config()
+        .unwrap();
+        let mut stats = Stats::new(false);
+        for _ in 0..98 {
+            stats.record(Duration::from_millis(3), Duration::from_millis(3), 10, 10);
+        }
+        stats.ok = 98;
+        stats.error(crate::stats::ErrorKind::Connect);
+        stats.error(crate::stats::ErrorKind::Connect);
+        stats.closed_by_server = 5;
+        let result = RunResult {
+            stats,
+            threads: 1,
+            connections_opened: 98,
+            open_time: Duration::from_millis(500),
+            measured: Duration::from_secs(10),
+            warmup: Duration::ZERO,
+            interrupted: false,
+            cpu: CpuTimes::default(),
+            cpus: 1,
+        };
+        let report = Report::new(&config, &result);
+        assert_eq!(report.mode, "idle");
+        assert_eq!(
+            report.idle,
+            Some(IdleReport {
+                asked: 100,
+                opened: 98,
+                closed_by_server: 5,
+                open_s: 0.5
+            })
+        );
+        // The requests happened while opening, not during the hold.
+        assert_eq!(report.rps, 196.0);
+        assert_eq!(
+            report.warnings,
+            [
+                "only 98 of 100 connections opened",
+                "5 of 98 held connections were closed by the server during the hold"
+            ]
+        );
+        let text = text(&report, &result);
+        for needle in [
+            "Idle test @ http://127.0.0.1:1/: held 98 connections for 10.00s",
+            "100 asked, 98 opened in 0.50s (1 threads), 5 closed by the server",
+            "Latency of connect, handshake and first request",
+            "Errors: connect 2,",
+            "WARNING: 5 of 98 held connections were closed",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("Requests/sec"), "{text}");
+        assert_eq!(
+            idle_line(98, 100),
+            "loadgen: idle: 98 of 100 connections open"
+        );
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Stats {
     pub resumed: u64,
     /// The first handshake's parameters.
     pub tls: Option<Negotiated>,
+    /// Idle runs: held connections the server closed (EOF or reset) during the hold.
+    pub closed_by_server: u64,
     /// The first error seen (any period), for the one-line diagnosis when nothing worked.
     pub first_error: Option<String>,
 }
@@ -88,6 +90,7 @@ impl Stats {
             handshakes: 0,
             resumed: 0,
             tls: None,
+            closed_by_server: 0,
             first_error: None,
         }
     }
@@ -150,6 +153,7 @@ impl Stats {
         if self.tls.is_none() {
             self.tls = other.tls;
         }
+        self.closed_by_server += other.closed_by_server;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -185,7 +189,10 @@ mod tests {
         b.record(Duration::from_millis(3), Duration::from_millis(2), 10, 20);
         b.error(ErrorKind::Timeout);
         b.note_error(|| "first".into());
+        a.closed_by_server = 1;
+        b.closed_by_server = 2;
         a.merge(b);
+        assert_eq!(a.closed_by_server, 3);
         assert_eq!(a.requests, 2);
         assert_eq!((a.bytes_sent, a.bytes_received), (20, 40));
         assert_eq!(a.latency.len(), 2);

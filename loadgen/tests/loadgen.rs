@@ -140,9 +140,10 @@ async fn body_mismatches_are_counted() {
     assert_eq!(int(&report, "/errors/total"), 0);
 }
 
-/// The JSON report has exactly these keys with these types (closed loop over HTTP, and
-/// open loop over HTTPS, where the nullable fields are filled). Changing the schema must
-/// change this test and the schema number.
+/// The JSON report has exactly these keys with these types (closed loop over HTTP, open
+/// loop over HTTPS, where the nullable fields are filled, and an idle run). Changing the
+/// schema must change this test, and the schema number unless a field was only added at
+/// the end (`idle` was).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_schema_is_pinned() {
     let _serial = SERIAL.lock().await;
@@ -156,14 +157,14 @@ async fn json_schema_is_pinned() {
     });
     let cpu =
         json!({"user_s": "float", "sys_s": "float", "utilization": "float", "saturated": "bool"});
-    let expected = |rate: &str, uncorrected: Value, tls: Value| {
+    let expected = |rate: &str, uncorrected: Value, tls: Value, idle: Value| {
         json!({
             "schema": "int", "target": "string", "mode": "string", "threads": "int",
             "connections": "int", "connections_opened": "int", "keepalive": "bool",
             "duration_s": "float", "warmup_s": "float", "rate": rate, "body_bytes": "int",
             "requests": "int", "rps": "float", "bytes_sent": "int", "bytes_received": "int",
             "latency_us": latency, "latency_uncorrected_us": uncorrected, "late_requests": "int",
-            "errors": errors, "tls": tls, "cpu": cpu, "warnings": "array"
+            "errors": errors, "tls": tls, "cpu": cpu, "warnings": "array", "idle": idle
         })
     };
 
@@ -173,7 +174,7 @@ async fn json_schema_is_pinned() {
         .ok_json();
     assert_eq!(
         shape(&closed),
-        expected("null", json!("null"), json!("null")),
+        expected("null", json!("null"), json!("null"), json!("null")),
         "{closed:#}"
     );
     assert_eq!(closed["schema"], 1);
@@ -206,7 +207,7 @@ async fn json_schema_is_pinned() {
     });
     assert_eq!(
         shape(&open),
-        expected("float", latency.clone(), tls),
+        expected("float", latency.clone(), tls.clone(), json!("null")),
         "{open:#}"
     );
     assert_eq!(open["mode"], "open");
@@ -216,6 +217,22 @@ async fn json_schema_is_pinned() {
         .unwrap()
         .iter()
         .all(Value::is_string));
+
+    let idle = loadgen(&[
+        "--idle", "-c", "2", "-d", "300ms", "--cacert", &ca, "--alpn", "http/1.1", "--output",
+        "json", &url,
+    ])
+    .await
+    .ok_json();
+    let idle_shape =
+        json!({"asked": "int", "opened": "int", "closed_by_server": "int", "open_s": "float"});
+    assert_eq!(
+        shape(&idle),
+        expected("null", json!("null"), tls, idle_shape),
+        "{idle:#}"
+    );
+    assert_eq!(idle["schema"], 1);
+    assert_eq!(idle["mode"], "idle");
 }
 
 /// Against a server that answers every request after 10 ms, the median is at least 10 ms
@@ -671,4 +688,273 @@ async fn interrupt_reports_what_ran() {
             .any(|w| w.as_str().unwrap().starts_with("interrupted")),
         "{report:#}"
     );
+}
+
+/// The line an idle run of `n` connections prints once they are all open.
+fn all_open(n: u64) -> String {
+    format!("loadgen: idle: {n} of {n} connections open")
+}
+
+/// `--idle` against echo-server over HTTP, HTTPS and a Unix socket: all 200 connections
+/// open (two threads, a bounded number at a time), each with one verified request; the
+/// contract line comes exactly once; the hold lasts `-d`; the report says so, error-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_opens_and_holds_every_connection() {
+    let _serial = SERIAL.lock().await;
+    for mode in [Mode::Http, Mode::Https, Mode::Unix] {
+        let server = echo(mode).await;
+        let mut args = vec![
+            "--idle", "-c", "200", "-t", "2", "-d", "1s", "-b", "100", "--output", "json",
+        ];
+        let cacert = server.cacert.as_ref().map(|p| p.display().to_string());
+        if let Some(ca) = &cacert {
+            args.extend(["--cacert", ca]);
+        }
+        args.push(&server.url);
+        let run = loadgen(&args).await;
+        let report = run.ok_json();
+        assert_eq!(run.stderr, format!("{}\n", all_open(200)), "{mode:?}");
+        assert_eq!(report["mode"], "idle", "{mode:?}");
+        for (path, want) in [
+            ("/idle/asked", 200),
+            ("/idle/opened", 200),
+            ("/idle/closed_by_server", 0),
+            ("/connections", 200),
+            ("/connections_opened", 200),
+            ("/requests", 200),
+            ("/errors/total", 0),
+        ] {
+            assert_eq!(int(&report, path), want, "{mode:?} {path}: {report:#}");
+        }
+        assert!(report["duration_s"].as_f64().unwrap() >= 1.0, "{report:#}");
+        assert!(
+            report["idle"]["open_s"].as_f64().unwrap() > 0.0,
+            "{report:#}"
+        );
+        assert!(int(&report, "/latency_us/max") > 0, "{report:#}");
+        assert_eq!(report["warnings"], json!([]), "{mode:?}");
+        if mode == Mode::Https {
+            assert_eq!(int(&report, "/tls/handshakes"), 200, "{report:#}");
+        }
+    }
+
+    // The text summary.
+    let server = echo(Mode::Http).await;
+    let run = loadgen(&["--idle", "-c", "20", "-d", "300ms", &server.url]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for needle in [
+        "Idle test @ http://127.0.0.1:",
+        "held 20 connections for 0.30s",
+        "20 asked, 20 opened in",
+        "0 closed by the server during the hold",
+        "Latency of connect, handshake and first request",
+        "99.9%",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "{needle:?} missing from:\n{}",
+            run.stdout
+        );
+    }
+}
+
+/// Idle connections are really held: when the line comes, the server has every one open
+/// after exactly one request each; nothing more is sent during the hold; at the end each
+/// is closed with a TLS close_notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_held_silent_then_closed_cleanly() {
+    let _serial = SERIAL.lock().await;
+    let certs = common::certs();
+    let server = TestServer::start(Behaviour {
+        tls: Some(common::acceptor(&certs)),
+        ..Behaviour::default()
+    })
+    .await;
+    let ca = certs.cert.display().to_string();
+    let url = server.url("https");
+    let mut run = common::Running::spawn(&[
+        "--idle", "-c", "200", "-d", "2s", "--cacert", &ca, "--output", "json", &url,
+    ]);
+    let line = run.line_starting("loadgen: idle:").await;
+    let line_seen = std::time::Instant::now();
+    assert_eq!(line, all_open(200));
+    let c = &server.counters;
+    assert_eq!(c.get(&c.open), 200, "held when the line comes");
+    assert_eq!(c.get(&c.connections), 200);
+    assert_eq!(c.get(&c.handshakes), 200);
+    assert_eq!(c.get(&c.requests), 200);
+
+    let run = run.finish().await;
+    let held = line_seen.elapsed();
+    let report = run.ok_json();
+    assert_eq!(
+        run.stderr.matches("loadgen: idle:").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // The hold is 2 s from the line; the bound is loose for a busy machine.
+    assert!(held >= Duration::from_secs(1), "held only {held:?}");
+    assert!(report["duration_s"].as_f64().unwrap() >= 2.0, "{report:#}");
+    assert_eq!(int(&report, "/idle/closed_by_server"), 0, "{report:#}");
+    common::eventually("the server sees every connection closed", || {
+        c.get(&c.open) == 0
+    })
+    .await;
+    assert_eq!(c.get(&c.requests), 200, "nothing is sent during the hold");
+    assert_eq!(c.get(&c.clean_closes), 200, "each closed with close_notify");
+}
+
+/// A server that hangs up on held connections: each one is counted, and said in a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_counts_connections_the_server_closes() {
+    let _serial = SERIAL.lock().await;
+    let (hang_up, hang_up_rx) = tokio::sync::watch::channel(false);
+    let server = TestServer::start(Behaviour {
+        hang_up: Some(hang_up_rx),
+        ..Behaviour::default()
+    })
+    .await;
+    let url = server.url("http");
+    let mut run =
+        common::Running::spawn(&["--idle", "-c", "200", "-d", "5s", "--output", "json", &url]);
+    assert_eq!(run.line_starting("loadgen: idle:").await, all_open(200));
+    hang_up.send(true).unwrap();
+    let run = run.finish().await;
+    let report = run.ok_json();
+    assert_eq!(int(&report, "/idle/opened"), 200, "{report:#}");
+    assert_eq!(int(&report, "/idle/closed_by_server"), 200, "{report:#}");
+    assert_eq!(int(&report, "/errors/total"), 0, "{report:#}");
+    assert_eq!(
+        report["warnings"],
+        json!(["200 of 200 held connections were closed by the server during the hold"])
+    );
+}
+
+/// Connections the server drops before answering are tried again a bounded number of
+/// times (4 tries), every failed try is counted by kind, and the line and the report say
+/// how many opened. A wrong answer (not the echo) is not tried again, and a connection
+/// that got one is not held: when none opened, the run fails without the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_retries_transient_failures_only() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour {
+        serve_at_most: Some(15),
+        ..Behaviour::default()
+    })
+    .await;
+    let run = loadgen(&[
+        "--idle",
+        "-c",
+        "20",
+        "-d",
+        "300ms",
+        "--output",
+        "json",
+        &server.url("http"),
+    ])
+    .await;
+    let report = run.ok_json();
+    assert!(
+        run.stderr
+            .starts_with("loadgen: idle: 15 of 20 connections open\n"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(int(&report, "/idle/opened"), 15, "{report:#}");
+    assert_eq!(int(&report, "/requests"), 15, "{report:#}");
+    let failed_tries = 5 * 4;
+    assert_eq!(int(&report, "/errors/total"), failed_tries, "{report:#}");
+    assert_eq!(
+        int(&report, "/errors/read") + int(&report, "/errors/write"),
+        failed_tries,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["warnings"],
+        json!(["only 15 of 20 connections opened"])
+    );
+    assert_eq!(
+        server.counters.get(&server.counters.connections),
+        15 + failed_tries
+    );
+
+    let server = TestServer::start(Behaviour {
+        corrupt: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let run = loadgen(&["--idle", "-c", "5", "-b", "32", &server.url("http")]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "loadgen: response body is not the echo of the 32-byte request body\n"
+    );
+    assert_eq!(server.counters.get(&server.counters.connections), 5);
+}
+
+/// An idle run opens a few hundred connections at a time, not all at once: a server never
+/// has more than 256 accepted connections waiting for their first request (without the
+/// bound it has about as many as the client opens). 600 connections: well over the bound,
+/// well under a 1024-descriptor limit for this test process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_opens_a_bounded_number_at_a_time() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(Behaviour::default()).await;
+    let url = server.url("http");
+    let report = loadgen(&[
+        "--idle", "-c", "600", "-t", "2", "-d", "100ms", "--output", "json", &url,
+    ])
+    .await
+    .ok_json();
+    assert_eq!(int(&report, "/idle/opened"), 600, "{report:#}");
+    let c = &server.counters;
+    let most = c.get(&c.max_pending);
+    assert!(
+        (1..=256).contains(&most),
+        "{most} connections waited for their first request"
+    );
+}
+
+/// `--idle` refuses flags about load over time (exit 2, one line naming both flags), and
+/// a connection count over the open-file limit fails at once, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_argument_conflicts_and_file_limit() {
+    for conflict in [
+        &["--warmup", "1s"][..],
+        &["--rate", "100"][..],
+        &["--no-keepalive"][..],
+    ] {
+        let mut args = vec!["--idle"];
+        args.extend(conflict);
+        args.push("http://127.0.0.1:1/");
+        let run = loadgen(&args).await;
+        assert_eq!(run.code, 2, "{conflict:?}: {run:?}");
+        assert!(
+            run.stderr.starts_with(&format!(
+                "loadgen: {} cannot be used with --idle: ",
+                conflict[0]
+            )),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+
+    let out = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 128 && exec \"$0\" --idle -c 200 -d 1s http://127.0.0.1:1/",
+            env!("CARGO_BIN_EXE_loadgen"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot open 200 connections: the open-file limit (RLIMIT_NOFILE) is 128"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("loadgen: idle:"), "{stderr}");
 }

@@ -1,6 +1,6 @@
 //! Helpers for the loadgen tests: run the real binary, start echo-server in-process, and a
-//! small instrumented HTTP/1.1 test server (counts connections, requests and TLS
-//! handshakes; can delay, stall once, or corrupt the echo).
+//! small instrumented HTTP/1.1 test server (counts connections, requests, TLS handshakes
+//! and clean closes; can delay, stall once, corrupt the echo, or hang up on every client).
 
 // reason: test helpers, like the tests themselves (clippy.toml), fail by panicking.
 #![allow(clippy::unwrap_used)]
@@ -68,6 +68,76 @@ pub async fn loadgen(args: &[&str]) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A loadgen process still running, its stderr read line by line as it comes.
+pub struct Running {
+    child: tokio::process::Child,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// The stderr lines read so far.
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(args: &[&str]) -> Running {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("loadgen started");
+        let stderr = child.stderr.take().unwrap();
+        Running {
+            child,
+            stderr: tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr)),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr up to the first line that starts with `prefix`, and returns it; panics
+    /// if stderr ends first or nothing comes within 60 s.
+    pub async fn line_starting(&mut self, prefix: &str) -> String {
+        let wait = async {
+            while let Some(line) = self.stderr.next_line().await.unwrap() {
+                self.seen.push(line.clone());
+                if line.starts_with(prefix) {
+                    return line;
+                }
+            }
+            panic!("stderr ended without a {prefix:?} line: {:?}", self.seen);
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {prefix:?} line on stderr within 60 s"))
+    }
+
+    /// Waits for the process to end (two minutes at most); stderr has every line.
+    pub async fn finish(mut self) -> Run {
+        let out = tokio::time::timeout(Duration::from_secs(120), self.child.wait_with_output())
+            .await
+            .expect("loadgen finished within 120 s")
+            .unwrap();
+        while let Some(line) = self.stderr.next_line().await.unwrap() {
+            self.seen.push(line);
+        }
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: self.seen.iter().map(|l| format!("{l}\n")).collect(),
+        }
+    }
+}
+
+/// Waits up to 10 s for `done` to hold (for effects that follow a process's exit
+/// asynchronously, such as a server noticing closed connections).
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -153,6 +223,15 @@ pub async fn echo(mode: Mode) -> Echo {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub connections: AtomicU64,
+    /// Connections open right now.
+    pub open: AtomicU64,
+    /// Connections accepted whose first request has not arrived yet: right now, and the
+    /// most there ever were.
+    pub pending: AtomicU64,
+    pub max_pending: AtomicU64,
+    /// Connections the client closed between requests, cleanly: a FIN over TCP, a
+    /// close_notify over TLS (an EOF without one is an error there, not counted).
+    pub clean_closes: AtomicU64,
     pub requests: AtomicU64,
     pub handshakes: AtomicU64,
     pub resumed: AtomicU64,
@@ -177,6 +256,11 @@ pub struct Behaviour {
     /// Answer with a body of the right length but the wrong content.
     pub corrupt: bool,
     pub tls: Option<Acceptor>,
+    /// Once this turns true, the server closes every connection (and new ones at once).
+    pub hang_up: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Serve only the first this many connections; close the others as soon as they are
+    /// accepted.
+    pub serve_at_most: Option<u64>,
 }
 
 /// An instrumented HTTP/1.1 echo server on 127.0.0.1:0; stops when dropped.
@@ -233,7 +317,55 @@ impl TestServer {
 
 async fn handle(tcp: tokio::net::TcpStream, state: Arc<State>) {
     let _ = tcp.set_nodelay(true);
-    state.counters.connections.fetch_add(1, Ordering::SeqCst);
+    let index = state.counters.connections.fetch_add(1, Ordering::SeqCst);
+    if state
+        .behaviour
+        .serve_at_most
+        .is_some_and(|most| index >= most)
+    {
+        return;
+    }
+    state.counters.open.fetch_add(1, Ordering::SeqCst);
+    let mut pending = Pending::start(&state.counters);
+    match state.behaviour.hang_up.clone() {
+        Some(mut hang_up) => tokio::select! {
+            () = accept_and_serve(tcp, &state, &mut pending) => {}
+            _ = hang_up.wait_for(|&h| h) => {}
+        },
+        None => accept_and_serve(tcp, &state, &mut pending).await,
+    }
+    drop(pending);
+    state.counters.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A connection counted in `pending` until its first request arrives or it ends.
+struct Pending<'a> {
+    counters: Option<&'a Counters>,
+}
+
+impl<'a> Pending<'a> {
+    fn start(counters: &'a Counters) -> Self {
+        let now = counters.pending.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max_pending.fetch_max(now, Ordering::SeqCst);
+        Pending {
+            counters: Some(counters),
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(c) = self.counters.take() {
+            c.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+async fn accept_and_serve(tcp: tokio::net::TcpStream, state: &State, pending: &mut Pending<'_>) {
     match &state.behaviour.tls {
         Some(acceptor) => {
             if let Ok(tls) = acceptor.accept(tcp).await {
@@ -241,14 +373,18 @@ async fn handle(tcp: tokio::net::TcpStream, state: Arc<State>) {
                 if tls.info().resumed {
                     state.counters.resumed.fetch_add(1, Ordering::SeqCst);
                 }
-                serve(tls, &state).await;
+                serve(tls, state, pending).await;
             }
         }
-        None => serve(tcp, &state).await,
+        None => serve(tcp, state, pending).await,
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    state: &State,
+    pending: &mut Pending<'_>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let (head_len, body_len, close) = loop {
@@ -267,7 +403,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
                     break (n, len, close);
                 }
                 Ok(httparse::Status::Partial) => match io.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) => {
+                        if buf.is_empty() {
+                            state.counters.clean_closes.fetch_add(1, Ordering::SeqCst);
+                        }
+                        return;
+                    }
+                    Err(_) => return,
                     Ok(_) => {}
                 },
                 Err(_) => return,
@@ -282,6 +424,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
         let mut body: Vec<u8> = buf.drain(..head_len + body_len).skip(head_len).collect();
         state.counters.requests.fetch_add(1, Ordering::SeqCst);
         state.counters.request_seen.notify_one();
+        pending.done();
         state.wait_before_answering().await;
         if state.behaviour.corrupt {
             for b in body.iter_mut() {
