@@ -1,36 +1,49 @@
 #!/usr/bin/env Rscript
-# The latency picture of one harness run, for R users (plot.py makes the full set).
+# The main picture of each CSV of a harness run, for R users (plot.py makes the full set,
+# PNG and SVG, and the summaries).
 #
 #   Rscript analysis/plot.R results/<run>/results.csv [--out DIR]
+#   Rscript analysis/plot.R results/<run>/handshakes.csv [--out DIR]
+#   Rscript analysis/plot.R results/<run>/idle.csv [--out DIR]
 #
-# writes latency_r.png next to the CSV (or into DIR): p50, p90 and p99 (one panel each)
-# against request body size on a log axis, one colour per series, every iteration a
-# jittered point (a cross for status `warning`), the median of the iterations a line.
+# The CSV's file name picks the picture, as in plot.py (`kinds` below; an unknown name is
+# read as a results.csv); each is written next to the CSV (or into DIR):
+#
+# - results.csv -> latency_r.png: p50, p90 and p99 (one panel each) against request body
+#   size on a log axis, one colour per series, every iteration a jittered point, the median
+#   of the iterations a line;
+# - handshakes.csv -> handshakes_r.png: handshakes/s and server CPU-µs per handshake (one
+#   panel each) per case (handshake, certificate, key-exchange group), a bar per series
+#   for the median, every iteration a point;
+# - idle.csv -> idle_r.png: KiB of RSS per idle connection per series, the TLS terminator
+#   and the echo-server behind it in two panels, a bar for the median, every iteration a point.
+#
 # A series is the `config`, split by `tls_backend` where one config was measured with
-# several backends. Rows with status `error` are left out.
+# several backends. Rows with status `error` are left out; `warning` rows are crosses.
 #
 # Reads only the CSV; extra columns are ignored. Exits 2 with one line on stderr for a
 # missing or empty file, a required column missing, or a figure that is not a number.
 # Needs ggplot2 and readr (Debian: apt-get install r-base-core r-cran-ggplot2 r-cran-readr).
 
-required <- c("config", "size", "iteration", "p50", "p90", "p99", "status")
-numeric_columns <- c("size", "iteration", "p50", "p90", "p99")
 percentiles <- c("p50", "p90", "p99")
+case_columns <- c("handshake", "cert_type", "tls_kx_group")
 
 fail <- function(...) {
   cat("plot.R: ", ..., "\n", sep = "", file = stderr())
   quit(save = "no", status = 2)
 }
 
+# Installed is enough here: ggplot2 is loaded only once the CSV has passed its checks, so
+# that bad input is reported without waiting for it.
 for (pkg in c("ggplot2", "readr")) {
-  if (!requireNamespace(pkg, quietly = TRUE)) {
+  if (!nzchar(system.file(package = pkg))) {
     fail(pkg, " is not installed: apt-get install r-cran-ggplot2 r-cran-readr ",
          "(or install.packages(\"", pkg, "\"))")
   }
 }
-suppressPackageStartupMessages(library(ggplot2))
 
-usage <- "usage: Rscript analysis/plot.R results/<run>/results.csv [--out DIR]"
+usage <- paste("usage: Rscript analysis/plot.R results/<run>/results.csv",
+               "(or handshakes.csv, idle.csv) [--out DIR]")
 args <- commandArgs(trailingOnly = TRUE)
 out_dir <- NULL
 positional <- character()
@@ -51,89 +64,245 @@ if (length(positional) != 1) fail(usage)
 csv <- positional[1]
 if (is.null(out_dir)) out_dir <- dirname(csv)
 
-if (!file.exists(csv) || dir.exists(csv)) fail(csv, ": no such file")
-if (file.size(csv) == 0) fail(csv, ": the file is empty (expected a header and rows)")
 
-# Everything as text first, so that a bad figure is reported, not guessed at.
-data <- tryCatch(
-  readr::read_csv(csv, col_types = readr::cols(.default = readr::col_character()),
-                  na = character(), progress = FALSE, show_col_types = FALSE),
-  error = function(e) fail(csv, ": not a readable CSV: ", conditionMessage(e))
-)
-missing <- setdiff(required, names(data))
-if (length(missing) > 0) {
-  fail(csv, ": missing required column(s): ", paste(missing, collapse = ", "),
-       " (a harness results.csv has them all)")
-}
-if (nrow(data) == 0) fail(csv, ": has a header but no rows")
-data <- as.data.frame(data)
-if (!"tls_backend" %in% names(data)) data$tls_backend <- ""
+# ---------------------------------------------------------------- reading the CSV
 
-for (column in numeric_columns) {
-  raw <- trimws(data[[column]])
-  value <- suppressWarnings(as.numeric(raw))
-  bad <- which(is.na(value) & raw != "")
-  if (length(bad) > 0) {
-    fail(csv, ": data row ", bad[1], ": column ", column, " = '", raw[bad[1]],
-         "' is not a number")
+# The CSV's rows with `kind`'s columns, numbers parsed; fails (exit 2) if unusable.
+read_checked <- function(csv, kind) {
+  if (!file.exists(csv) || dir.exists(csv)) fail(csv, ": no such file")
+  if (file.size(csv) == 0) fail(csv, ": the file is empty (expected a header and rows)")
+  # Everything as text first, so that a bad figure is reported, not guessed at.
+  data <- tryCatch(
+    readr::read_csv(csv, col_types = readr::cols(.default = readr::col_character()),
+                    na = character(), progress = FALSE, show_col_types = FALSE),
+    error = function(e) fail(csv, ": not a readable CSV: ", conditionMessage(e))
+  )
+  missing <- setdiff(kind$required, names(data))
+  if (length(missing) > 0) {
+    fail(csv, ": missing required column(s): ", paste(missing, collapse = ", "),
+         " (a harness ", kind$file, " has them all)")
   }
-  data[[column]] <- value
+  if (nrow(data) == 0) fail(csv, ": has a header but no rows")
+  data <- as.data.frame(data)
+  if (!"tls_backend" %in% names(data)) data$tls_backend <- ""
+
+  for (column in kind$numeric) {
+    raw <- trimws(data[[column]])
+    value <- suppressWarnings(as.numeric(raw))
+    bad <- which(is.na(value) & raw != "")
+    if (length(bad) > 0) {
+      fail(csv, ": data row ", bad[1], ": column ", column, " = '", raw[bad[1]],
+           "' is not a number")
+    }
+    data[[column]] <- value
+  }
+  data$status <- tolower(trimws(data$status))
+
+  # Series: config, or "config (tls_backend)" where a config has several backends.
+  backends <- tapply(data$tls_backend, data$config, function(b) length(unique(b)))
+  split <- names(backends)[backends > 1]
+  data$series <- ifelse(data$config %in% split,
+                        paste0(data$config, " (", data$tls_backend, ")"), data$config)
+  # First appearance: the plan's order, as plot.py does.
+  data$series <- factor(data$series, levels = unique(data$series))
+  data
 }
-data$status <- tolower(trimws(data$status))
 
-# Series: config, or "config (tls_backend)" where a config has several backends.
-backends <- tapply(data$tls_backend, data$config, function(b) length(unique(b)))
-split <- names(backends)[backends > 1]
-data$series <- ifelse(data$config %in% split,
-                      paste0(data$config, " (", data$tls_backend, ")"), data$config)
-# First appearance: the plan's order, as plot.py does.
-data$series <- factor(data$series, levels = unique(data$series))
-
-plotted <- data[data$status != "error", ]
-if (nrow(plotted) == 0) {
-  fail(csv, ": no measurement to plot: all ", nrow(data), " row(s) have status error")
+# The rows to draw: all but status error; fails (exit 2) when none is left.
+measured <- function(data, csv) {
+  plotted <- data[data$status != "error", ]
+  if (nrow(plotted) == 0) {
+    fail(csv, ": no measurement to plot: all ", nrow(data), " row(s) have status error")
+  }
+  plotted$series <- droplevels(plotted$series)
+  plotted
 }
 
-# Long form: one row per measurement and percentile (base R, no tidyr needed).
-long <- do.call(rbind, lapply(percentiles, function(p) {
-  data.frame(series = plotted$series, size = plotted$size, status = plotted$status,
-             percentile = p, latency = plotted[[p]])
-}))
-long <- long[!is.na(long$size) & !is.na(long$latency) & long$latency > 0, ]
-long$percentile <- factor(long$percentile, levels = percentiles)
-long$warning <- long$status != "ok"
-medians <- aggregate(latency ~ series + size + percentile, data = long, FUN = median)
+# ---------------------------------------------------------------- results.csv
 
-human_bytes <- function(x) {
-  ifelse(x >= 1e6, paste(x / 1e6, "MB"),
-         ifelse(x >= 1e3, paste(x / 1e3, "kB"), paste(x, "B")))
+render_results <- function(data, csv) {
+  plotted <- measured(data, csv)
+  # Long form: one row per measurement and percentile (base R, no tidyr needed).
+  long <- do.call(rbind, lapply(percentiles, function(p) {
+    data.frame(series = plotted$series, size = plotted$size, status = plotted$status,
+               percentile = p, latency = plotted[[p]])
+  }))
+  long <- long[!is.na(long$size) & !is.na(long$latency) & long$latency > 0, ]
+  long$percentile <- factor(long$percentile, levels = percentiles)
+  long$warning <- long$status != "ok"
+  medians <- aggregate(latency ~ series + size + percentile, data = long, FUN = median)
+
+  human_bytes <- function(x) {
+    ifelse(x >= 1e6, paste(x / 1e6, "MB"),
+           ifelse(x >= 1e3, paste(x / 1e3, "kB"), paste(x, "B")))
+  }
+  sizes <- sort(unique(long$size))
+  picture <- ggplot(long, aes(x = size, y = latency, colour = series)) +
+    # Seeded jitter (in log10 units of size): the same CSV gives the same picture.
+    geom_point(aes(shape = warning), alpha = 0.6, size = 1.6,
+               position = position_jitter(width = 0.025, height = 0, seed = 1)) +
+    geom_line(data = medians, linewidth = 0.8) +
+    facet_wrap(~percentile, nrow = 1, scales = "free_y",
+               labeller = as_labeller(function(p) paste(p, "latency"))) +
+    scale_x_log10(breaks = sizes, labels = human_bytes(sizes)) +
+    scale_y_log10(labels = plain_numbers) +
+    status_shapes() +
+    labs(title = "Latency by request body size",
+         subtitle = paste0(run_name(csv), ": points are iterations, lines medians"),
+         x = "request body size", y = "latency (µs)", colour = NULL) +
+    theme_bw(base_size = 11) +
+    theme(legend.position = "bottom", legend.box = "vertical",
+          panel.grid.minor = element_blank())
+  list(picture = picture, width = 14, height = 5.6)
 }
-sizes <- sort(unique(long$size))
-run_name <- basename(dirname(normalizePath(csv)))
 
-picture <- ggplot(long, aes(x = size, y = latency, colour = series)) +
-  # Seeded jitter (in log10 units of size): the same CSV gives the same picture.
-  geom_point(aes(shape = warning), alpha = 0.6, size = 1.6,
-             position = position_jitter(width = 0.025, height = 0, seed = 1)) +
-  geom_line(data = medians, linewidth = 0.8) +
-  facet_wrap(~percentile, nrow = 1, scales = "free_y",
-             labeller = as_labeller(function(p) paste(p, "latency"))) +
-  scale_x_log10(breaks = sizes, labels = human_bytes(sizes)) +
-  scale_y_log10(labels = function(y) format(y, big.mark = ",", scientific = FALSE, trim = TRUE)) +
+# ---------------------------------------------------------------- handshakes.csv
+
+handshake_panels <- c(
+  rps = "handshakes per second (handshakes/s)",
+  server_cpu_us_per_req = "server CPU per handshake, terminator + echo-server (CPU-µs)"
+)
+
+render_handshakes <- function(data, csv) {
+  plotted <- measured(data, csv)
+  # The case: handshake, certificate and group; an empty one (no group negotiated) left out.
+  plotted$case <- apply(plotted[case_columns], 1, function(v) paste(v[v != ""], collapse = " "))
+  cases <- unique(plotted$case)
+  long <- do.call(rbind, lapply(names(handshake_panels), function(column) {
+    data.frame(series = plotted$series, case = plotted$case, status = plotted$status,
+               panel = handshake_panels[[column]], value = plotted[[column]])
+  }))
+  long <- long[!is.na(long$value), ]
+  long$case <- factor(long$case, levels = cases)
+  long$panel <- factor(long$panel, levels = handshake_panels)
+  long$warning <- long$status != "ok"
+  medians <- aggregate(value ~ series + case + panel, data = long, FUN = median)
+  dodge <- position_dodge(width = 0.9)
+  picture <- ggplot(long, aes(x = case, y = value, fill = series, colour = series)) +
+    geom_col(data = medians, position = dodge, width = 0.85, alpha = 0.35, linewidth = 0.3) +
+    geom_point(aes(shape = warning), position = dodge, size = 1.3) +
+    facet_wrap(~panel, ncol = 1, scales = "free_y") +
+    scale_x_discrete(labels = function(x) gsub(" ", "\n", x)) +
+    scale_y_continuous(labels = plain_numbers, limits = c(0, NA)) +
+    status_shapes() +
+    labs(title = "TLS handshakes: a new connection per request",
+         subtitle = paste0(run_name(csv), ": bars are medians, points iterations"),
+         x = "handshake, certificate, key-exchange group", y = NULL,
+         fill = NULL, colour = NULL) +
+    theme_bw(base_size = 11) +
+    theme(legend.position = "bottom", legend.box = "vertical",
+          panel.grid.minor = element_blank(), panel.grid.major.x = element_blank())
+  list(picture = picture, width = min(max(2 + 0.3 * length(cases) * nlevels(long$series), 8), 22),
+       height = 9.4)
+}
+
+# ---------------------------------------------------------------- idle.csv
+
+idle_parts <- c(
+  terminator_kib_per_conn = "TLS terminator (proxy, peer, or the echo-server for https-*)",
+  backend_kib_per_conn = "echo-server behind the terminator"
+)
+
+render_idle <- function(data, csv) {
+  plotted <- measured(data, csv)
+  long <- do.call(rbind, lapply(names(idle_parts), function(column) {
+    data.frame(series = plotted$series, status = plotted$status,
+               part = idle_parts[[column]], value = plotted[[column]])
+  }))
+  long$part <- factor(long$part, levels = idle_parts)
+  long$warning <- long$status != "ok"
+  present <- long[!is.na(long$value), ]
+  medians <- aggregate(value ~ series + part, data = present, FUN = median)
+  # Each label just right of its bar or its furthest point, whichever is longer.
+  furthest <- aggregate(value ~ series + part, data = present, FUN = max)
+  medians$label_x <- pmax(medians$value, furthest$value[match(
+    paste(medians$series, medians$part), paste(furthest$series, furthest$part))])
+  nudge <- 0.01 * max(present$value)
+  # Series without a figure for a process (https-*: no backend) say so in its place.
+  every <- expand.grid(series = levels(plotted$series), part = levels(long$part))
+  absent <- every[!paste(every$series, every$part) %in% paste(medians$series, medians$part), ]
+  absent$series <- factor(absent$series, levels = levels(plotted$series))
+  absent$part <- factor(absent$part, levels = idle_parts)
+  held <- unique(plotted$connections[!is.na(plotted$connections)])
+  count <- if (length(held) == 1) {
+    paste(format(held, big.mark = ",", scientific = FALSE), "idle connections")
+  } else {
+    "idle connections"
+  }
+  picture <- ggplot(present, aes(x = value, y = series, fill = series, colour = series)) +
+    geom_col(data = medians, width = 0.6, alpha = 0.35, linewidth = 0.3, orientation = "y") +
+    geom_point(aes(shape = warning), size = 1.6,
+               position = position_jitter(width = 0, height = 0.15, seed = 1)) +
+    geom_text(data = medians, aes(x = label_x + nudge, label = sprintf("%.1f", value)),
+              colour = "black", hjust = 0, size = 3) +
+    geom_text(data = absent, aes(x = nudge, y = series,
+                                 label = "none: the echo-server is the terminator"),
+              inherit.aes = FALSE, hjust = 0, colour = "grey40", size = 3) +
+    facet_wrap(~part, nrow = 1, drop = FALSE) +
+    scale_y_discrete(limits = rev(levels(plotted$series))) +
+    scale_x_continuous(labels = plain_numbers, expand = expansion(mult = c(0, 0.12))) +
+    status_shapes() +
+    guides(fill = "none", colour = "none") +
+    labs(title = "Memory per idle TLS connection (RSS growth / connections opened)",
+         subtitle = paste0(run_name(csv), ": ", count,
+                           " held; bars are medians, points iterations"),
+         x = "KiB of RSS per idle connection", y = NULL) +
+    theme_bw(base_size = 11) +
+    theme(legend.position = "bottom", panel.grid.minor = element_blank(),
+          panel.grid.major.y = element_blank())
+  list(picture = picture, width = 13, height = 1.9 + 0.42 * nlevels(plotted$series))
+}
+
+# ---------------------------------------------------------------- shared pieces
+
+# 1,500 or 0.5, never 1.5e+03.
+plain_numbers <- function(y) format(y, big.mark = ",", scientific = FALSE, trim = TRUE)
+
+# Points: a dot for status ok, a cross for warning.
+status_shapes <- function() {
   scale_shape_manual(values = c(`FALSE` = 16, `TRUE` = 4),
-                     labels = c(`FALSE` = "ok", `TRUE` = "warning"), name = "status") +
-  labs(title = "Latency by request body size",
-       subtitle = paste0(run_name, ": points are iterations, lines medians"),
-       x = "request body size", y = "latency (µs)", colour = NULL) +
-  theme_bw(base_size = 11) +
-  theme(legend.position = "bottom", legend.box = "vertical",
-        panel.grid.minor = element_blank())
+                     labels = c(`FALSE` = "ok", `TRUE` = "warning"), name = "status")
+}
+
+run_name <- function(csv) basename(dirname(normalizePath(csv)))
+
+# ---------------------------------------------------------------- the kinds
+
+# What each CSV the harness writes needs and makes, by file name (as plot.py's KINDS).
+kinds <- list(
+  results.csv = list(
+    file = "results.csv",
+    required = c("config", "size", "iteration", "p50", "p90", "p99", "status"),
+    numeric = c("size", "iteration", "p50", "p90", "p99"),
+    render = render_results, out = "latency_r.png"
+  ),
+  handshakes.csv = list(
+    file = "handshakes.csv",
+    required = c("config", "tls_backend", "iteration", case_columns, "rps",
+                 "server_cpu_us_per_req", "status"),
+    numeric = c("iteration", "rps", "server_cpu_us_per_req"),
+    render = render_handshakes, out = "handshakes_r.png"
+  ),
+  idle.csv = list(
+    file = "idle.csv",
+    required = c("config", "tls_backend", "iteration", "connections",
+                 "terminator_kib_per_conn", "backend_kib_per_conn", "status"),
+    numeric = c("iteration", "connections", "terminator_kib_per_conn", "backend_kib_per_conn"),
+    render = render_idle, out = "idle_r.png"
+  )
+)
+
+kind <- kinds[[basename(csv)]]
+if (is.null(kind)) kind <- kinds$results.csv
+data <- read_checked(csv, kind)
+suppressPackageStartupMessages(library(ggplot2))
+drawn <- kind$render(data, csv)
 
 if (!dir.exists(out_dir) && !dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)) {
   cat("plot.R: cannot create the output folder ", out_dir, "\n", sep = "", file = stderr())
   quit(save = "no", status = 1)
 }
-out <- file.path(out_dir, "latency_r.png")
+out <- file.path(out_dir, kind$out)
 options(bitmapType = "cairo")  # no X display needed
-ggsave(out, picture, width = 14, height = 5.6, dpi = 110)
+ggsave(out, drawn$picture, width = drawn$width, height = drawn$height, dpi = 110)
 cat(out, "\n", sep = "")

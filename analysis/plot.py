@@ -2,9 +2,13 @@
 """Pictures of one harness run, from its CSV alone.
 
     python3 analysis/plot.py results/<run>/results.csv [--out DIR]
+    python3 analysis/plot.py results/<run>/handshakes.csv [--out DIR]
+    python3 analysis/plot.py results/<run>/idle.csv [--out DIR]
 
-writes, next to the CSV (or into DIR):
+The CSV's file name picks what to draw (`KINDS`; an unknown name is read as a results.csv).
+Each writes, next to the CSV (or into DIR):
 
+results.csv (the body-size sweep over keep-alive connections)
 - latency.png/.svg: p50, p90 and p99 (one panel each) against request body size, one
   colour per series, every iteration a jittered point, the median of the iterations a line;
 - throughput.png/.svg: requests/s and request-body MB/s against body size;
@@ -12,19 +16,29 @@ writes, next to the CSV (or into DIR):
   when a run did not saturate the servers);
 - summary.md: the median tables behind the plots, and every row whose status is not ok.
 
+handshakes.csv (a new connection per request, so `rps` is handshakes/s)
+- handshakes.png/.svg: for each case (full or resumed handshake, certificate, key-exchange
+  group) a group of bars, one per series: handshakes/s above, server CPU-µs per handshake
+  below; a bar is the median of the iterations, a point each iteration;
+- handshakes-summary.md: the median tables per series and case, and the rows not ok.
+
+idle.csv (idle TLS connections held open)
+- idle.png/.svg: KiB of RSS per idle connection per series, the TLS terminator and the
+  echo-server behind it in two panels side by side;
+- idle-summary.md: the median table, and the rows not ok.
+
 A series is a config (the CSV's `config` column), split by `tls_backend` where one config
 was measured with more than one backend (e.g. `proxy-rustls (rustls-ring)`). Rows with
-status `error` are left out of the plots and listed in the summary; rows with status
-`warning` are drawn with a cross and listed too, never silently averaged in.
+status `error` are left out of the plots and medians and listed in the summary; rows with
+status `warning` are drawn with a cross, counted in the medians, and listed too.
 
 Only the columns named in `KINDS` are needed; any others are ignored. Exit codes: 0 done,
 2 for input that cannot be plotted (missing or empty file, a required column missing,
 a figure that is not a number, no row to plot), 1 for anything else. Each failure is one
 line on stderr.
 
-Adding a CSV (e.g. a later handshakes.csv): write a `render_<name>(frame, out_dir)` that
-returns the paths it wrote and add a `Kind` for its file name to `KINDS`. The CSV's file
-name picks the kind; an unknown name is read as a results.csv.
+Adding a CSV: write a `render_<name>(frame, csv, out_dir)` that returns the paths it wrote
+and add a `Kind` for its file name to `KINDS`.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ try:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    import matplotlib.patches as mpatches
     import matplotlib.pyplot as plt
     import matplotlib.ticker as ticker
     import numpy as np
@@ -60,10 +75,12 @@ class InputError(Exception):
 class Kind:
     """One CSV the harness writes, and what to make of it."""
 
+    # The file name that picks this kind (and that error messages name).
+    file: str
     # Columns the renderer reads; text columns are kept as strings, the rest parsed as numbers.
     required: tuple[str, ...]
     text: tuple[str, ...]
-    # Columns used when present (filled with "" when absent).
+    # Columns used when present (filled with "" when absent, parsed like required ones).
     optional: tuple[str, ...]
     render: Callable[["pd.DataFrame", Path, Path], list[Path]]
 
@@ -71,14 +88,20 @@ class Kind:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="plot.py",
-        description="Plot a harness run's results.csv (latency, throughput, CPU per request).",
+        description=(
+            "Plot a harness run's CSV: results.csv (latency, throughput, CPU per request), "
+            "handshakes.csv (handshakes/s, CPU per handshake) or idle.csv (memory per idle "
+            "connection). The file name picks the pictures."
+        ),
     )
-    parser.add_argument("csv", type=Path, help="results/<run>/results.csv")
+    parser.add_argument(
+        "csv", type=Path, help="results/<run>/results.csv, handshakes.csv or idle.csv"
+    )
     parser.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="folder for the pictures and summary.md (default: the CSV's folder)",
+        help="folder for the pictures and the summary (default: the CSV's folder)",
     )
     args = parser.parse_args(argv)
     out_dir = args.out if args.out is not None else args.csv.parent
@@ -120,14 +143,14 @@ def load(path: Path, kind: Kind) -> "pd.DataFrame":
     if missing:
         raise InputError(
             f"{path}: missing required column(s): {', '.join(missing)} "
-            f"(a harness results.csv has them all)"
+            f"(a harness {kind.file} has them all)"
         )
     if frame.empty:
         raise InputError(f"{path}: has a header but no rows")
     for column in kind.optional:
         if column not in frame.columns:
             frame[column] = ""
-    for column in kind.required:
+    for column in kind.required + kind.optional:
         if column in kind.text:
             frame[column] = frame[column].astype(str).str.strip()
             continue
@@ -301,12 +324,10 @@ def save(fig, stem: Path) -> list[Path]:
 
 
 def results_summary(frame, plotted, order, csv: Path) -> str:
-    counts = frame["status"].value_counts()
     lines = [
         f"# Summary of {csv}",
         "",
-        f"{len(frame)} rows: {counts.get('ok', 0)} ok, {counts.get('warning', 0)} warning, "
-        f"{counts.get('error', 0)} error. Figures are medians over the iterations of rows "
+        f"{status_line(frame)} Figures are medians over the iterations of rows "
         "whose status is ok or warning (rows with status error are left out; see the end).",
         "Latencies in µs; sizes are request body bytes.",
     ]
@@ -315,40 +336,395 @@ def results_summary(frame, plotted, order, csv: Path) -> str:
         for panel in panels:
             lines += ["", f"## {panel.title}: median, {panel.ylabel}", ""]
             lines += median_table(plotted, order, sizes, panel)
-    lines += ["", "## Rows whose status is not ok", ""]
-    flagged = frame[frame["status"] != "ok"]
-    if flagged.empty:
-        lines.append("None.")
-    else:
-        lines.append("| config | tls_backend | size | iteration | status | note |")
-        lines.append("| --- | --- | ---: | ---: | --- | --- |")
-        for _, r in flagged.iterrows():
-            lines.append(
-                f"| {r['config']} | {r['tls_backend']} | {number(r['size'], '{:.0f}')} | "
-                f"{number(r['iteration'], '{:.0f}')} | {r['status']} | {cell(r['note'])} |"
-            )
-    # The harness also notes things on ok rows (e.g. servers sharing a CPU with the load
-    # generator): say each distinct note once.
-    noted = frame[(frame["status"] == "ok") & (frame["note"] != "")]
-    if not noted.empty:
-        lines += ["", "## Notes on ok rows", ""]
-        for note, n in noted["note"].value_counts().items():
-            lines.append(f"- {n} row(s): {cell(note)}")
+    lines += flagged_rows(frame, ["config", "tls_backend", "size", "iteration"])
+    lines += notes_on_ok_rows(frame)
     return "\n".join(lines) + "\n"
 
 
 def median_table(plotted, order, sizes, panel: Panel) -> list[str]:
-    header = "| series | " + " | ".join(human_bytes(s) for s in sizes) + " |"
-    rule = "| --- | " + " | ".join("---:" for _ in sizes) + " |"
+    """Medians per series (rows) and body size (columns)."""
+    return case_table(plotted, order, "size", sizes, [human_bytes(s) for s in sizes], panel)
+
+
+def case_table(plotted, order, key: str, cases: list, labels: list[str], panel: Panel):
+    """Medians of `panel.column` per series (rows) and value of `key` (columns)."""
+    header = "| series | " + " | ".join(labels) + " |"
+    rule = "| --- | " + " | ".join("---:" for _ in cases) + " |"
     rows = [header, rule]
-    medians = plotted.groupby(["series", "size"])[panel.column].median()
+    medians = plotted.groupby(["series", key])[panel.column].median()
     for name in order:
         cells = []
-        for size in sizes:
-            value = medians.get((name, size), math.nan)
+        for case in cases:
+            value = medians.get((name, case), math.nan)
             cells.append(number(value, panel.fmt))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows
+
+
+def status_line(frame) -> str:
+    counts = frame["status"].value_counts()
+    return (
+        f"{len(frame)} rows: {counts.get('ok', 0)} ok, {counts.get('warning', 0)} warning, "
+        f"{counts.get('error', 0)} error."
+    )
+
+
+def flagged_rows(frame, columns: list[str]) -> list[str]:
+    """The summary's list of rows whose status is not ok: `columns`, status and note."""
+    lines = ["", "## Rows whose status is not ok", ""]
+    flagged = frame[frame["status"] != "ok"]
+    if flagged.empty:
+        return lines + ["None."]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in columns]
+    lines.append("| " + " | ".join(columns) + " | status | note |")
+    lines.append(
+        "| " + " | ".join("---:" if n else "---" for n in numeric) + " | --- | --- |"
+    )
+    for _, r in flagged.iterrows():
+        cells = [
+            number(r[c], "{:.0f}") if n else (cell(r[c]) if r[c] != "" else "–")
+            for c, n in zip(columns, numeric)
+        ]
+        lines.append("| " + " | ".join(cells) + f" | {r['status']} | {cell(r['note'])} |")
+    return lines
+
+
+def notes_on_ok_rows(frame) -> list[str]:
+    """The harness also notes things on ok rows (e.g. servers sharing a CPU with the load
+    generator): each distinct note once."""
+    noted = frame[(frame["status"] == "ok") & (frame["note"] != "")]
+    if noted.empty:
+        return []
+    lines = ["", "## Notes on ok rows", ""]
+    for note, n in noted["note"].value_counts().items():
+        lines.append(f"- {n} row(s): {cell(note)}")
+    return lines
+
+
+# ---------------------------------------------------------------- handshakes.csv
+
+
+# What a handshakes.csv row measures besides its series: the harness's case columns.
+CASE_COLUMNS = ("handshake", "cert_type", "tls_kx_group")
+HANDSHAKE_PANELS = [
+    Panel("rps", "handshakes per second", "handshakes/s", False, "{:,.0f}"),
+    Panel(
+        "server_cpu_us_per_req",
+        "server CPU per handshake (terminator + echo-server)",
+        "CPU-µs per handshake",
+        False,
+        "{:,.0f}",
+    ),
+]
+# In the summary only: the terminator process alone (our proxy or the peer); empty for
+# https-*, where the echo-server terminates TLS and the server figure is all of it.
+TERMINATOR_CPU = Panel(
+    "proxy_cpu_us_per_req",
+    "terminator's own CPU per handshake (proxy or peer process)",
+    "CPU-µs per handshake",
+    False,
+    "{:,.0f}",
+)
+
+
+def render_handshakes(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path]:
+    """handshakes.png/.svg and handshakes-summary.md for one handshakes.csv."""
+    frame = frame.copy()
+    frame["series"] = series_names(frame)
+    frame["status"] = frame["status"].str.lower()
+    frame["case"] = case_names(frame)
+    plotted = frame[frame["status"] != "error"]
+    order = list(dict.fromkeys(frame["series"]))
+    # First appearance: the plan's order (ECDSA full, resumed, RSA full, resumed, hybrid).
+    cases = list(dict.fromkeys(plotted["case"]))
+    summary = out_dir / "handshakes-summary.md"
+    summary.write_text(handshakes_summary(frame, plotted, order, cases, csv), encoding="utf-8")
+    if plotted.empty:
+        raise InputError(
+            f"{csv}: no measurement to plot: all {len(frame)} row(s) have status error "
+            f"(listed in {summary})"
+        )
+    fig = handshakes_figure(plotted, order, cases, palette(order), csv)
+    return save(fig, out_dir / "handshakes") + [summary]
+
+
+def case_names(frame: "pd.DataFrame") -> "pd.Series":
+    """`full ecdsa-p256 X25519`: the case columns joined, empty ones left out (a failed
+    row has no negotiated group)."""
+    return frame.apply(
+        lambda r: " ".join(str(r[c]) for c in CASE_COLUMNS if r[c] != ""), axis=1
+    ).astype(str)
+
+
+def handshakes_figure(plotted, order, cases, colours, csv):
+    """One panel per HANDSHAKE_PANELS entry, stacked, sharing the case axis: in each case
+    a bar per series present there (the median) with its iterations as points."""
+    present = {
+        case: [s for s in order if ((plotted["case"] == case) & (plotted["series"] == s)).any()]
+        for case in cases
+    }
+    slots = max(len(p) for p in present.values())
+    # Every bar the same width, a case's group centred on its tick.
+    bar = 0.84 / slots
+    width = min(max(2.0 + 0.3 * len(cases) * slots, 8.0), 22.0)
+    fig, axes = plt.subplots(
+        len(HANDSHAKE_PANELS),
+        1,
+        sharex=True,
+        figsize=(width, 3.8 * len(HANDSHAKE_PANELS) + 1.8),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    rng = np.random.default_rng(0)
+    for ax, panel in zip(axes[:, 0], HANDSHAKE_PANELS):
+        drawn = False
+        for index, case in enumerate(cases):
+            left = index - bar * len(present[case]) / 2
+            for slot, name in enumerate(present[case]):
+                rows = plotted[(plotted["case"] == case) & (plotted["series"] == name)]
+                rows = rows.dropna(subset=[panel.column])
+                if rows.empty:
+                    continue
+                drawn = True
+                colour = colours[name]
+                centre = left + bar * (slot + 0.5)
+                ax.bar(
+                    centre,
+                    rows[panel.column].median(),
+                    width=bar * 0.9,
+                    color=colour,
+                    alpha=0.35,
+                    edgecolor=colour,
+                    linewidth=0.8,
+                )
+                x = centre + rng.uniform(-0.22, 0.22, len(rows)) * bar
+                y = rows[panel.column].to_numpy()
+                warn = (rows["status"] != "ok").to_numpy()
+                ax.scatter(x[~warn], y[~warn], s=12, color=colour, linewidths=0, zorder=3)
+                if warn.any():
+                    ax.scatter(
+                        x[warn], y[warn], s=30, color=colour, marker="x", linewidths=1.2, zorder=3
+                    )
+        ax.set_xticks(range(len(cases)), [case.replace(" ", "\n") for case in cases])
+        ax.set_xlim(-0.5, len(cases) - 0.5)
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
+        ax.set_title(panel.title)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        if not drawn:
+            ax.text(
+                0.5,
+                0.5,
+                f"no {panel.column} figures in this CSV",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
+    axes[-1, 0].set_xlabel("handshake, certificate, key-exchange group")
+    shown = [name for name in order if (plotted["series"] == name).any()]
+    handles = [
+        mpatches.Patch(facecolor=colours[n], edgecolor=colours[n], alpha=0.6, label=n)
+        for n in shown
+    ]
+    if any(plotted["status"] == "warning"):
+        handles.append(
+            plt.Line2D([], [], color="grey", marker="x", linestyle="none", label="status warning")
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 5),
+        fontsize="small",
+        frameon=False,
+    )
+    fig.suptitle(
+        "TLS handshakes: a new connection per request\n"
+        f"{csv.parent.name or csv.name}: bars are medians, points iterations"
+    )
+    return fig
+
+
+def handshakes_summary(frame, plotted, order, cases, csv: Path) -> str:
+    lines = [
+        f"# Summary of {csv}",
+        "",
+        f"{status_line(frame)} Figures are medians over the iterations of rows "
+        "whose status is ok or warning (rows with status error are left out; see the end).",
+        "Each request is a new connection: handshakes/s is the CSV's `rps`, CPU per "
+        "handshake its `server_cpu_us_per_req` (and `proxy_cpu_us_per_req`). A case is "
+        "`handshake cert_type tls_kx_group`.",
+    ]
+    panels = list(HANDSHAKE_PANELS)
+    if plotted[TERMINATOR_CPU.column].notna().any():
+        panels.append(TERMINATOR_CPU)
+    for panel in panels:
+        lines += ["", f"## {panel.title}: median, {panel.ylabel}", ""]
+        if panel is TERMINATOR_CPU:
+            lines += [
+                "– where the echo-server terminates TLS itself (https-*): there the server "
+                "figure above is all of it.",
+                "",
+            ]
+        lines += case_table(plotted, order, "case", cases, cases, panel)
+    lines += flagged_rows(frame, ["config", "tls_backend", *CASE_COLUMNS, "iteration"])
+    lines += notes_on_ok_rows(frame)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- idle.csv
+
+
+@dataclass(frozen=True)
+class Part:
+    """One process whose memory an idle.csv row measures."""
+
+    column: str
+    title: str
+    # Said where a series has no figure at all (https-*: no process behind the terminator).
+    absent: str
+
+
+IDLE_PARTS = [
+    Part(
+        "terminator_kib_per_conn",
+        "TLS terminator (proxy, peer, or the echo-server for https-*)",
+        "no figure",
+    ),
+    Part(
+        "backend_kib_per_conn",
+        "echo-server behind the terminator",
+        "none: the echo-server is the terminator",
+    ),
+]
+
+
+def render_idle(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path]:
+    """idle.png/.svg and idle-summary.md for one idle.csv."""
+    frame = frame.copy()
+    frame["series"] = series_names(frame)
+    frame["status"] = frame["status"].str.lower()
+    # Both processes together; no backend figure (https-*) counts as none.
+    frame["total_kib_per_conn"] = frame["terminator_kib_per_conn"] + frame[
+        "backend_kib_per_conn"
+    ].fillna(0)
+    plotted = frame[frame["status"] != "error"]
+    order = list(dict.fromkeys(frame["series"]))
+    summary = out_dir / "idle-summary.md"
+    summary.write_text(idle_summary(frame, plotted, order, csv), encoding="utf-8")
+    if plotted.empty:
+        raise InputError(
+            f"{csv}: no measurement to plot: all {len(frame)} row(s) have status error "
+            f"(listed in {summary})"
+        )
+    fig = idle_figure(plotted, order, palette(order), csv)
+    return save(fig, out_dir / "idle") + [summary]
+
+
+def idle_figure(plotted, order, colours, csv):
+    """Two panels side by side sharing both axes (so bar lengths compare across them): a
+    horizontal bar per series (the median) with its iterations as points."""
+    shown = [name for name in order if (plotted["series"] == name).any()]
+    fig, axes = plt.subplots(
+        1,
+        len(IDLE_PARTS),
+        sharex=True,
+        sharey=True,
+        figsize=(13.0, 1.9 + 0.42 * len(shown)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    rng = np.random.default_rng(0)
+    largest = plotted[[p.column for p in IDLE_PARTS]].max().max()
+    largest = largest if largest > 0 else 1.0
+    for ax, part in zip(axes[0], IDLE_PARTS):
+        for y, name in enumerate(shown):
+            rows = plotted[plotted["series"] == name].dropna(subset=[part.column])
+            if rows.empty:
+                ax.text(
+                    0.01 * largest, y, part.absent, va="center", fontsize="small", color="grey"
+                )
+                continue
+            colour = colours[name]
+            median = rows[part.column].median()
+            ax.barh(y, median, height=0.6, color=colour, alpha=0.35, edgecolor=colour)
+            x = rows[part.column].to_numpy()
+            ys = y + rng.uniform(-0.18, 0.18, len(rows))
+            warn = (rows["status"] != "ok").to_numpy()
+            ax.scatter(x[~warn], ys[~warn], s=14, color=colour, linewidths=0, zorder=3)
+            if warn.any():
+                ax.scatter(
+                    x[warn], ys[warn], s=30, color=colour, marker="x", linewidths=1.2, zorder=3
+                )
+            ax.text(
+                max(median, x.max()) + 0.01 * largest,
+                y,
+                f"{median:,.1f}",
+                va="center",
+                fontsize="small",
+            )
+        ax.set_title(part.title)
+        ax.set_xlabel("KiB of RSS per idle connection")
+        ax.set_xlim(0, largest * 1.15)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    axes[0][0].set_yticks(range(len(shown)), shown)
+    axes[0][0].invert_yaxis()  # the plan's order, top down
+    if any(plotted["status"] == "warning"):
+        fig.legend(
+            handles=[
+                plt.Line2D(
+                    [], [], color="grey", marker="x", linestyle="none", label="status warning"
+                )
+            ],
+            loc="outside lower center",
+            fontsize="small",
+            frameon=False,
+        )
+    held = plotted["connections"].dropna().unique()
+    count = f"{held[0]:,.0f} idle connections" if len(held) == 1 else "idle connections"
+    fig.suptitle(
+        "Memory per idle TLS connection (RSS growth / connections opened)\n"
+        f"{csv.parent.name or csv.name}: {count} held; bars are medians, points iterations"
+    )
+    return fig
+
+
+def idle_summary(frame, plotted, order, csv: Path) -> str:
+    lines = [
+        f"# Summary of {csv}",
+        "",
+        f"{status_line(frame)} Figures are medians over the iterations of rows "
+        "whose status is ok or warning (rows with status error are left out; see the end).",
+        "KiB per connection: the growth of the process's resident memory (RSS, with its "
+        "children) from before the connections opened to while all were held, divided by "
+        "the connections opened. Terminator: our proxy, the peer, or for https-* the "
+        "echo-server itself; backend: the echo-server behind it (– where there is none).",
+        "",
+        "## Memory per idle connection: median, KiB per connection",
+        "",
+        "| series | n | connections held | terminator | backend | terminator + backend |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    held = "connections_opened" if plotted["connections_opened"].notna().any() else "connections"
+    for name in order:
+        rows = plotted[plotted["series"] == name]
+        cells = [
+            str(len(rows)),
+            number(rows[held].median(), "{:,.0f}"),
+            number(rows["terminator_kib_per_conn"].median(), "{:,.1f}"),
+            number(rows["backend_kib_per_conn"].median(), "{:,.1f}"),
+            number(rows["total_kib_per_conn"].median(), "{:,.1f}"),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += flagged_rows(frame, ["config", "tls_backend", "iteration"])
+    lines += notes_on_ok_rows(frame)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- shared helpers
 
 
 def number(value, fmt: str) -> str:
@@ -376,23 +752,59 @@ def human_bytes(size: float) -> str:
 
 
 KINDS: dict[str, Kind] = {
-    "results.csv": Kind(
-        required=(
-            "config",
-            "size",
-            "iteration",
-            "p50",
-            "p90",
-            "p99",
-            "rps",
-            "mb_per_s",
-            "server_cpu_us_per_req",
-            "status",
+    kind.file: kind
+    for kind in (
+        Kind(
+            file="results.csv",
+            required=(
+                "config",
+                "size",
+                "iteration",
+                "p50",
+                "p90",
+                "p99",
+                "rps",
+                "mb_per_s",
+                "server_cpu_us_per_req",
+                "status",
+            ),
+            text=("config", "status", "tls_backend", "note"),
+            optional=("tls_backend", "note"),
+            render=render_results,
         ),
-        text=("config", "status"),
-        optional=("tls_backend", "note"),
-        render=render_results,
-    ),
+        Kind(
+            file="handshakes.csv",
+            # tls_backend is required here: without it the rustls configs' two backends
+            # would fall into one series' medians.
+            required=(
+                "config",
+                "tls_backend",
+                "iteration",
+                *CASE_COLUMNS,
+                "rps",
+                "server_cpu_us_per_req",
+                "status",
+            ),
+            text=("config", "tls_backend", *CASE_COLUMNS, "status", "note"),
+            optional=("proxy_cpu_us_per_req", "note"),
+            render=render_handshakes,
+        ),
+        Kind(
+            file="idle.csv",
+            required=(
+                "config",
+                "tls_backend",
+                "iteration",
+                "connections",
+                "terminator_kib_per_conn",
+                "backend_kib_per_conn",
+                "status",
+            ),
+            text=("config", "tls_backend", "status", "note"),
+            optional=("connections_opened", "note"),
+            render=render_idle,
+        ),
+    )
 }
 
 # The same picture bytes for the same CSV: SVG ids come from this salt, not from a clock.

@@ -1,8 +1,18 @@
-"""Tests of plot.py and plot.R on analysis/fixtures/results.csv (a fixture shaped like the
-harness's output: 5 configs, the rustls ones in two flavours, 3 sizes, 3 iterations, two
-warning rows and one error row).
+"""Tests of plot.py and plot.R on the fixtures in analysis/fixtures/ (shaped like the
+harness's output, numbers invented):
+
+- results.csv: 5 configs, the rustls ones in two flavours, 3 sizes, 3 iterations, two
+  warning rows and one error row;
+- handshakes.csv: 10 TLS variants, full and resumed handshakes with ECDSA and RSA, the
+  post-quantum hybrid for rustls-aws-lc only, 3 iterations, one warning row and two error
+  rows (one with figures that must stay out of the medians, one with none);
+- idle.csv: 10 TLS variants, 3 iterations, one warning row and one error row with figures.
 
     python3 -m pytest -q analysis
+
+Every script run in a child process (each kind through both scripts, and the R bad-input
+cases) starts at once when the first test needs one, so that the suite takes about as long
+as the slowest of them; plot.py's bad-input cases run in this process through its `main`.
 
 The R tests need `Rscript` with ggplot2 and readr. Where it is missing they are skipped with
 the reason printed, except under CI=true, where a missing Rscript is a failure: CI installs it.
@@ -10,8 +20,10 @@ the reason printed, except under CI=true, where a missing Rscript is a failure: 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
+import io
 import os
 import shutil
 import statistics
@@ -19,50 +31,157 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 PLOT_PY = HERE / "plot.py"
 PLOT_R = HERE / "plot.R"
-FIXTURE = HERE / "fixtures" / "results.csv"
-MAKE_FIXTURE = HERE / "fixtures" / "make_fixture.py"
+FIXTURES = HERE / "fixtures"
+FIXTURE = FIXTURES / "results.csv"
+MAKE_FIXTURE = FIXTURES / "make_fixture.py"
 
-PY_FILES = [
-    "latency.png",
-    "latency.svg",
-    "throughput.png",
-    "throughput.svg",
-    "efficiency.png",
-    "efficiency.svg",
-    "summary.md",
-]
-R_FILES = ["latency_r.png"]
+# What each CSV kind makes: plot.py's files, then plot.R's.
+PY_FILES = {
+    "results.csv": [
+        "latency.png",
+        "latency.svg",
+        "throughput.png",
+        "throughput.svg",
+        "efficiency.png",
+        "efficiency.svg",
+        "summary.md",
+    ],
+    "handshakes.csv": ["handshakes.png", "handshakes.svg", "handshakes-summary.md"],
+    "idle.csv": ["idle.png", "idle.svg", "idle-summary.md"],
+}
+R_FILES = {
+    "results.csv": ["latency_r.png"],
+    "handshakes.csv": ["handshakes_r.png"],
+    "idle.csv": ["idle_r.png"],
+}
+KINDS = list(PY_FILES)
+SUMMARY = {kind: next(f for f in files if f.endswith(".md")) for kind, files in PY_FILES.items()}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A picture with axes, seven series and a legend is far bigger; an empty canvas is smaller.
 MIN_PNG_BYTES = 10_000
-# Generous: these machines are small and shared, and matplotlib's first import is slow.
+# Generous: these machines are small and shared, matplotlib's first import is slow, and
+# every script starts at once.
 SCRIPT_TIMEOUT_S = 300
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- bad inputs
 
 
-def run_py(csv_path: Path, out: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, str(PLOT_PY), str(csv_path), "--out", str(out)])
+def without_columns(kind: str, dropped: set[str]) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        header, rows = rows_of(FIXTURES / kind)
+        keep = [i for i, name in enumerate(header) if name not in dropped]
+        return write_rows(
+            folder / kind, [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
+        )
+
+    return make
 
 
-def run_r(csv_path: Path, out: Path) -> subprocess.CompletedProcess:
-    return run([rscript(), str(PLOT_R), str(csv_path), "--out", str(out)])
+def empty_file(folder: Path) -> Path:
+    path = folder / "results.csv"
+    path.write_text("", encoding="utf-8")
+    return path
 
 
-RUNNERS = {"plot.py": run_py, "plot.R": run_r}
+def header_only(folder: Path) -> Path:
+    header, _ = rows_of(FIXTURE)
+    return write_rows(folder / "results.csv", header, [])
 
 
-def run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=False
-    )
+def no_file(folder: Path) -> Path:
+    return folder / "nope" / "results.csv"
+
+
+def not_a_number(folder: Path) -> Path:
+    header, rows = rows_of(FIXTURE)
+    rows[4][header.index("p90")] = "fast"
+    return write_rows(folder / "results.csv", header, rows)
+
+
+# The column each kind cannot do without, dropped from its fixture: for handshakes.csv the
+# group, without which the hybrid's rows would fall into the X25519 medians.
+MISSING_COLUMN = {
+    "results.csv": "p99",
+    "handshakes.csv": "tls_kx_group",
+    "idle.csv": "terminator_kib_per_conn",
+}
+# Case name -> makes the input in a folder and returns its path.
+BAD_INPUTS: dict[str, Callable[[Path], Path]] = {
+    **{f"missing-column-{k}": without_columns(k, {c}) for k, c in MISSING_COLUMN.items()},
+    "empty": empty_file,
+    "header-only": header_only,
+    "no-file": no_file,
+    "not-a-number": not_a_number,
+}
+
+
+# ---------------------------------------------------------------- running the scripts
+
+
+def py_command(csv_path: Path, out: Path) -> list[str]:
+    return [sys.executable, str(PLOT_PY), str(csv_path), "--out", str(out)]
+
+
+def r_command(csv_path: Path, out: Path) -> list[str]:
+    return [rscript(), str(PLOT_R), str(csv_path), "--out", str(out)]
+
+
+class Launched:
+    """Child processes started together; each one's result is collected when first asked."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
+        self.done: dict[str, tuple[subprocess.CompletedProcess, Path, Path]] = {}
+
+    def start(self, name: str, cmd: list[str], csv_path: Path, out: Path) -> None:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs[name] = (proc, csv_path, out)
+
+    def result(self, name: str) -> tuple[subprocess.CompletedProcess, Path, Path]:
+        """(the finished process, its input CSV, its output folder)."""
+        if name not in self.done:
+            proc, csv_path, out = self.procs[name]
+            stdout, stderr = proc.communicate(timeout=SCRIPT_TIMEOUT_S)
+            done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+            self.done[name] = (done, csv_path, out)
+        return self.done[name]
+
+    def stop(self) -> None:
+        for proc, _, _ in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def launched(tmp_path_factory):
+    """Every child-process run of the suite, started at once."""
+    runs = Launched()
+    for kind in KINDS:
+        out = tmp_path_factory.mktemp("py")
+        runs.start(f"py {kind}", py_command(FIXTURES / kind, out), FIXTURES / kind, out)
+    # One bad input through the real process too: the exit code as the harness sees it.
+    folder = tmp_path_factory.mktemp("py-bad")
+    path = BAD_INPUTS["missing-column-handshakes.csv"](folder)
+    runs.start("py missing-column", py_command(path, folder / "out"), path, folder / "out")
+    if shutil.which("Rscript") is not None:
+        for kind in KINDS:
+            out = tmp_path_factory.mktemp("r")
+            runs.start(f"R {kind}", r_command(FIXTURES / kind, out), FIXTURES / kind, out)
+        for case, make in BAD_INPUTS.items():
+            folder = tmp_path_factory.mktemp("r-bad")
+            path = make(folder)
+            runs.start(f"R {case}", r_command(path, folder / "out"), path, folder / "out")
+    yield runs
+    runs.stop()
 
 
 def rscript() -> str:
@@ -78,11 +197,52 @@ def rscript() -> str:
     return found
 
 
+@pytest.fixture(scope="session")
+def plot():
+    """plot.py imported in-process, for the quick tests of its CSV reading and its `main`."""
+    spec = importlib.util.spec_from_file_location("plot", PLOT_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plot"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(plot, csv_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """plot.py's `main` as the command line would run it, its output captured."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = plot.main([str(csv_path), "--out", str(out)])
+    return subprocess.CompletedProcess(["plot.py"], code, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture(params=["plot.py", "plot.R"])
+def bad_run(request, tmp_path):
+    """For a case of BAD_INPUTS: (result, input path, output folder) from either script."""
+
+    def run(case: str):
+        if request.param == "plot.py":
+            path = BAD_INPUTS[case](tmp_path)
+            out = tmp_path / "out"
+            return run_in_process(request.getfixturevalue("plot"), path, out), path, out
+        rscript()
+        return request.getfixturevalue("launched").result(f"R {case}")
+
+    return run
+
+
+# ---------------------------------------------------------------- reading CSV and markdown
+
+
 def rows_of(path: Path) -> tuple[list[str], list[list[str]]]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader)
         return header, list(reader)
+
+
+def records(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -93,10 +253,24 @@ def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def without_columns(path: Path, dropped: set[str]) -> Path:
-    header, rows = rows_of(FIXTURE)
-    keep = [i for i, name in enumerate(header) if name not in dropped]
-    return write_rows(path, [header[i] for i in keep], [[r[i] for i in keep] for r in rows])
+def series_of(rows: list[dict[str, str]]) -> Callable[[dict[str, str]], str]:
+    """The series naming the scripts promise: config, plus the backend where a config has
+    several."""
+    backends: dict[str, set[str]] = {}
+    for r in rows:
+        backends.setdefault(r["config"], set()).add(r["tls_backend"])
+    return lambda r: (
+        f"{r['config']} ({r['tls_backend']})" if len(backends[r["config"]]) > 1 else r["config"]
+    )
+
+
+def table(summary: str, heading: str) -> dict[str, dict[str, str]]:
+    """The markdown table under the `## heading...` line: first cell -> column -> cell."""
+    section = summary.split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
+    header = split(lines[0])
+    return {cells[0]: dict(zip(header, cells)) for cells in map(split, lines[2:])}
 
 
 def check_png(path: Path) -> None:
@@ -111,30 +285,21 @@ def check_svg(path: Path) -> None:
     assert len(list(root.iter())) > 100, f"{path} has almost nothing drawn"
 
 
-def plot_module():
-    """plot.py imported in-process, for the quick tests of its CSV reading."""
-    spec = importlib.util.spec_from_file_location("plot", PLOT_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def summary_of(launched, kind: str) -> str:
+    result, _, out = launched.result(f"py {kind}")
+    assert result.returncode == 0, result.stderr
+    return (out / SUMMARY[kind]).read_text(encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def py_run(tmp_path_factory):
-    """plot.py on the fixture, once for the module (it takes seconds)."""
-    out = tmp_path_factory.mktemp("py")
-    return run_py(FIXTURE, out), out
+# ---------------------------------------------------------------- plot.py on the fixtures
 
 
-# ---------------------------------------------------------------- plot.py on the fixture
-
-
-def test_python_writes_every_picture_and_the_summary(py_run):
-    result, out = py_run
+@pytest.mark.parametrize("kind", KINDS)
+def test_python_writes_every_picture_and_the_summary(launched, kind):
+    result, _, out = launched.result(f"py {kind}")
     assert result.returncode == 0, result.stderr
     printed = result.stdout.split()
-    for name in PY_FILES:
+    for name in PY_FILES[kind]:
         path = out / name
         assert path.is_file(), f"{name} missing; stderr: {result.stderr}"
         assert str(path) in printed, f"{path} not printed: {result.stdout}"
@@ -142,88 +307,202 @@ def test_python_writes_every_picture_and_the_summary(py_run):
             check_png(path)
         elif name.endswith(".svg"):
             check_svg(path)
+    assert len(printed) == len(PY_FILES[kind]), result.stdout
 
 
-def test_summary_has_each_config_and_the_rows_that_are_not_ok(py_run):
-    result, out = py_run
-    assert result.returncode == 0, result.stderr
-    summary = (out / "summary.md").read_text(encoding="utf-8")
-    header, rows = rows_of(FIXTURE)
-    col = {name: i for i, name in enumerate(header)}
-    for config in {r[col["config"]] for r in rows}:
-        assert f"| {config}" in summary, config
+@pytest.mark.parametrize("kind", KINDS)
+def test_summary_lists_each_series_and_the_rows_that_are_not_ok(launched, kind):
+    summary = summary_of(launched, kind)
+    rows = records(FIXTURES / kind)
+    name = series_of(rows)
+    for series in {name(r) for r in rows}:
+        assert f"| {series} |" in summary, series
     # Two flavours of one config are two series.
     assert "proxy-rustls (rustls-aws-lc)" in summary
     assert "proxy-rustls (rustls-ring)" in summary
-    for r in rows:
-        if r[col["status"]] != "ok":
-            assert r[col["note"]] in summary, r[col["note"]]
-    assert "1 error" in summary and "2 warning" in summary
+    flagged = [r for r in rows if r["status"] != "ok"]
+    for r in flagged:
+        assert r["note"] in summary, r["note"]
+    warnings = sum(r["status"] == "warning" for r in flagged)
+    errors = len(flagged) - warnings
+    assert f"{errors} error" in summary and f"{warnings} warning" in summary
 
 
-def test_summary_medians_match_the_csv(py_run):
-    result, out = py_run
-    assert result.returncode == 0, result.stderr
-    header, rows = rows_of(FIXTURE)
-    col = {name: i for i, name in enumerate(header)}
+def test_results_summary_medians_match_the_csv(launched):
+    summary = summary_of(launched, "results.csv")
     p50s = [
-        float(r[col["p50"]])
-        for r in rows
-        if r[col["config"]] == "http" and r[col["size"]] == "10" and r[col["status"]] != "error"
+        float(r["p50"])
+        for r in records(FIXTURE)
+        if r["config"] == "http" and r["size"] == "10" and r["status"] != "error"
     ]
     expected = f"| http | {statistics.median(p50s):,.0f} |"
-    assert expected in (out / "summary.md").read_text(encoding="utf-8"), expected
+    assert expected in summary, expected
 
 
-def test_error_rows_are_left_out_of_the_medians(py_run):
-    result, out = py_run
-    assert result.returncode == 0, result.stderr
-    header, rows = rows_of(FIXTURE)
-    col = {name: i for i, name in enumerate(header)}
-    failed = [r for r in rows if r[col["status"]] == "error"]
+def test_results_error_rows_are_left_out_of_the_medians(launched):
+    summary = summary_of(launched, "results.csv")
+    rows = records(FIXTURE)
+    failed = [r for r in rows if r["status"] == "error"]
     assert len(failed) == 1
-    config, size = failed[0][col["config"]], failed[0][col["size"]]
+    config, size = failed[0]["config"], failed[0]["size"]
     good = [
-        float(r[col["rps"]])
+        float(r["rps"])
         for r in rows
-        if (r[col["config"]], r[col["size"]]) == (config, size) and r[col["status"]] != "error"
+        if (r["config"], r["size"]) == (config, size) and r["status"] != "error"
     ]
     assert len(good) == 2
-    summary = (out / "summary.md").read_text(encoding="utf-8")
     rps_table = summary.split("## requests per second")[1].split("##")[0]
     row = next(line for line in rps_table.splitlines() if line.startswith(f"| {config} |"))
     assert row.rstrip(" |").endswith(f"{statistics.median(good):,.0f}"), row
 
 
-def test_extra_and_reordered_columns_are_ignored(tmp_path):
+# (table heading, CSV column, format): the median tables of handshakes-summary.md.
+HANDSHAKE_TABLES = [
+    ("handshakes per second", "rps", "{:,.0f}"),
+    ("server CPU per handshake", "server_cpu_us_per_req", "{:,.0f}"),
+    ("terminator's own CPU per handshake", "proxy_cpu_us_per_req", "{:,.0f}"),
+]
+
+
+@pytest.mark.parametrize("heading, column, fmt", HANDSHAKE_TABLES)
+def test_handshakes_summary_medians_match_the_csv(launched, heading, column, fmt):
+    summary = summary_of(launched, "handshakes.csv")
+    rows = records(FIXTURES / "handshakes.csv")
+    name = series_of(rows)
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["status"] == "error" or r[column] == "":
+            continue
+        case = f"{r['handshake']} {r['cert_type']} {r['tls_kx_group']}"
+        groups.setdefault((name(r), case), []).append(float(r[column]))
+    medians = table(summary, heading)
+    for (series, case), values in groups.items():
+        assert medians[series][case] == fmt.format(statistics.median(values)), (series, case)
+    # Five cases, the hybrid only where rustls-aws-lc spoke it.
+    hybrid = "full ecdsa-p256 X25519MLKEM768"
+    assert len(medians["proxy-rustls (rustls-aws-lc)"]) == 1 + 5
+    assert medians["proxy-rustls (rustls-aws-lc)"][hybrid] != "–"
+    assert medians["proxy-rustls (rustls-ring)"][hybrid] == "–"
+    assert medians["haproxy"][hybrid] == "–"
+
+
+def test_idle_summary_medians_match_the_csv(launched):
+    summary = summary_of(launched, "idle.csv")
+    rows = records(FIXTURES / "idle.csv")
+    name = series_of(rows)
+    medians = table(summary, "Memory per idle connection")
+    for series in {name(r) for r in rows}:
+        measured = [r for r in rows if name(r) == series and r["status"] != "error"]
+        line = medians[series]
+        assert line["n"] == str(len(measured)), series
+        for label, column in (
+            ("terminator", "terminator_kib_per_conn"),
+            ("backend", "backend_kib_per_conn"),
+        ):
+            values = [float(r[column]) for r in measured if r[column] != ""]
+            expected = f"{statistics.median(values):,.1f}" if values else "–"
+            assert line[label] == expected, (series, label)
+    # https-* terminate TLS in the echo-server: no backend behind them.
+    assert medians["https-openssl"]["backend"] == "–"
+    assert medians["stunnel"]["backend"] != "–"
+
+
+@pytest.mark.parametrize(
+    "kind, heading, column, fmt",
+    [
+        ("handshakes.csv", "handshakes per second", "rps", "{:,.0f}"),
+        ("idle.csv", "Memory per idle connection", "terminator_kib_per_conn", "{:,.1f}"),
+    ],
+)
+def test_error_rows_are_left_out_of_the_medians_and_listed(launched, kind, heading, column, fmt):
+    summary = summary_of(launched, kind)
+    rows = records(FIXTURES / kind)
+    name = series_of(rows)
+    # The fixture's error row that has figures: counting it would move its median.
+    failed = next(r for r in rows if r["status"] == "error" and r[column] != "")
+    case_columns = [c for c in ("handshake", "cert_type", "tls_kx_group") if c in failed]
+    good = [
+        float(r[column])
+        for r in rows
+        if name(r) == name(failed)
+        and all(r[c] == failed[c] for c in case_columns)
+        and r["status"] != "error"
+    ]
+    assert len(good) == 2
+    expected = fmt.format(statistics.median(good))
+    assert expected != fmt.format(statistics.median(good + [float(failed[column])]))
+    line = table(summary, heading)[name(failed)]
+    if kind == "handshakes.csv":
+        assert line[" ".join(failed[c] for c in case_columns)] == expected, line
+    else:
+        assert line["terminator"] == expected, line
+        assert line["n"] == "2", line
+    assert failed["note"] in summary.split("## Rows whose status is not ok")[1]
+
+
+def test_a_failed_row_without_a_group_is_listed_as_such(launched):
+    # A measurement that never ran has no negotiated group: listed, not a case of its own.
+    summary = summary_of(launched, "handshakes.csv")
+    lines = [line for line in summary.splitlines() if "starting haproxy" in line]
+    assert len(lines) == 1
+    assert "| haproxy | openssl | full | rsa-2048 | – | 3 | error |" in lines[0], lines[0]
+    assert "| full rsa-2048 |" not in summary
+
+
+@pytest.mark.parametrize("kind", ["handshakes.csv", "idle.csv"])
+def test_only_error_rows_fail_clearly_and_are_still_listed(plot, tmp_path, kind):
+    header, rows = rows_of(FIXTURES / kind)
+    status = header.index("status")
+    for r in rows:
+        r[status] = "error"
+    path = write_rows(tmp_path / kind, header, rows)
+    result = run_in_process(plot, path, tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert "no measurement to plot" in result.stderr, result.stderr
+    assert not list((tmp_path / "out").glob("*.png"))
+    summary = (tmp_path / "out" / SUMMARY[kind]).read_text(encoding="utf-8")
+    assert f"{len(rows)} error" in summary
+
+
+def test_extra_and_reordered_columns_are_ignored(plot, tmp_path):
     header, rows = rows_of(FIXTURE)
     # A later harness may add columns anywhere; order must not matter either.
     header = ["handshakes_per_s"] + header[::-1]
     rows = [["12.5"] + r[::-1] for r in rows]
     path = write_rows(tmp_path / "results.csv", header, rows)
-    plot = plot_module()
     frame = plot.load(path, plot.KINDS["results.csv"])
     assert len(frame) == len(rows)
     assert frame["p99"].notna().sum() == len(rows) - 1  # the error row has no figures
 
 
-def test_fixture_is_what_its_script_writes():
+@pytest.mark.parametrize("kind", KINDS)
+def test_fixture_is_what_its_script_writes(kind):
     spec = importlib.util.spec_from_file_location("make_fixture", MAKE_FIXTURE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert FIXTURE.read_text(encoding="utf-8") == module.render(), (
-        "analysis/fixtures/results.csv is stale: python3 analysis/fixtures/make_fixture.py"
+    assert (FIXTURES / kind).read_text(encoding="utf-8") == module.FIXTURES[kind](), (
+        f"analysis/fixtures/{kind} is stale: python3 analysis/fixtures/make_fixture.py"
     )
 
 
-# ---------------------------------------------------------------- plot.R on the fixture
+def test_handshakes_fixture_has_the_columns_of_results(plot):
+    # The harness writes both with one header (harness/src/output.rs, COLUMNS).
+    assert rows_of(FIXTURES / "handshakes.csv")[0] == rows_of(FIXTURE)[0]
+    for kind in KINDS:
+        header = rows_of(FIXTURES / kind)[0]
+        assert set(plot.KINDS[kind].required) <= set(header), kind
 
 
-def test_r_writes_the_latency_picture(tmp_path):
-    result = run_r(FIXTURE, tmp_path)
+# ---------------------------------------------------------------- plot.R on the fixtures
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_r_writes_its_picture(launched, kind):
+    rscript()
+    result, _, out = launched.result(f"R {kind}")
     assert result.returncode == 0, result.stderr
-    for name in R_FILES:
-        path = tmp_path / name
+    for name in R_FILES[kind]:
+        path = out / name
         assert str(path) in result.stdout.split(), result.stdout
         check_png(path)
 
@@ -231,50 +510,46 @@ def test_r_writes_the_latency_picture(tmp_path):
 # ---------------------------------------------------------------- both: bad input
 
 
-@pytest.mark.parametrize("script", RUNNERS)
-def test_a_missing_column_is_named(script, tmp_path):
-    path = without_columns(tmp_path / "results.csv", {"p99"})
-    result = RUNNERS[script](path, tmp_path / "out")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_missing_column_is_named(bad_run, kind):
+    result, _, out = bad_run(f"missing-column-{kind}")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "p99" in lines[0] and "column" in lines[0], lines[0]
-    assert not (tmp_path / "out" / "latency.png").exists()
+    column = MISSING_COLUMN[kind]
+    assert column in lines[0] and "column" in lines[0], lines[0]
+    assert f"harness {kind}" in lines[0], lines[0]
+    assert not out.exists() or not list(out.glob("*.png")), list(out.iterdir())
 
 
-@pytest.mark.parametrize("script", RUNNERS)
-def test_an_empty_csv_fails_clearly(script, tmp_path):
-    empty = tmp_path / "results.csv"
-    empty.write_text("", encoding="utf-8")
-    result = RUNNERS[script](empty, tmp_path / "out")
+def test_a_missing_column_exits_2_from_the_command_line(launched):
+    result, _, out = launched.result("py missing-column")
+    assert result.returncode == 2, result.stderr
+    assert "tls_kx_group" in result.stderr, result.stderr
+    assert result.stdout == "" and not out.exists()
+
+
+def test_an_empty_csv_fails_clearly(bad_run):
+    result, _, _ = bad_run("empty")
     assert result.returncode == 2, result.stderr
     assert "empty" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.parametrize("script", RUNNERS)
-def test_a_header_without_rows_fails_clearly(script, tmp_path):
-    header, _ = rows_of(FIXTURE)
-    path = write_rows(tmp_path / "results.csv", header, [])
-    result = RUNNERS[script](path, tmp_path / "out")
+def test_a_header_without_rows_fails_clearly(bad_run):
+    result, _, _ = bad_run("header-only")
     assert result.returncode == 2, result.stderr
     assert "no rows" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("script", RUNNERS)
-def test_a_missing_file_is_named(script, tmp_path):
-    path = tmp_path / "nope" / "results.csv"
-    result = RUNNERS[script](path, tmp_path / "out")
+def test_a_missing_file_is_named(bad_run):
+    result, path, _ = bad_run("no-file")
     assert result.returncode == 2, result.stderr
     assert str(path) in result.stderr and "no such file" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("script", RUNNERS)
-def test_a_figure_that_is_not_a_number_is_named(script, tmp_path):
-    header, rows = rows_of(FIXTURE)
-    rows[4][header.index("p90")] = "fast"
-    path = write_rows(tmp_path / "results.csv", header, rows)
-    result = RUNNERS[script](path, tmp_path / "out")
+def test_a_figure_that_is_not_a_number_is_named(bad_run):
+    result, _, _ = bad_run("not-a-number")
     assert result.returncode == 2, result.stderr
     assert "p90" in result.stderr and "'fast'" in result.stderr, result.stderr
     assert "row 5" in result.stderr, result.stderr
