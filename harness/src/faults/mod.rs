@@ -1,0 +1,306 @@
+//! The fault suite (`harness --scenario faults`, issue 9): the real release proxy, with the
+//! echo-server behind it on a Unix socket, under a steady good-client load (loadgen, open
+//! loop, every echoed body verified) while the suite attacks it, breaks its backend, rotates
+//! its certificates or signals it. Each scenario has acceptance criteria; a failed one
+//! gives the row verdict `fail`, with the criterion and the numbers in its note, and the
+//! suite goes on. Results: `faults.csv` in the run folder and the same table on stdout.
+//!
+//! Scenarios (1-8 by default, 9 only when asked for):
+//! 1. slowloris: silent and one-byte-a-second connections, closed by the handshake timeout;
+//! 2. garbage: random bytes, truncated hellos, junk after a hello, oversized records, alerts;
+//! 3. connection flood beyond `max_connections`, and beyond the proxy's descriptor limit;
+//! 4. the backend killed and restarted mid-run;
+//! 5. a backend that never answers, reads slowly, or pushes to a client that does not read;
+//! 6. certificate reload (SIGHUP) every second, one corrupt certificate among them;
+//! 7. SIGTERM under load;
+//! 8. client resets (RST) mid-handshake, mid-upload and mid-download;
+//! 9. soak: moderate load for a long time, RSS and descriptors sampled.
+//!
+//! Processes are started with [`crate::procs::Proc`] (pinned, logged, killed on drop): the
+//! proxy and echo-server on the server CPUs, loadgen on the client CPUs. The attackers are
+//! tokio tasks on a runtime whose threads are pinned to the client CPUs; they target only
+//! `127.0.0.1`, and each is bounded in count and time.
+
+mod attack;
+mod backend;
+mod client;
+mod hello;
+pub mod report;
+mod scenarios;
+mod stack;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::bins::Bins;
+use crate::cpus::{CpuList, CpuSplit};
+use crate::procs::{Interrupted, Ledger, Stop};
+
+pub use report::{FaultRow, Verdict};
+
+/// Everything the suite needs from the harness run that calls it.
+#[derive(Debug)]
+pub struct FaultCtx<'a> {
+    pub bins: &'a Bins,
+    pub split: &'a CpuSplit,
+    /// The run folder: `faults.csv` (and `soak.csv`) go here.
+    pub out_dir: &'a Path,
+    /// The run folder's `logs/`: every process's stdout and stderr.
+    pub logs: &'a Path,
+    /// Private temporary directory for sockets, certificates and configs.
+    pub runtime_dir: &'a Path,
+    /// SIGINT/SIGTERM of the harness: stop early with `Err(Interrupted)`.
+    pub stop: &'a Stop,
+    pub ledger: &'a mut Ledger,
+    /// CI: each scenario a few seconds, smaller counts.
+    pub short: bool,
+    /// Run only scenario 9 (soak), for this long.
+    pub soak: Option<Duration>,
+}
+
+/// Runs the suite and writes `faults.csv`; prints the table. `Ok` with every row, whatever
+/// the verdicts (the caller turns a `fail` into the exit code); `Err(Interrupted)` on a
+/// signal (the rows so far are written first); other `Err`s only when the suite cannot
+/// start at all.
+pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
+    // Thousands of attacking sockets live in this process.
+    if let Err(e) = proxy::sys::raise_nofile_limit() {
+        eprintln!("faults: cannot raise the open-file limit: {e}");
+    }
+    let dir = ctx.runtime_dir.join("faults");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pki = stack::Pki::create(&dir)?;
+    let client = client::TlsClient::new(pki.ca_pem().as_bytes())?;
+    let rt = attacker_runtime(&ctx.split.client)?;
+    let seed = hello::Rng::seed_from_clock();
+    let scale = Scale::new(ctx.short);
+    let csv = ctx.out_dir.join("faults.csv");
+    eprintln!(
+        "faults: {} suite, proxy and echo-server on CPUs {}, loadgen and attackers on CPUs {}, \
+         garbage seed {seed:#x}",
+        match (ctx.soak, ctx.short) {
+            (Some(_), _) => "soak",
+            (None, true) => "short",
+            (None, false) => "full",
+        },
+        ctx.split.server,
+        ctx.split.client
+    );
+    let soak = ctx.soak;
+    let mut suite = Suite {
+        ctx,
+        rt,
+        pki,
+        client,
+        scale,
+        seed,
+        baseline_p99_us: None,
+        dir,
+    };
+    let list: Vec<&Scenario> = match soak {
+        Some(_) => scenarios::ALL.iter().filter(|s| s.number == 9).collect(),
+        None => scenarios::ALL.iter().filter(|s| s.number != 9).collect(),
+    };
+    let mut rows: Vec<FaultRow> = Vec::new();
+    for scenario in list {
+        if suite.ctx.stop.requested() {
+            break;
+        }
+        eprintln!("faults: scenario {} ({})", scenario.number, scenario.name);
+        let started = Instant::now();
+        let mut row = match (scenario.run)(&mut suite) {
+            Ok(row) => row,
+            Err(e) if e.is::<Interrupted>() => break,
+            Err(e) => {
+                let mut row = FaultRow::new(scenario.number, scenario.name);
+                let mut checks = report::Checks::default();
+                checks.require(false, || format!("the scenario could not run: {e:#}"));
+                row.conclude(&checks);
+                row
+            }
+        };
+        if row.baseline_p99_us.is_none() {
+            row.baseline_p99_us = suite.baseline_p99_us;
+        }
+        eprintln!(
+            "faults: scenario {} {}: {} in {:.1} s{}",
+            row.scenario,
+            row.name,
+            row.verdict.name(),
+            started.elapsed().as_secs_f64(),
+            if row.verdict == Verdict::Fail {
+                format!(" ({})", row.note)
+            } else {
+                String::new()
+            }
+        );
+        rows.push(row);
+        report::write_csv(&csv, &rows)?;
+    }
+    report::write_csv(&csv, &rows)?;
+    println!("\n{}", report::render(&rows));
+    println!("faults: {}", csv.display());
+    if suite.ctx.stop.requested() {
+        return Err(Interrupted.into());
+    }
+    Ok(rows)
+}
+
+/// One scenario of the suite.
+#[derive(Debug)]
+pub(crate) struct Scenario {
+    pub number: u8,
+    pub name: &'static str,
+    pub run: fn(&mut Suite<'_>) -> anyhow::Result<FaultRow>,
+}
+
+/// The suite's shared state.
+pub(crate) struct Suite<'a> {
+    pub ctx: FaultCtx<'a>,
+    /// The attackers' runtime (threads pinned to the client CPUs).
+    pub rt: tokio::runtime::Runtime,
+    pub pki: stack::Pki,
+    pub client: client::TlsClient,
+    pub scale: Scale,
+    /// Garbage comes from this seed (printed, for replay).
+    pub seed: u64,
+    /// Good clients' p99 without attack, from scenario 1.
+    pub baseline_p99_us: Option<f64>,
+    dir: PathBuf,
+}
+
+impl Suite<'_> {
+    /// `runtime_dir/faults/<tag>/`, fresh.
+    pub fn scenario_dir(&self, tag: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.join(tag);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// `logs/faults-<tag>-<process>.<ext>`.
+    pub fn log(&self, tag: &str, process: &str, ext: &str) -> PathBuf {
+        self.ctx.logs.join(format!("faults-{tag}-{process}.{ext}"))
+    }
+
+    /// Sleeps, looking at the stop flag.
+    pub fn sleep(&self, d: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + d;
+        loop {
+            self.ctx.stop.check()?;
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(STOP_POLL));
+        }
+    }
+
+    /// Sleeps until `t` (at once if it passed).
+    pub fn sleep_until(&self, t: Instant) -> anyhow::Result<()> {
+        self.sleep(t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Runs `fut` as a task on the attackers' (pinned) runtime and waits for it.
+    pub fn on_client<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.rt.block_on(self.rt.spawn(fut)) {
+            Ok(out) => out,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Suite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suite")
+            .field("scale", &self.scale)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts and durations: the full suite, or CI's short one.
+#[derive(Debug, Clone)]
+pub(crate) struct Scale {
+    pub short: bool,
+    /// Good clients' open-loop rate, requests/s, and their connections.
+    pub rate: u32,
+    pub connections: u32,
+    pub slowloris: usize,
+    pub garbage: usize,
+    pub flood: usize,
+    /// Scenario 5: connections per misbehaviour, and how long each pushes.
+    pub bad_backend_conns: usize,
+    pub push_for: Duration,
+    /// Scenario 6: how long certificates rotate (one reload a second).
+    pub reload_for: Duration,
+    /// Scenario 7: the proxy's shutdown grace period.
+    pub grace: Duration,
+    /// Scenario 8: reset connections, and scenario 4: in-flight connections.
+    pub resets: usize,
+    pub in_flight: usize,
+}
+
+impl Scale {
+    fn new(short: bool) -> Scale {
+        if short {
+            Scale {
+                short,
+                rate: 1000,
+                connections: 10,
+                slowloris: 2000,
+                garbage: 1000,
+                flood: 1500,
+                bad_backend_conns: 4,
+                push_for: Duration::from_secs(2),
+                reload_for: Duration::from_secs(4),
+                grace: Duration::from_secs(3),
+                resets: 150,
+                in_flight: 20,
+            }
+        } else {
+            Scale {
+                short,
+                rate: 2000,
+                connections: 20,
+                slowloris: 2000,
+                garbage: 10_000,
+                flood: 1500,
+                bad_backend_conns: 8,
+                push_for: Duration::from_secs(5),
+                reload_for: Duration::from_secs(30),
+                grace: Duration::from_secs(5),
+                resets: 600,
+                in_flight: 50,
+            }
+        }
+    }
+}
+
+/// A multi-thread runtime with one worker per client CPU, each pinned to those CPUs.
+fn attacker_runtime(cpus: &CpuList) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus.cpus() {
+        set.set(cpu)
+            .with_context(|| format!("CPU {cpu} does not fit in a cpu_set_t"))?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus.len())
+        .thread_name("faults-attacker")
+        .enable_all()
+        .on_thread_start(move || {
+            // Best effort: an unpinned attacker only makes the figures noisier.
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+        })
+        .build()
+        .context("starting the attackers' runtime")
+}
+
+/// How often sleeps look at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);

@@ -1,0 +1,373 @@
+//! The suite's results: one [`FaultRow`] per scenario, the [`Checks`] that decide its
+//! verdict from the acceptance criteria, and its two renderings: `faults.csv` (tidy, one
+//! row per scenario, header first) and the table printed at the end of the suite.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Pass or fail, decided by the scenario's acceptance criteria.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+/// One scenario's figures and verdict. Figures that a scenario cannot measure are `None`
+/// (an empty CSV cell), never a made-up zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRow {
+    pub scenario: u8,
+    pub name: String,
+    /// Requests the good clients (loadgen, open loop) completed, and their errors.
+    pub good_requests: Option<u64>,
+    pub good_errors: Option<u64>,
+    /// Good clients' p99 latency in this scenario, and in the no-attack baseline, µs.
+    pub good_p99_us: Option<f64>,
+    pub baseline_p99_us: Option<f64>,
+    /// Misbehaving connections the scenario opened, and how many of them the proxy closed.
+    pub attackers: u64,
+    pub attackers_closed: u64,
+    /// Times a proxy exited when it should not have (crash, panic, abort).
+    pub proxy_exits: u64,
+    /// Peak resident set (VmHWM) over the scenario, and VmRSS before and after the fault.
+    pub proxy_max_rss_kib: Option<u64>,
+    pub proxy_rss_before_kib: Option<u64>,
+    pub proxy_rss_after_kib: Option<u64>,
+    /// Open descriptors in /proc/PID/fd before and after the fault (after settling).
+    pub proxy_fds_before: Option<u64>,
+    pub proxy_fds_after: Option<u64>,
+    pub verdict: Verdict,
+    /// Failed criteria first (with their numbers), then what was observed and what could
+    /// not be checked.
+    pub note: String,
+}
+
+impl FaultRow {
+    /// An empty row for scenario `scenario`, verdict pending (pass until a check fails).
+    pub fn new(scenario: u8, name: &str) -> FaultRow {
+        FaultRow {
+            scenario,
+            name: name.to_owned(),
+            good_requests: None,
+            good_errors: None,
+            good_p99_us: None,
+            baseline_p99_us: None,
+            attackers: 0,
+            attackers_closed: 0,
+            proxy_exits: 0,
+            proxy_max_rss_kib: None,
+            proxy_rss_before_kib: None,
+            proxy_rss_after_kib: None,
+            proxy_fds_before: None,
+            proxy_fds_after: None,
+            verdict: Verdict::Pass,
+            note: String::new(),
+        }
+    }
+
+    /// Sets verdict and note from `checks`.
+    pub fn conclude(&mut self, checks: &Checks) {
+        self.verdict = checks.verdict();
+        self.note = checks.note();
+    }
+}
+
+/// The criteria a scenario checked and what it saw.
+#[derive(Debug, Default)]
+pub struct Checks {
+    failed: Vec<String>,
+    facts: Vec<String>,
+}
+
+impl Checks {
+    /// Records `criterion` as failed unless `ok`. The text names the criterion and the
+    /// numbers. Returns `ok`.
+    pub fn require(&mut self, ok: bool, criterion: impl FnOnce() -> String) -> bool {
+        if !ok {
+            self.failed.push(criterion());
+        }
+        ok
+    }
+
+    /// Something observed, for the note.
+    pub fn fact(&mut self, text: impl Into<String>) {
+        self.facts.push(text.into());
+    }
+
+    /// A criterion this run could not check (said, never silently passed).
+    pub fn unchecked(&mut self, text: impl std::fmt::Display) {
+        self.facts.push(format!("NOT CHECKED: {text}"));
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if self.failed.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    pub fn failures(&self) -> &[String] {
+        &self.failed
+    }
+
+    /// `FAIL: a; FAIL: b; fact; fact`.
+    pub fn note(&self) -> String {
+        self.failed
+            .iter()
+            .map(|f| format!("FAIL: {f}"))
+            .chain(self.facts.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// p99 under attack against the baseline: within `factor` times it.
+pub fn p99_within(p99_us: f64, baseline_us: f64, factor: f64) -> bool {
+    baseline_us > 0.0 && p99_us <= baseline_us * factor
+}
+
+/// RSS "near baseline" after a fault: at most [`RSS_NEAR_FRACTION`] above it, or
+/// [`RSS_NEAR_SLACK_KIB`], whichever is more (allocators keep some freed memory around).
+pub fn rss_near(before_kib: u64, after_kib: u64) -> bool {
+    let slack = ((before_kib as f64 * RSS_NEAR_FRACTION) as u64).max(RSS_NEAR_SLACK_KIB);
+    after_kib <= before_kib + slack
+}
+
+/// How far above its starting point RSS may end and still count as returned: 25%.
+pub const RSS_NEAR_FRACTION: f64 = 0.25;
+/// ... or 8 MiB, for a proxy that starts small.
+pub const RSS_NEAR_SLACK_KIB: u64 = 8 * 1024;
+
+/// The CSV header (and the table's columns, in the same order).
+pub const COLUMNS: [&str; 16] = [
+    "scenario",
+    "name",
+    "good_requests",
+    "good_errors",
+    "good_p99_us",
+    "baseline_p99_us",
+    "attackers",
+    "attackers_closed_by_proxy",
+    "proxy_exits",
+    "proxy_max_rss_kib",
+    "proxy_rss_before_kib",
+    "proxy_rss_after_kib",
+    "proxy_fds_before",
+    "proxy_fds_after",
+    "verdict",
+    "note",
+];
+
+/// The row's cells, in [`COLUMNS`] order.
+pub fn cells(row: &FaultRow) -> Vec<String> {
+    fn opt<T: ToString>(v: Option<T>) -> String {
+        v.map(|v| v.to_string()).unwrap_or_default()
+    }
+    let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+    vec![
+        row.scenario.to_string(),
+        row.name.clone(),
+        opt(row.good_requests),
+        opt(row.good_errors),
+        us(row.good_p99_us),
+        us(row.baseline_p99_us),
+        row.attackers.to_string(),
+        row.attackers_closed.to_string(),
+        row.proxy_exits.to_string(),
+        opt(row.proxy_max_rss_kib),
+        opt(row.proxy_rss_before_kib),
+        opt(row.proxy_rss_after_kib),
+        opt(row.proxy_fds_before),
+        opt(row.proxy_fds_after),
+        row.verdict.name().to_owned(),
+        row.note.clone(),
+    ]
+}
+
+/// Writes `faults.csv`: header, then one row per scenario.
+pub fn write_csv(path: &Path, rows: &[FaultRow]) -> anyhow::Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    w.write_record(COLUMNS)
+        .with_context(|| format!("writing {}", path.display()))?;
+    for row in rows {
+        w.write_record(cells(row))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The table printed at the end: aligned columns (short headers), then each row's note
+/// on its own indented line, since notes are long.
+pub fn render(rows: &[FaultRow]) -> String {
+    const HEADERS: [&str; 15] = [
+        "#",
+        "scenario",
+        "good_req",
+        "errors",
+        "p99_us",
+        "base_p99",
+        "attackers",
+        "closed",
+        "exits",
+        "max_rss_kib",
+        "rss_before",
+        "rss_after",
+        "fds_before",
+        "fds_after",
+        "verdict",
+    ];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut c = cells(r);
+            c.truncate(HEADERS.len());
+            c
+        })
+        .collect();
+    let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                // Text columns left-aligned, figures right-aligned.
+                if i == 1 || i == HEADERS.len() - 1 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(&HEADERS.map(String::from));
+    out.push('\n');
+    for (row, cells) in rows.iter().zip(&table) {
+        out.push_str(&line(cells));
+        out.push('\n');
+        if !row.note.is_empty() {
+            out.push_str(&format!("    note: {}\n", row.note));
+        }
+    }
+    let failed = rows.iter().filter(|r| r.verdict == Verdict::Fail).count();
+    out.push_str(&format!(
+        "{} scenario(s), {} passed, {failed} failed\n",
+        rows.len(),
+        rows.len() - failed
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_criterion_fails_the_row_and_comes_first_in_the_note() {
+        let mut checks = Checks::default();
+        assert!(checks.require(true, || unreachable!("not called when ok")));
+        checks.fact("2000 attackers closed after 2.0-2.4 s");
+        assert_eq!(checks.verdict(), Verdict::Pass);
+        assert!(!checks.require(false, || "good-client errors 0: got 3".into()));
+        checks.unchecked("RSS in short mode");
+        let mut row = FaultRow::new(1, "slowloris");
+        row.conclude(&checks);
+        assert_eq!(row.verdict, Verdict::Fail);
+        assert_eq!(
+            row.note,
+            "FAIL: good-client errors 0: got 3; 2000 attackers closed after 2.0-2.4 s; \
+             NOT CHECKED: RSS in short mode"
+        );
+        assert_eq!(checks.failures().len(), 1);
+    }
+
+    #[test]
+    fn p99_and_rss_rules() {
+        assert!(p99_within(1999.0, 1000.0, 2.0));
+        assert!(p99_within(2000.0, 1000.0, 2.0));
+        assert!(!p99_within(2001.0, 1000.0, 2.0));
+        assert!(!p99_within(10.0, 0.0, 2.0), "no baseline, no pass");
+        // Small proxy: 8 MiB of slack.
+        assert!(rss_near(10_000, 10_000 + 8 * 1024));
+        assert!(!rss_near(10_000, 10_000 + 8 * 1024 + 1));
+        // Large proxy: 25%.
+        assert!(rss_near(100_000, 125_000));
+        assert!(!rss_near(100_000, 125_001));
+        assert!(rss_near(100_000, 50_000));
+    }
+
+    fn sample() -> FaultRow {
+        let mut row = FaultRow::new(2, "garbage");
+        row.good_requests = Some(5000);
+        row.good_errors = Some(0);
+        row.good_p99_us = Some(812.4);
+        row.baseline_p99_us = Some(700.0);
+        row.attackers = 1000;
+        row.attackers_closed = 1000;
+        row.proxy_max_rss_kib = Some(20_000);
+        row.note = "closed, with \"quotes\", and commas".into();
+        row
+    }
+
+    #[test]
+    fn csv_has_the_header_and_one_tidy_row_per_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faults.csv");
+        write_csv(&path, &[sample(), FaultRow::new(3, "flood")]).unwrap();
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[0][4], "812");
+        assert_eq!(&rows[0][10], "", "unmeasured figures stay empty");
+        assert_eq!(&rows[0][14], "pass");
+        assert_eq!(&rows[0][15], "closed, with \"quotes\", and commas");
+        assert_eq!(&rows[1][1], "flood");
+    }
+
+    #[test]
+    fn table_aligns_columns_and_puts_notes_below() {
+        let mut failed = FaultRow::new(3, "flood");
+        failed.verdict = Verdict::Fail;
+        failed.note = "FAIL: recovered within 1 s: took 2.1 s".into();
+        let text = render(&[sample(), failed]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("#  scenario"), "{text}");
+        assert!(
+            lines[1].contains("garbage") && lines[1].ends_with("pass"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("    note: closed"), "{text}");
+        assert!(
+            lines[3].contains("flood") && lines[3].ends_with("fail"),
+            "{text}"
+        );
+        assert_eq!(lines[0].find("verdict"), lines[1].find("pass"), "{text}");
+        assert!(
+            text.ends_with("2 scenario(s), 1 passed, 1 failed\n"),
+            "{text}"
+        );
+    }
+}

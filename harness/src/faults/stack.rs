@@ -1,0 +1,746 @@
+//! What every scenario stands on: the suite's certificate authority (so certificates can
+//! rotate under clients that trust only the CA), the proxy's TOML config, the echo-server
+//! and proxy processes started as the sweep starts them (pinned to the server CPUs, echo on
+//! a Unix socket), the good-client load generator (pinned to the client CPUs, open loop),
+//! and the proxy's figures read from `/proc`.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use proxy::tls::CertPaths;
+
+use super::report::{Checks, FaultRow};
+use super::Suite;
+use crate::loadgen::{duration_arg, Report};
+use crate::procs::{describe, Proc, Spec, Stop};
+
+/// The suite's CA and the leaves it issues (ECDSA P-256, for `127.0.0.1`, `127.0.0.2` and
+/// `localhost`).
+pub struct Pki {
+    ca_key: rcgen::KeyPair,
+    ca: rcgen::Certificate,
+    /// The CA certificate on disk, for loadgen's `--cacert`.
+    pub ca_path: PathBuf,
+    serial: u64,
+}
+
+/// One issued certificate.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The certificate's DER, to recognise it when the proxy serves it.
+    pub der: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki")
+            .field("ca_path", &self.ca_path)
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pki {
+    pub fn create(dir: &Path) -> anyhow::Result<Pki> {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .context("generating the suite's CA key")?;
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tls-off fault suite CA");
+        let ca = params
+            .self_signed(&ca_key)
+            .context("signing the suite's CA")?;
+        let ca_path = dir.join("ca.pem");
+        write_atomically(&ca_path, ca.pem().as_bytes(), 0o644)?;
+        Ok(Pki {
+            ca_key,
+            ca,
+            ca_path,
+            serial: 0,
+        })
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A fresh leaf with its own key and a new serial number.
+    pub fn issue(&mut self) -> anyhow::Result<Leaf> {
+        self.serial += 1;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .context("generating a leaf key")?;
+        let mut params = rcgen::CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            GOOD_LISTEN_IP_WITH_SECOND.to_owned(),
+            "localhost".to_owned(),
+        ])
+        .context("leaf parameters")?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("tls-off fault suite leaf {}", self.serial),
+        );
+        params.serial_number = Some(rcgen::SerialNumber::from(self.serial));
+        let cert = params
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .context("signing a leaf")?;
+        Ok(Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        })
+    }
+}
+
+impl Leaf {
+    /// Writes key then certificate, each by rename, so a reload never reads half a file.
+    pub fn install(&self, paths: &CertPaths) -> anyhow::Result<()> {
+        write_atomically(&paths.key, self.key_pem.as_bytes(), 0o600)?;
+        write_atomically(&paths.cert, self.cert_pem.as_bytes(), 0o644)
+    }
+}
+
+/// Writes `path.tmp` and renames it over `path`.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// The proxy settings a scenario changes; everything else is the proxy's default.
+#[derive(Debug, Clone)]
+pub struct ProxyOpts {
+    pub handshake: Duration,
+    pub idle: Duration,
+    pub upstream_connect: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    /// Start the proxy with RLIMIT_NOFILE (soft and hard) lowered to this.
+    pub nofile: Option<u64>,
+    /// A second listener, on `127.0.0.1`, in front of this Unix socket (the misbehaving
+    /// backend); the first (the good clients') then listens on `127.0.0.2`, because the
+    /// proxy refuses two listeners with the same configured address, even port 0.
+    pub second_upstream: Option<PathBuf>,
+}
+
+impl Default for ProxyOpts {
+    fn default() -> Self {
+        ProxyOpts {
+            handshake: HANDSHAKE_TIMEOUT,
+            idle: Duration::from_secs(30),
+            upstream_connect: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(3),
+            max_connections: 50_000,
+            nofile: None,
+            second_upstream: None,
+        }
+    }
+}
+
+/// The proxy config file for `opts`: a listener on `127.0.0.1:0` to `upstream` (see
+/// [`ProxyOpts::second_upstream`] for the second), metrics on `127.0.0.1:0`, rustls with
+/// aws-lc-rs (the default backend).
+pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: usize) -> String {
+    let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
+    let d = |v: Duration| s(&duration_arg(v));
+    let p = |v: &Path| s(&v.to_string_lossy());
+    let unix = |v: &Path| s(&format!("unix:{}", v.to_string_lossy()));
+    let mut out = format!(
+        "# Written by the harness fault suite.\n\
+         threads = {threads}\n\
+         max_connections = {}\n\
+         metrics_listen = {}\n\
+         \n[timeouts]\n\
+         handshake = {}\n\
+         idle = {}\n\
+         upstream_connect = {}\n\
+         shutdown_grace = {}\n\
+         \n[tls]\n\
+         backend = \"rustls-aws-lc\"\n\
+         cert = {}\n\
+         key = {}\n\
+         \n[[listener]]\n\
+         listen = {}\n\
+         upstream = {}\n",
+        opts.max_connections,
+        s("127.0.0.1:0"),
+        d(opts.handshake),
+        d(opts.idle),
+        d(opts.upstream_connect),
+        d(opts.shutdown_grace),
+        p(&cert.cert),
+        p(&cert.key),
+        s(&format!(
+            "{}:0",
+            if opts.second_upstream.is_some() {
+                GOOD_LISTEN_IP_WITH_SECOND
+            } else {
+                "127.0.0.1"
+            }
+        )),
+        unix(upstream),
+    );
+    if let Some(second) = &opts.second_upstream {
+        out.push_str(&format!(
+            "\n[[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = {}\n",
+            unix(second)
+        ));
+    }
+    out
+}
+
+/// The echo-server and the proxy of one scenario.
+#[derive(Debug)]
+pub struct Stack {
+    /// `3-flood-a`: names the log files and the ledger entries.
+    pub tag: String,
+    pub echo: Option<Proc>,
+    pub echo_socket: PathBuf,
+    pub proxy: Proc,
+    /// Every TLS listener, in config order.
+    pub addrs: Vec<SocketAddr>,
+    pub metrics: SocketAddr,
+    pub cert: CertPaths,
+    pub opts: ProxyOpts,
+    /// The leaf the proxy started with.
+    pub leaf: Leaf,
+    /// The scenario stopped the proxy itself (SIGTERM) and judged its exit.
+    exit_expected: bool,
+}
+
+impl Stack {
+    /// Starts echo-server and proxy for scenario `tag` and waits for both to listen.
+    pub fn start(suite: &mut Suite<'_>, tag: &str, opts: ProxyOpts) -> anyhow::Result<Stack> {
+        let dir = suite.scenario_dir(tag)?;
+        let echo_socket = dir.join("echo.sock");
+        let mut echo = start_echo(suite, tag, &echo_socket)?;
+        echo.wait_ready(suite.ctx.stop, READY_TIMEOUT)
+            .context("starting echo-server")?;
+        let leaf = suite.pki.issue()?;
+        let cert = CertPaths {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        leaf.install(&cert)?;
+        let config = dir.join("proxy.toml");
+        let threads = suite.ctx.split.server.len();
+        std::fs::write(&config, proxy_toml(&opts, &cert, &echo_socket, threads))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let bins = suite.ctx.bins;
+        let (program, args): (PathBuf, Vec<OsString>) = match opts.nofile {
+            // The shell lowers soft and hard limit (so the proxy cannot raise it back) and
+            // then becomes the proxy: same PID, so the figures and signals reach it.
+            Some(n) => (
+                "/bin/sh".into(),
+                vec![
+                    "-c".into(),
+                    format!("ulimit -n {n} && exec \"$0\" \"$@\"").into(),
+                    bins.proxy.clone().into(),
+                    config.clone().into(),
+                ],
+            ),
+            None => (bins.proxy.clone(), vec![config.clone().into()]),
+        };
+        let spec = Spec {
+            name: "proxy".into(),
+            program,
+            args,
+            cpus: suite.ctx.split.server.clone(),
+            stdout_log: suite.log(tag, "proxy", "out"),
+            stderr_log: suite.log(tag, "proxy", "err"),
+            wait_ready: true,
+        };
+        let mut proxy = Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))?;
+        proxy
+            .wait_ready(suite.ctx.stop, READY_TIMEOUT)
+            .context("starting the proxy")?;
+        // One line per listener, then the metrics line.
+        let want = 2 + usize::from(opts.second_upstream.is_some());
+        let lines = ready_lines(&spec.stdout_log, want, suite.ctx.stop)?;
+        let parse = |s: &String| -> anyhow::Result<SocketAddr> {
+            s.parse()
+                .with_context(|| format!("proxy printed `listening on {s}`"))
+        };
+        let addrs = lines[..want - 1]
+            .iter()
+            .map(parse)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let metrics = parse(&lines[want - 1])?;
+        Ok(Stack {
+            tag: tag.to_owned(),
+            echo: Some(echo),
+            echo_socket,
+            proxy,
+            addrs,
+            metrics,
+            cert,
+            opts,
+            leaf,
+            exit_expected: false,
+        })
+    }
+
+    /// The first (good clients') listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proxy.pid
+    }
+
+    /// True while the proxy runs.
+    pub fn proxy_alive(&mut self) -> bool {
+        matches!(self.proxy.try_wait(), Ok(None))
+    }
+
+    pub fn rss_kib(&self) -> Option<u64> {
+        status_kib(self.pid(), "VmRSS")
+    }
+
+    pub fn fds(&self) -> Option<u64> {
+        fd_count(self.pid())
+    }
+
+    /// A value from the proxy's `/metrics` (summed over labels), if it answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(self.metrics, name)
+    }
+
+    /// Waits (up to `limit`) until the proxy's descriptors are back to `target` or fewer;
+    /// returns the count then.
+    pub fn settle_fds(
+        &self,
+        target: u64,
+        limit: Duration,
+        stop: &Stop,
+    ) -> anyhow::Result<Option<u64>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let now = self.fds();
+            if now.is_none_or(|n| n <= target) || Instant::now() > deadline {
+                return Ok(now);
+            }
+            stop.check()?;
+            std::thread::sleep(SETTLE_POLL);
+        }
+    }
+
+    /// Kills the echo-server with SIGKILL (a crashed backend) and reaps it.
+    pub fn kill_echo(&mut self) -> anyhow::Result<()> {
+        if let Some(mut echo) = self.echo.take() {
+            let _ = kill(Pid::from_raw(echo.pid as i32), Signal::SIGKILL);
+            let _ = echo.stop(Duration::from_secs(5))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new echo-server on the same socket (it replaces the stale socket file).
+    pub fn restart_echo(&mut self, suite: &mut Suite<'_>) -> anyhow::Result<()> {
+        let tag = format!("{}-restarted", self.tag);
+        let mut echo = start_echo(suite, &tag, &self.echo_socket)?;
+        echo.wait_ready(suite.ctx.stop, READY_TIMEOUT)
+            .context("restarting echo-server")?;
+        self.echo = Some(echo);
+        Ok(())
+    }
+
+    /// The scenario signals the proxy itself: its exit is not a crash.
+    pub fn expect_exit(&mut self) {
+        self.exit_expected = true;
+    }
+
+    /// Ends the scenario: records a proxy that died (a crash) or does not stop cleanly on
+    /// SIGTERM, its peak RSS, and stops everything.
+    pub fn finish(mut self, row: &mut FaultRow, checks: &mut Checks) -> anyhow::Result<()> {
+        let pid = self.pid();
+        row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, status_kib(pid, "VmHWM"));
+        if let Some(status) = self.proxy.try_wait()? {
+            if self.exit_expected {
+                return self.stop_echo();
+            }
+            row.proxy_exits += 1;
+            checks.require(false, || {
+                format!(
+                    "the proxy (pid {pid}) exited during the scenario ({}){}",
+                    describe(status),
+                    self.proxy.stderr_tail()
+                )
+            });
+        } else {
+            let grace = self.opts.shutdown_grace + STOP_SLACK;
+            let stopped = self.proxy.stop(grace)?;
+            checks.require(stopped.status.success() && !stopped.killed, || {
+                format!(
+                    "the proxy stops cleanly on SIGTERM: {}{}",
+                    stopped
+                        .problem("proxy")
+                        .unwrap_or_else(|| describe(stopped.status)),
+                    self.proxy.stderr_tail()
+                )
+            });
+        }
+        self.stop_echo()
+    }
+
+    fn stop_echo(&mut self) -> anyhow::Result<()> {
+        if let Some(mut echo) = self.echo.take() {
+            echo.stop(STOP_SLACK)?;
+        }
+        let _ = std::fs::remove_file(&self.echo_socket);
+        Ok(())
+    }
+}
+
+fn start_echo(suite: &mut Suite<'_>, tag: &str, socket: &Path) -> anyhow::Result<Proc> {
+    let threads = suite.ctx.split.server.len().to_string();
+    let spec = Spec {
+        name: "echo".into(),
+        program: suite.ctx.bins.echo.clone(),
+        args: vec![
+            "--mode".into(),
+            "unix".into(),
+            "--listen".into(),
+            socket.into(),
+            "--threads".into(),
+            threads.into(),
+        ],
+        cpus: suite.ctx.split.server.clone(),
+        stdout_log: suite.log(tag, "echo", "out"),
+        stderr_log: suite.log(tag, "echo", "err"),
+        wait_ready: true,
+    };
+    Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))
+}
+
+/// The addresses of the first `want` `listening on` lines of a log (the first is already
+/// there when this is called; the rest follow within milliseconds).
+fn ready_lines(log: &Path, want: usize, stop: &Stop) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(crate::procs::READY_PREFIX))
+            .map(|a| a.trim().to_owned())
+            .collect();
+        if lines.len() >= want {
+            return Ok(lines);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the proxy printed {} `listening on` lines, expected {want} ({})",
+                lines.len(),
+                log.display()
+            );
+        }
+        stop.check()?;
+        std::thread::sleep(SETTLE_POLL);
+    }
+}
+
+/// The good clients: one loadgen run, open loop, verifying every echoed body.
+#[derive(Debug)]
+pub struct Load {
+    proc: Proc,
+    out: PathBuf,
+}
+
+/// How the good clients load the proxy.
+#[derive(Debug, Clone)]
+pub struct LoadOpts {
+    /// Requests per second, all connections together.
+    pub rate: u32,
+    pub connections: u32,
+    /// A new connection (and handshake) per request, when false.
+    pub keepalive: bool,
+    pub warmup: Duration,
+    /// Request body bytes.
+    pub body: u64,
+}
+
+impl Load {
+    /// Starts loadgen against `addr`. It runs until [`Load::finish`] interrupts it (SIGINT
+    /// ends a loadgen run early with a full report), so its measured period is exactly the
+    /// scenario's window after the warm-up.
+    pub fn start(
+        suite: &mut Suite<'_>,
+        addr: SocketAddr,
+        tag: &str,
+        opts: &LoadOpts,
+    ) -> anyhow::Result<Load> {
+        let threads = suite.ctx.split.client.len().min(opts.connections as usize);
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |flag: &str, value: String| {
+            args.push(flag.into());
+            args.push(value.into());
+        };
+        push("-c", opts.connections.to_string());
+        push("-t", threads.to_string());
+        push("-d", duration_arg(LOAD_MAX));
+        push("--warmup", duration_arg(opts.warmup));
+        push("--rate", opts.rate.to_string());
+        push("-b", opts.body.to_string());
+        push("--timeout", duration_arg(GOOD_TIMEOUT));
+        push("--output", "json".into());
+        push("--cacert", suite.pki.ca_path.to_string_lossy().into_owned());
+        if !opts.keepalive {
+            args.push("--no-keepalive".into());
+        }
+        args.push(format!("https://{addr}/").into());
+        let out = suite.log(tag, "loadgen", "out");
+        let spec = Spec {
+            name: "loadgen".into(),
+            program: suite.ctx.bins.loadgen.clone(),
+            args,
+            cpus: suite.ctx.split.client.clone(),
+            stdout_log: out.clone(),
+            stderr_log: suite.log(tag, "loadgen", "err"),
+            wait_ready: false,
+        };
+        let proc = Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))?;
+        Ok(Load { proc, out })
+    }
+
+    /// Ends the run (SIGINT) and reads its report.
+    pub fn finish(mut self, stop: &Stop) -> anyhow::Result<Report> {
+        if self.proc.try_wait()?.is_none() {
+            let _ = kill(Pid::from_raw(self.proc.pid as i32), Signal::SIGINT);
+        }
+        let status = self.proc.wait_for(LOAD_REPORT_WAIT, stop)?;
+        if status.is_none() {
+            self.proc.stop(Duration::ZERO)?;
+            bail!("loadgen did not report within {LOAD_REPORT_WAIT:?} of SIGINT");
+        }
+        let stdout = std::fs::read_to_string(&self.out)
+            .with_context(|| format!("reading {}", self.out.display()))?;
+        Report::parse(&stdout).with_context(|| {
+            format!(
+                "loadgen's report in {} ({}){}",
+                self.out.display(),
+                status.map_or_else(String::new, describe),
+                self.proc.stderr_tail()
+            )
+        })
+    }
+}
+
+/// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    crate::procs::status_field(&text, key)?
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Open descriptors of `pid`: the entries of `/proc/PID/fd`.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+/// `Max open files` soft and hard limits of `pid`, from `/proc/PID/limits`.
+pub fn nofile_limits(pid: u32) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
+/// The sum of a metric's samples on a Prometheus text page (`name` or `name{...}` lines).
+pub fn metric_value(page: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in page.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+/// Fetches `/metrics` over plain HTTP/1.1 and reads `name`.
+pub fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, METRICS_TIMEOUT).ok()?;
+    s.set_read_timeout(Some(METRICS_TIMEOUT)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut page = String::new();
+    s.read_to_string(&mut page).ok()?;
+    metric_value(&page, name)
+}
+
+pub fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Where the good clients' listener goes when a second listener takes `127.0.0.1:0`.
+pub const GOOD_LISTEN_IP_WITH_SECOND: &str = "127.0.0.2";
+/// The suite's handshake timeout: short, so attackers are closed within the scenario.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a server may take to print `listening on`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Beyond the shutdown grace, before a stop turns into SIGKILL.
+const STOP_SLACK: Duration = Duration::from_secs(5);
+/// Poll period of settle and readiness waits.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+/// loadgen's `-d`: longer than any scenario; runs end by SIGINT.
+const LOAD_MAX: Duration = Duration::from_secs(3 * 3600);
+/// Good clients' per-request limit (connect included): a request slower than this is an
+/// error, which a healthy proxy never comes near at these rates.
+pub const GOOD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long loadgen may take to report after SIGINT.
+const LOAD_REPORT_WAIT: Duration = Duration::from_secs(15);
+/// Limit on one `/metrics` fetch.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_config_is_valid_toml_with_the_scenario_settings() {
+        let cert = CertPaths {
+            cert: "/r/c.pem".into(),
+            key: "/r/k.pem".into(),
+        };
+        let opts = ProxyOpts {
+            max_connections: 500,
+            idle: Duration::from_millis(2500),
+            second_upstream: Some("/r/bad.sock".into()),
+            ..ProxyOpts::default()
+        };
+        let text = proxy_toml(&opts, &cert, Path::new("/r/echo.sock"), 1);
+        let v: toml::Value = text.parse().unwrap();
+        assert_eq!(v["max_connections"].as_integer(), Some(500));
+        assert_eq!(v["threads"].as_integer(), Some(1));
+        assert_eq!(v["timeouts"]["handshake"].as_str(), Some("2s"));
+        assert_eq!(v["timeouts"]["idle"].as_str(), Some("2500ms"));
+        assert_eq!(v["tls"]["cert"].as_str(), Some("/r/c.pem"));
+        let listeners = v["listener"].as_array().unwrap();
+        assert_eq!(listeners.len(), 2);
+        assert_eq!(listeners[0]["listen"].as_str(), Some("127.0.0.2:0"));
+        assert_eq!(listeners[1]["listen"].as_str(), Some("127.0.0.1:0"));
+        assert_eq!(listeners[0]["upstream"].as_str(), Some("unix:/r/echo.sock"));
+        assert_eq!(listeners[1]["upstream"].as_str(), Some("unix:/r/bad.sock"));
+    }
+
+    #[test]
+    fn the_proxy_accepts_the_suites_config() {
+        // The proxy's own parser, so a renamed key fails here rather than mid-suite.
+        let dir = tempfile::tempdir().unwrap();
+        let mut pki = Pki::create(dir.path()).unwrap();
+        let cert = CertPaths {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        pki.issue().unwrap().install(&cert).unwrap();
+        let opts = ProxyOpts {
+            second_upstream: Some(dir.path().join("bad.sock")),
+            ..ProxyOpts::default()
+        };
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(
+            &path,
+            proxy_toml(&opts, &cert, &dir.path().join("e.sock"), 2),
+        )
+        .unwrap();
+        let config = proxy::config::Config::load(&path).unwrap();
+        assert_eq!(config.max_connections.get(), 50_000);
+        assert_eq!(config.timeouts.handshake, HANDSHAKE_TIMEOUT);
+        assert!(config.metrics_listen.is_some());
+        proxy::server::build_acceptors(&config).unwrap();
+    }
+
+    #[test]
+    fn leaves_chain_to_the_ca_and_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pki = Pki::create(dir.path()).unwrap();
+        let a = pki.issue().unwrap();
+        let b = pki.issue().unwrap();
+        assert_ne!(a.der, b.der);
+        assert!(std::fs::read_to_string(&pki.ca_path)
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        // A client that trusts only the CA accepts the leaf.
+        let mut roots = rustls::RootCertStore::empty();
+        let ca: rustls::pki_types::CertificateDer<'_> =
+            rustls::pki_types::pem::PemObject::from_pem_slice(pki.ca_pem().as_bytes()).unwrap();
+        roots.add(ca).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .unwrap();
+        use rustls::client::danger::ServerCertVerifier;
+        verifier
+            .verify_server_cert(
+                &rustls::pki_types::CertificateDer::from(b.der.clone()),
+                &[],
+                &rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn metrics_pages_are_summed_over_labels() {
+        let page = "# HELP x\ntlsoff_connections_active 10\n\
+                    tlsoff_connections_refused_total{reason=\"max_connections\"} 7\n\
+                    tlsoff_connections_refused_total{reason=\"other\"} 1\n\
+                    tlsoff_connections_active_max 99\n";
+        assert_eq!(metric_value(page, "tlsoff_connections_active"), Some(10.0));
+        assert_eq!(
+            metric_value(page, "tlsoff_connections_refused_total"),
+            Some(8.0)
+        );
+        assert_eq!(metric_value(page, "tlsoff_nope"), None);
+    }
+
+    #[test]
+    fn proc_figures_of_self() {
+        let me = std::process::id();
+        assert!(status_kib(me, "VmRSS").unwrap() > 0);
+        assert!(fd_count(me).unwrap() >= 3);
+        let (soft, hard) = nofile_limits(me).unwrap();
+        assert!(!soft.is_empty() && !hard.is_empty());
+        assert_eq!(max_opt(Some(1), None), Some(1));
+        assert_eq!(max_opt(Some(1), Some(3)), Some(3));
+    }
+}
