@@ -234,6 +234,31 @@ async fn tls13_parameters_are_reported(
     );
 }
 
+/// The server's suite order wins over the client's (testssl.sh rates the opposite HIGH):
+/// a client that prefers AES-128 but also offers AES-256 gets AES-256, which every backend
+/// here ranks first.
+#[rstest]
+#[tokio::test]
+async fn the_server_suite_order_wins(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let mut provider = tls13_aes128_x25519();
+    provider.cipher_suites = vec![
+        aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    ];
+    let client = client_config(provider, TLS13, &[&cert.der], &[]);
+    let (server, _) = connect(&acceptor, client, "localhost").await.unwrap();
+    assert_eq!(
+        server.info().cipher_suite,
+        "TLS_AES_256_GCM_SHA384",
+        "{backend}"
+    );
+}
+
 #[rstest]
 #[tokio::test]
 async fn tls12_parameters_are_reported(

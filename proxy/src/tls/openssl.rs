@@ -134,6 +134,9 @@ fn context_builder(
     let mut b = SslContext::builder(SslMethod::tls_server()).map_err(lib("SSL_CTX_new"))?;
     // Same defaults as rustls offers: ECDHE key exchange and AEAD suites only.
     b.set_options(SslOptions::NO_TLSV1 | SslOptions::NO_TLSV1_1 | SslOptions::NO_RENEGOTIATION);
+    // The server's suite order wins, as with rustls (`ignore_client_order`), except that a
+    // client that prefers ChaCha20 (no AES hardware) gets it.
+    b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE | SslOptions::PRIORITIZE_CHACHA);
     // A client that closes TCP without close_notify (wrk, most HTTP clients) ends its
     // direction like a clean EOF, as with rustls, instead of an error.
     b.set_options(SslOptions::IGNORE_UNEXPECTED_EOF);
@@ -389,32 +392,33 @@ fn lib(context: &'static str) -> impl Fn(openssl::error::ErrorStack) -> TlsError
 const ERR_LIB_SSL: std::os::raw::c_int = 20;
 const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: std::os::raw::c_int = 199;
 
-/// The same suites rustls offers, in IANA and OpenSSL spelling.
+/// The same suites rustls offers, in IANA and OpenSSL spelling, in rustls's order of
+/// preference (the server's order wins, see `CIPHER_SERVER_PREFERENCE`).
 const TLS13_SUITES: [&str; 3] = [
-    "TLS_AES_128_GCM_SHA256",
     "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
     "TLS_CHACHA20_POLY1305_SHA256",
 ];
 const TLS12_SUITES: [(&str, &str); 6] = [
     (
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-    ),
-    (
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
         "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
     ),
     (
         "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
         "ECDHE-ECDSA-CHACHA20-POLY1305",
     ),
     (
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-    ),
-    (
         "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
         "ECDHE-RSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
     ),
     (
         "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",

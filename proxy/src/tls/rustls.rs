@@ -122,6 +122,10 @@ pub fn server_config(
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    // The server's suite order wins (as in HAProxy): every suite offered is AEAD, but a
+    // client should not be able to talk the proxy into its weakest one. testssl.sh rates
+    // "no server cipher order" HIGH.
+    config.ignore_client_order = true;
 
     config.alpn_protocols = settings
         .alpn
