@@ -37,7 +37,7 @@ impl Mode {
     }
 }
 
-/// Counters over all connections.
+/// Counters over all connections, and the switch that ends the slow reading.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub accepted: AtomicU64,
@@ -45,6 +45,8 @@ pub struct Stats {
     pub written_bytes: AtomicU64,
     /// Connections whose peer (the proxy) closed them, by [`Mode`].
     pub closed_by_peer: [AtomicU64; 3],
+    /// Set: slow readers read at full speed from now on (the backend recovered).
+    pub hurry: AtomicBool,
 }
 
 /// The listener and its threads; dropping it stops them all and removes the socket.
@@ -101,6 +103,11 @@ impl BadBackend {
 
     pub fn written_bytes(&self) -> u64 {
         self.stats.written_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Slow readers read at full speed from now on.
+    pub fn hurry(&self) {
+        self.stats.hurry.store(true, Ordering::SeqCst);
     }
 
     /// Connections of `mode` that the proxy closed.
@@ -169,7 +176,7 @@ fn serve(mut stream: UnixStream, mode: Mode, stats: &Stats, stop: &AtomicBool) {
                 Ok(0) => break true,
                 Ok(n) => {
                     stats.read_bytes.fetch_add(n as u64, Ordering::SeqCst);
-                    if mode == Mode::SlowReader {
+                    if mode == Mode::SlowReader && !stats.hurry.load(Ordering::SeqCst) {
                         std::thread::sleep(SLOW_READ_EVERY);
                     }
                 }
@@ -241,6 +248,10 @@ mod tests {
         let mut c = UnixStream::connect(&backend.path).unwrap();
         c.write_all(&[0u8; 4096]).unwrap();
         wait_until("slow reads", || backend.read_bytes() >= 2048);
+        // 64 KiB at the slow pace would take 0.6 s; hurried, it goes at once.
+        backend.hurry();
+        c.write_all(&[0u8; 64 * 1024]).unwrap();
+        wait_until("hurried reads", || backend.read_bytes() >= 68 * 1024);
         drop(c);
         wait_until("slow peer closed", || {
             backend.closed_by_peer(Mode::SlowReader) == 1

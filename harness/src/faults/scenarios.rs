@@ -517,9 +517,11 @@ fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 /// Scenario 5, A misbehaving backend behind a second listener (the good clients keep the echo
 /// backend): (a) it reads requests and never answers; (b) it reads 100 KiB/s while clients
 /// push request bodies as fast as they can; (c) it writes as fast as it can to clients that
-/// never read. Criteria: (a) the idle timeout (2 s) closes those connections, client and
-/// backend side; (b), (c) the proxy's RSS grows by less than [`PUSH_RSS_BOUND_KIB`] while
-/// they push; good-client errors 0; no descriptor left behind.
+/// never read; then the clients reset. Criteria: (a) the idle timeout (2 s) closes those
+/// connections, client and backend side; (b), (c) the proxy's RSS grows by less than
+/// [`PUSH_RSS_BOUND_KIB`] while they push; (b) once the backend reads at full speed again,
+/// the proxy closes the connections whose clients reset; good-client errors 0; no
+/// descriptor left behind.
 fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(5, "bad-backend");
     let mut checks = Checks::default();
@@ -637,6 +639,30 @@ fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         mib(pushed),
         mib(read)
     ));
+    // The clients are gone (reset), but the proxy still relays what it had received from
+    // them (its buffers and the kernel's receive queues) at the backend's pace. Let the
+    // backend recover, and see the proxy let go of those connections.
+    bad.hurry();
+    let hurried = Instant::now();
+    wait_for(
+        s,
+        || bad.closed_by_peer(Mode::SlowReader) >= k as u64,
+        BAD_SETTLE_LIMIT,
+    )?;
+    let released = bad.closed_by_peer(Mode::SlowReader);
+    let drained = bad.read_bytes() - read_before - read;
+    checks.require(released >= k as u64, || {
+        format!(
+            "(b) the proxy closes the slow backend's connections once their clients are gone \
+             and the backend reads again: {released} of {k} within {BAD_SETTLE_LIMIT:?}"
+        )
+    });
+    checks.fact(format!(
+        "(b) after the clients' resets the backend still got {:.1} MiB of their bytes; \
+         connections released {:.2?} after it read at full speed",
+        mib(drained),
+        hurried.elapsed()
+    ));
     row.proxy_max_rss_kib = stack::max_opt(row.proxy_max_rss_kib, peak.rss);
 
     // (c) fast backend, client that does not read.
@@ -683,12 +709,7 @@ fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         bad.accepted()
     ));
 
-    // The reset pushing clients of (b) are noticed only when the slow backend has read
-    // what the proxy still had for it: their descriptors come back that much later.
-    let took = settle_within(s, &stack, &mut row, BAD_SETTLE_LIMIT)?;
-    checks.fact(format!(
-        "descriptors back to their count before the fault {took:.1?} after the last client left"
-    ));
+    settle(s, &stack, &mut row)?;
     s.sleep(TAIL)?;
     let report = load.finish(s.ctx.stop)?;
     good_clients(&mut row, &mut checks, &report);
@@ -1131,21 +1152,10 @@ fn errors_text(r: &Report) -> String {
 /// Waits until the proxy's descriptors are back to their count before the fault (up to
 /// [`SETTLE_LIMIT`]), then records descriptors and RSS "after".
 fn settle(s: &Suite<'_>, stack: &Stack, row: &mut FaultRow) -> anyhow::Result<()> {
-    settle_within(s, stack, row, SETTLE_LIMIT).map(|_| ())
-}
-
-/// [`settle`] with its own limit; returns how long the descriptors took to come back.
-fn settle_within(
-    s: &Suite<'_>,
-    stack: &Stack,
-    row: &mut FaultRow,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
     let target = row.proxy_fds_before.unwrap_or(0);
-    let started = Instant::now();
-    row.proxy_fds_after = stack.settle_fds(target, limit, s.ctx.stop)?;
+    row.proxy_fds_after = stack.settle_fds(target, SETTLE_LIMIT, s.ctx.stop)?;
     row.proxy_rss_after_kib = stack.rss_kib();
-    Ok(started.elapsed())
+    Ok(())
 }
 
 fn fd_leak_check(row: &FaultRow, checks: &mut Checks) {
@@ -1322,8 +1332,8 @@ const AFTER_RUN: Duration = Duration::from_secs(2);
 /// Scenario 5: the idle timeout, and the request body a pushing client announces.
 const BAD_IDLE: Duration = Duration::from_secs(2);
 const PUSH_ANNOUNCED_BYTES: usize = 1 << 30;
-/// Scenario 5: how long the descriptors may take to come back (a slow backend drains the
-/// proxy's last buffered bytes at its own pace first).
+/// Scenario 5: how long the proxy may take to close a recovered backend's connections
+/// whose clients reset.
 const BAD_SETTLE_LIMIT: Duration = Duration::from_secs(15);
 /// Scenario 5: how much the proxy's RSS may grow while clients or backend push. A proxy
 /// that buffered without bound would grow by the push rate (hundreds of MiB/s here); one
