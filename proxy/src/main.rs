@@ -13,6 +13,11 @@ use proxy::config::{Config, LogFormat};
 use proxy::server;
 use proxy::tls::Acceptor;
 
+/// mimalloc gives memory freed after a burst of connections back to the OS (glibc's malloc
+/// keeps the high-water mark, so RSS stayed ~3x up after a 2000-connection slowloris).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (file, flags, check_only) = match cli.command {
