@@ -157,7 +157,7 @@ pub struct Row {
     pub handshake: String,
     /// Handshakes the load generator saw resumed.
     pub tls_resumed: Option<u64>,
-    /// Sockets in TIME_WAIT on the host after the run (ephemeral-port pressure).
+    /// Client-side sockets in TIME_WAIT toward the server after the run (ephemeral ports).
     pub time_wait: Option<u64>,
     pub server_cpus: Option<String>,
     pub client_cpus: Option<String>,

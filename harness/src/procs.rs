@@ -555,21 +555,42 @@ pub fn raise_nofile(want: u64) -> anyhow::Result<u64> {
     Ok(soft)
 }
 
-/// TCP sockets in TIME_WAIT on this host (IPv4 and IPv6), from `/proc/net/tcp{,6}`.
-pub fn time_wait_sockets() -> u64 {
+/// Client-side TCP sockets in TIME_WAIT toward remote port `port` (IPv4 and IPv6), from
+/// `/proc/net/tcp{,6}`: each holds one of the client's ephemeral ports for that server.
+/// (The server's own TIME_WAIT sockets, when it closes first, cost the client nothing.)
+pub fn time_wait_sockets_to(port: u16) -> u64 {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .map(|text| count_state(&text, TCP_TIME_WAIT))
+        .map(|text| count_state_to(&text, TCP_TIME_WAIT, port))
         .sum()
 }
 
-/// Sockets in `state` (hex, as in the `st` column) in a `/proc/net/tcp` text.
-fn count_state(text: &str, state: &str) -> u64 {
+/// Sockets in `state` (hex, as in the `st` column) whose remote port is `port`, in a
+/// `/proc/net/tcp` text (`rem_address` is `HEXADDR:HEXPORT`).
+fn count_state_to(text: &str, state: &str, port: u16) -> u64 {
     text.lines()
         .skip(1)
-        .filter(|line| line.split_whitespace().nth(3) == Some(state))
+        .filter(|line| {
+            let mut fields = line.split_whitespace();
+            let remote = fields.nth(2);
+            let st = fields.next();
+            st == Some(state)
+                && remote
+                    .and_then(|r| r.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
         .count() as u64
+}
+
+/// `net.ipv4.tcp_tw_reuse`: 0 off, 1 on, 2 on for loopback only (Linux's default).
+pub fn tcp_tw_reuse() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The `st` value of TIME_WAIT in `/proc/net/tcp`.
@@ -728,10 +749,13 @@ mod tests {
     #[test]
     fn time_wait_sockets_are_counted_from_the_st_column() {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
-                    0: 0100007F:1F90 0100007F:A000 06 00000000:00000000\n\
-                    1: 0100007F:1F90 0100007F:A001 01 00000000:00000000\n\
-                    2: 0100007F:1F90 0100007F:A002 06 00000000:00000000\n";
-        assert_eq!(count_state(text, TCP_TIME_WAIT), 2);
+                    0: 0100007F:A000 0100007F:1F90 06 00000000:00000000\n\
+                    1: 0100007F:A001 0100007F:1F90 01 00000000:00000000\n\
+                    2: 0100007F:A002 0100007F:1F90 06 00000000:00000000\n\
+                    3: 0100007F:1F90 0100007F:A003 06 00000000:00000000\n";
+        // Client side toward port 0x1F90 (8080): lines 0 and 2; line 3 is the server's.
+        assert_eq!(count_state_to(text, TCP_TIME_WAIT, 8080), 2);
+        assert_eq!(count_state_to(text, TCP_TIME_WAIT, 8081), 0);
         assert!(ephemeral_ports().is_some_and(|n| n > 1000));
     }
 

@@ -534,7 +534,6 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
             (started.url, started.servers, Some(started.socket))
         }
     };
-    let time_wait_before = crate::procs::time_wait_sockets();
 
     // The load generator, with the servers' CPU time read when its warm-up ends and after
     // it exits.
@@ -630,7 +629,7 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
 
     fill(&mut row, &report, plan, m, tls);
     if let Kind::Handshake { resumed, .. } = m.kind {
-        handshake_checks(&mut row, &report, resumed, time_wait_before);
+        handshake_checks(&mut row, &report, resumed, &url);
     }
     let requests = report.requests;
     let per_req = |secs: f64| (requests > 0).then(|| Num(secs * 1e6 / requests as f64));
@@ -748,9 +747,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// The handshake scenario's own checks: were the handshakes resumed when they should be,
 /// and did the client run short of ephemeral ports (TIME_WAIT)?
-fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, time_wait_before: u64) {
-    let time_wait = crate::procs::time_wait_sockets();
-    row.time_wait = Some(time_wait);
+fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, url: &str) {
+    let time_wait = url_port(url).map(crate::procs::time_wait_sockets_to);
+    row.time_wait = time_wait;
     if let Some(tls) = &report.tls {
         // Each client connection slot's first handshake is full; most of the rest should
         // resume. Not all: a client whose ticket pool is momentarily empty (TLS 1.3 tickets
@@ -774,8 +773,11 @@ fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, time_wait_bef
             );
         }
     }
-    if let Some(ports) = crate::procs::ephemeral_ports() {
-        let pressed = time_wait.max(time_wait_before) * 10 >= ports * 8;
+    // Linux reuses a TIME_WAIT port for a new connection on loopback (tcp_tw_reuse 2, the
+    // default): ports only run out without reuse, or when connects fail with many held.
+    if let (Some(ports), Some(time_wait)) = (crate::procs::ephemeral_ports(), time_wait) {
+        let no_reuse = crate::procs::tcp_tw_reuse() == Some(0);
+        let pressed = no_reuse && time_wait * 10 >= ports * 8;
         if pressed || (report.errors.connect > 0 && time_wait * 2 >= ports) {
             row.flag(
                 Status::Warning,
@@ -788,6 +790,13 @@ fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, time_wait_bef
             );
         }
     }
+}
+
+/// The port of `https://HOST:PORT/`.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
 }
 
 /// One idle measurement: start the servers, sample their memory, have the load generator
@@ -1523,6 +1532,13 @@ mod tests {
             name.len() > 17 && name.as_bytes()[8] == b'T' && &name[15..16] == "Z",
             "{name}"
         );
+    }
+
+    #[test]
+    fn url_port_reads_the_authority() {
+        assert_eq!(url_port("https://127.0.0.1:8443/"), Some(8443));
+        assert_eq!(url_port("https://[::1]:443/x"), Some(443));
+        assert_eq!(url_port("unix:///tmp/s.sock"), None);
     }
 
     #[test]

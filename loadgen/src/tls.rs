@@ -3,12 +3,16 @@
 //! server), verifying against the system roots, a `--cacert` file, or nothing
 //! (`--insecure`, which still checks handshake signatures so the crypto work is the same).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::NamedGroup;
 use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -115,7 +119,7 @@ impl TlsClient {
     pub fn for_thread(&self) -> Arc<ClientConfig> {
         let mut config = self.config.clone();
         config.resumption = if self.resume {
-            Resumption::in_memory_sessions(SESSION_CACHE_SERVERS)
+            Resumption::store(Arc::new(TicketStore::default()))
         } else {
             Resumption::disabled()
         };
@@ -301,7 +305,68 @@ impl ServerCertVerifier for NoChainCheck {
 }
 
 /// Servers remembered per thread's session cache: loadgen talks to one.
-const SESSION_CACHE_SERVERS: usize = 8;
+/// TLS 1.3 tickets kept per server, per thread. rustls's own cache keeps 8, and tickets are
+/// single-use: with more connections than that on a thread, most `--tls-resume` handshakes
+/// found no ticket and went full (a third resumed at 50 connections). One per connection
+/// slot is what a resuming client population looks like; this is far above any thread's.
+const TICKETS_PER_SERVER: usize = 65_536;
+
+/// One thread's session store: as rustls's `ClientSessionMemoryCache`, but with room for a
+/// ticket per connection ([`TICKETS_PER_SERVER`]).
+#[derive(Debug, Default)]
+struct TicketStore {
+    servers: Mutex<HashMap<ServerName<'static>, Sessions>>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    kx_hint: Option<NamedGroup>,
+    tls12: Option<Tls12ClientSessionValue>,
+    tls13: VecDeque<Tls13ClientSessionValue>,
+}
+
+impl TicketStore {
+    fn with<T>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut Sessions) -> T) -> T {
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
+        f(servers.entry(name.to_owned()).or_default())
+    }
+}
+
+impl ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
+        self.with(&name, |s| s.kx_hint = Some(group));
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.with(name, |s| s.kx_hint)
+    }
+
+    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.with(&name, |s| s.tls12 = Some(value));
+    }
+
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.with(name, |s| s.tls12.clone())
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.with(name, |s| s.tls12 = None);
+    }
+
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        self.with(&name, |s| {
+            if s.tls13.len() == TICKETS_PER_SERVER {
+                s.tls13.pop_front();
+            }
+            s.tls13.push_back(value);
+        });
+    }
+
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        // Newest first: the oldest are the likeliest to have expired.
+        self.with(name, |s| s.tls13.pop_back())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -386,9 +386,11 @@ async fn no_keepalive_and_tls_resumption() {
             ..Behaviour::default()
         })
         .await;
+        // More connections than rustls's own session cache keeps tickets for (8 per
+        // server): every slot must still find a ticket.
         let mut args = vec![
             "-c",
-            "2",
+            "64",
             "-d",
             "1s",
             "--no-keepalive",
@@ -408,22 +410,24 @@ async fn no_keepalive_and_tls_resumption() {
         let (handshakes, resumed) = (c.get(&c.handshakes), c.get(&c.resumed));
         assert!(requests > 5, "{report:#}");
         assert!(
-            (requests..=requests + 2).contains(&handshakes),
+            (requests..=requests + 64).contains(&handshakes),
             "resume {resume}: {handshakes} handshakes for {requests} requests"
         );
         // Client and server agree, but for handshakes cut short by the end of the run.
         let client = int(&report, "/tls/handshakes");
         assert!(
-            client.abs_diff(handshakes) <= 2,
+            client.abs_diff(handshakes) <= 64,
             "client saw {client}, server {handshakes}"
         );
         if resume {
+            // Each slot's first handshake is full; nearly all the others resume.
+            let after_first = handshakes.saturating_sub(64);
             assert!(
-                resumed * 2 >= handshakes,
+                resumed * 4 >= after_first * 3,
                 "only {resumed} of {handshakes} handshakes resumed"
             );
             assert!(
-                int(&report, "/tls/resumed").abs_diff(resumed) <= 2,
+                int(&report, "/tls/resumed").abs_diff(resumed) <= 64,
                 "{report:#}"
             );
         } else {
