@@ -168,14 +168,19 @@ pub struct Row {
 impl Row {
     /// Adds a remark to the note and raises the status to at least `status`.
     pub fn flag(&mut self, status: Status, remark: impl AsRef<str>) {
-        if status > self.status {
-            self.status = status;
-        }
-        if !self.note.is_empty() {
-            self.note.push_str("; ");
-        }
-        self.note.push_str(remark.as_ref());
+        flag(&mut self.status, &mut self.note, status, remark.as_ref());
     }
+}
+
+/// Raises `status` to at least `to` and appends `remark` to `note` (`; `-separated).
+fn flag(status: &mut Status, note: &mut String, to: Status, remark: &str) {
+    if to > *status {
+        *status = to;
+    }
+    if !note.is_empty() {
+        note.push_str("; ");
+    }
+    note.push_str(remark);
 }
 
 impl PartialOrd for Status {
@@ -256,13 +261,7 @@ pub struct IdleRow {
 impl IdleRow {
     /// As [`Row::flag`].
     pub fn flag(&mut self, status: Status, remark: impl AsRef<str>) {
-        if status > self.status {
-            self.status = status;
-        }
-        if !self.note.is_empty() {
-            self.note.push_str("; ");
-        }
-        self.note.push_str(remark.as_ref());
+        flag(&mut self.status, &mut self.note, status, remark.as_ref());
     }
 }
 

@@ -736,8 +736,23 @@ mod tests {
             .unwrap();
         assert_eq!(addr, format!("127.0.0.1:{port}"));
         drop(listener);
+        // A port bound but not listening refuses connections, and nobody else can take it
+        // while it is held (a freed port could be reused by a parallel test).
+        use nix::sys::socket::{bind, getsockname, socket, AddressFamily, SockFlag, SockType};
+        use nix::sys::socket::{SockaddrIn, SockaddrLike};
+        use std::os::fd::AsRawFd;
+        let held = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        bind(held.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+        let refused = getsockname::<SockaddrIn>(held.as_raw_fd()).unwrap();
+        assert_eq!(refused.family(), Some(AddressFamily::Inet));
         let err = p
-            .wait_port(port, &Stop::default(), Duration::from_millis(300))
+            .wait_port(refused.port(), &Stop::default(), Duration::from_millis(300))
             .unwrap_err();
         assert!(
             format!("{err:#}").contains("accepted no connection"),

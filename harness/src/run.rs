@@ -423,41 +423,45 @@ fn run_measurements(
             break;
         }
         progress.begin(m, remote);
-        if m.kind == Kind::Idle {
-            let row = match measure_idle(&ctx, m, &mut ledger) {
-                Ok(row) => row,
-                Err(e) if e.is::<Interrupted>() => break,
-                Err(e) => {
-                    let mut row = base_idle_row(&ctx, m);
-                    row.flag(Status::Error, format!("{e:#}"));
-                    row
-                }
-            };
-            sinks.for_kind(m.kind)?.write(&row)?;
-            meta["rows"] = json!(sinks.rows());
-            progress.finish_idle(m, &row);
-            let failed = row.status == Status::Error;
-            idle_rows.push(row);
-            if failed && opts.fail_fast {
-                failed_fast = true;
-                break;
-            }
-            continue;
-        }
-        let row = match measure(&ctx, m, &mut ledger) {
-            Ok(row) => row,
+        let result = if m.kind == Kind::Idle {
+            measure_idle(&ctx, m, &mut ledger).map(Measured::Idle)
+        } else {
+            measure(&ctx, m, &mut ledger).map(Measured::Load)
+        };
+        let measured = match result {
+            Ok(measured) => measured,
             Err(e) if e.is::<Interrupted>() => break,
             Err(e) => {
-                let mut row = base_row(&ctx, m);
-                row.flag(Status::Error, format!("{e:#}"));
-                row
+                let remark = format!("{e:#}");
+                if m.kind == Kind::Idle {
+                    let mut row = base_idle_row(&ctx, m);
+                    row.flag(Status::Error, remark);
+                    Measured::Idle(row)
+                } else {
+                    let mut row = base_row(&ctx, m);
+                    row.flag(Status::Error, remark);
+                    Measured::Load(row)
+                }
             }
         };
-        sinks.for_kind(m.kind)?.write(&row)?;
+        let sink = sinks.for_kind(m.kind)?;
+        let failed = match measured {
+            Measured::Load(row) => {
+                sink.write(&row)?;
+                progress.finish(m, &row, remote);
+                let failed = row.status == Status::Error;
+                rows.push(row);
+                failed
+            }
+            Measured::Idle(row) => {
+                sink.write(&row)?;
+                progress.finish_idle(m, &row);
+                let failed = row.status == Status::Error;
+                idle_rows.push(row);
+                failed
+            }
+        };
         meta["rows"] = json!(sinks.rows());
-        progress.finish(m, &row, remote);
-        let failed = row.status == Status::Error;
-        rows.push(row);
         if failed && opts.fail_fast {
             failed_fast = true;
             break;
@@ -501,6 +505,14 @@ fn run_measurements(
     })
 }
 
+/// One measurement's row: a load run (sweep, handshakes) or an idle run. Short-lived, one
+/// at a time: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Measured {
+    Load(Row),
+    Idle(IdleRow),
+}
+
 /// What every measurement shares.
 struct RunCtx<'a> {
     plan: &'a Plan,
@@ -529,7 +541,7 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     let (url, mut servers, socket) = match &plan.target {
         Some(target) => (target.clone(), Vec::new(), None),
         None => {
-            let started = start_servers(ctx, m, &stem, &label, ledger)?;
+            let started = start_servers_retrying(ctx, m, &stem, &label, ledger)?;
             row.server_cpus = Some(started.cpus);
             (started.url, started.servers, Some(started.socket))
         }
@@ -736,6 +748,33 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// [`start_servers`], tried again (up to [`PEER_START_TRIES`] times in all) for a peer:
+/// the free port the harness picked for it can be taken by another program before the
+/// peer binds it. The last failure is the error.
+fn start_servers_retrying(
+    ctx: &RunCtx<'_>,
+    m: &Measurement,
+    stem: &Path,
+    label: &str,
+    ledger: &mut Ledger,
+) -> anyhow::Result<Started> {
+    let tries = if m.variant.config.is_peer() {
+        PEER_START_TRIES
+    } else {
+        1
+    };
+    let mut attempt = 1;
+    loop {
+        match start_servers(ctx, m, stem, label, ledger) {
+            Err(e) if attempt < tries && !e.is::<Interrupted>() => {
+                eprintln!("harness: {label}: {e:#}; starting it again on another port");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A loopback port nobody listens on now, for a peer (peers cannot report the port the
 /// kernel gave them). Another program could take it before the peer binds; the peer then
 /// fails to start, which the measurement reports.
@@ -807,7 +846,7 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
     let label = measurement_label(m, false);
     let stem = ctx.logs.join(&label);
     let mut row = base_idle_row(ctx, m);
-    let started = start_servers(ctx, m, &stem, &label, ledger)?;
+    let started = start_servers_retrying(ctx, m, &stem, &label, ledger)?;
     row.server_cpus = Some(started.cpus.clone());
     let mut servers = started.servers;
     // The terminator is the last server (for https-* the echo-server terminates itself).
@@ -1469,6 +1508,9 @@ const IDLE_SETTLE: Duration = Duration::from_millis(500);
 /// Time allowed per idle connection to open (handshake and first request), on top of the
 /// hold, before loadgen counts as hung.
 const IDLE_OPEN_ALLOWANCE: Duration = Duration::from_millis(5);
+/// Starts of a peer's stack before its measurement counts as failed (see
+/// [`start_servers_retrying`]).
+const PEER_START_TRIES: u32 = 3;
 /// A server gets this long to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How often the harness looks at the running load generator (and at Ctrl-C).
