@@ -1154,8 +1154,20 @@ fn errors_text(r: &Report) -> String {
 fn settle(s: &Suite<'_>, stack: &Stack, row: &mut FaultRow) -> anyhow::Result<()> {
     let target = row.proxy_fds_before.unwrap_or(0);
     row.proxy_fds_after = stack.settle_fds(target, SETTLE_LIMIT, s.ctx.stop)?;
-    row.proxy_rss_after_kib = stack.rss_kib();
-    Ok(())
+    // An allocator hands freed memory back to the OS lazily (mimalloc purges freed pages
+    // after a delay): give RSS up to RSS_SETTLE_LIMIT to come back before it is judged.
+    let deadline = Instant::now() + RSS_SETTLE_LIMIT;
+    loop {
+        row.proxy_rss_after_kib = stack.rss_kib();
+        let back = match (row.proxy_rss_before_kib, row.proxy_rss_after_kib) {
+            (Some(before), Some(after)) => rss_near(before, after),
+            _ => true,
+        };
+        if back || Instant::now() >= deadline {
+            return Ok(());
+        }
+        s.sleep(Duration::from_millis(100))?;
+    }
 }
 
 fn fd_leak_check(row: &FaultRow, checks: &mut Checks) {
@@ -1307,6 +1319,9 @@ const CLOSE_SLACK: Duration = Duration::from_secs(2);
 const EARLY_TOLERANCE: Duration = Duration::from_millis(100);
 /// How long descriptors and gauges may take to return after a fault.
 const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+/// How long RSS may take to come back near its value before a fault, once the fault's
+/// connections are gone.
+const RSS_SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// Load kept running after a fault, so the measured window covers its aftermath.
 const TAIL: Duration = Duration::from_millis(500);
 /// Garbage connections in flight at once.
