@@ -893,6 +893,8 @@ fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     };
     // The signal lands while the slow request is still sending its body.
     s.sleep(SLOW_PIECE_EVERY * 2)?;
+    // The proxy is gone once it has stopped: read its peak memory while it still runs.
+    row.proxy_max_rss_kib = status_kib(stack.pid(), "VmHWM");
     let signalled = Instant::now();
     kill(Pid::from_raw(stack.pid() as i32), Signal::SIGTERM).context("sending SIGTERM")?;
     s.sleep(AFTER_SIGNAL)?;
