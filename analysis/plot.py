@@ -287,14 +287,7 @@ def figure(frame, order, colours, title, panels, csv):
         ax.set_ylabel(panel.ylabel)
         ax.grid(True, which="major", alpha=0.3)
         if not drawn:
-            ax.text(
-                0.5,
-                0.5,
-                f"no {panel.column} figures in this CSV",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-            )
+            say_empty(ax, panel.column)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if any(frame["status"] == "warning"):
         handles.append(
@@ -514,14 +507,7 @@ def handshakes_figure(plotted, order, cases, colours, csv):
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_axisbelow(True)
         if not drawn:
-            ax.text(
-                0.5,
-                0.5,
-                f"no {panel.column} figures in this CSV",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-            )
+            say_empty(ax, panel.column)
     axes[-1, 0].set_xlabel("handshake, certificate, key-exchange group")
     shown = [name for name in order if (plotted["series"] == name).any()]
     handles = [
@@ -736,6 +722,18 @@ def number(value, fmt: str) -> str:
 def cell(text) -> str:
     """Text safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def say_empty(ax, column: str) -> None:
+    """Write in the middle of an empty panel that the CSV had no figures for it."""
+    ax.text(
+        0.5,
+        0.5,
+        f"no {column} figures in this CSV",
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+    )
 
 
 def plain_number(value: float, _position=None) -> str:

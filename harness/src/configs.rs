@@ -239,6 +239,21 @@ mod tests {
 
     use super::*;
 
+    /// Binaries under /b and a certificate under /r: paths only, nothing is read.
+    fn fake_bins_and_cert() -> (Bins, CertPaths) {
+        let bins = Bins {
+            dir: "/b".into(),
+            proxy: "/b/proxy".into(),
+            echo: "/b/echo-server".into(),
+            loadgen: "/b/loadgen".into(),
+        };
+        let cert = CertPaths {
+            cert: "/r/cert.pem".into(),
+            key: "/r/key.pem".into(),
+        };
+        (bins, cert)
+    }
+
     fn args_of(server: &Server) -> String {
         server
             .spec
@@ -251,16 +266,7 @@ mod tests {
 
     #[test]
     fn proxy_stack_is_unix_echo_behind_the_proxy() {
-        let bins = Bins {
-            dir: "/b".into(),
-            proxy: "/b/proxy".into(),
-            echo: "/b/echo-server".into(),
-            loadgen: "/b/loadgen".into(),
-        };
-        let cert = CertPaths {
-            cert: "/r/cert.pem".into(),
-            key: "/r/key.pem".into(),
-        };
+        let (bins, cert) = fake_bins_and_cert();
         let cpus: CpuList = "0-2".parse().unwrap();
         let ctx = Context {
             bins: &bins,
@@ -320,16 +326,7 @@ mod tests {
 
     #[test]
     fn peer_stack_writes_its_config_and_waits_for_its_port() {
-        let bins = Bins {
-            dir: "/b".into(),
-            proxy: "/b/proxy".into(),
-            echo: "/b/echo-server".into(),
-            loadgen: "/b/loadgen".into(),
-        };
-        let cert = CertPaths {
-            cert: "/r/cert.pem".into(),
-            key: "/r/key.pem".into(),
-        };
+        let (bins, cert) = fake_bins_and_cert();
         let cpus: CpuList = "0".parse().unwrap();
         let peers = [Peer {
             config: ConfigName::Haproxy,

@@ -529,6 +529,17 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 }
 
 /// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
+/// True when `pid` is not running: gone, or a zombie nobody has reaped yet.
+pub fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name, which is in parentheses and may hold any byte.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
 pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = proc_file(pid, "status")?;
     let text = status_field(&status, field)
@@ -868,14 +879,12 @@ mod tests {
         // The grandchild was reparented, so someone else reaps it: wait (bounded) until it
         // is gone or a zombie.
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat"));
-            match stat {
-                Err(_) => break,
-                Ok(s) if s.contains(") Z") => break,
-                Ok(_) if Instant::now() > deadline => panic!("grandchild {grandchild} survived"),
-                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
+        while !is_gone(grandchild as u32) {
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {grandchild} survived"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

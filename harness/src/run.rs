@@ -612,30 +612,15 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     };
     let after = cpu_sample(&servers)?;
     let rss: Vec<Option<u64>> = servers.iter().map(|(_, p)| p.peak_rss_kib().ok()).collect();
-    if !status.success() {
-        bail!(
-            "loadgen failed ({}){}",
-            crate::procs::describe(status),
-            lg.stderr_tail()
-        );
-    }
+    let report = loadgen_report(status, &lg, &spec)?;
     if !warm {
         row.flag(
             Status::Warning,
             "loadgen ended before its warm-up did: server CPU includes start-up",
         );
     }
-    let stdout = std::fs::read_to_string(&spec.stdout_log)
-        .with_context(|| format!("reading {}", spec.stdout_log.display()))?;
-    let report = Report::parse(&stdout)
-        .with_context(|| format!("loadgen's report in {}", spec.stdout_log.display()))?;
-
-    // Stop the front first, so the backend sees its clients leave before its own stop.
-    for (_, p) in servers.iter_mut().rev() {
-        let stopped = p.stop(STOP_GRACE)?;
-        if let Some(problem) = stop_problem(&stopped, p, m) {
-            row.flag(Status::Warning, format!("{problem}{}", p.stderr_tail()));
-        }
+    for problem in stop_servers(&mut servers, m)? {
+        row.flag(Status::Warning, problem);
     }
     drop(socket);
 
@@ -898,22 +883,9 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
         }
         std::thread::sleep(LOADGEN_POLL);
     };
-    if !status.success() {
-        bail!(
-            "loadgen failed ({}){}",
-            crate::procs::describe(status),
-            lg.stderr_tail()
-        );
-    }
-    let stdout = std::fs::read_to_string(&spec.stdout_log)
-        .with_context(|| format!("reading {}", spec.stdout_log.display()))?;
-    let report = Report::parse(&stdout)
-        .with_context(|| format!("loadgen's report in {}", spec.stdout_log.display()))?;
-    for (_, p) in servers.iter_mut().rev() {
-        let stopped = p.stop(STOP_GRACE)?;
-        if let Some(problem) = stop_problem(&stopped, p, m) {
-            row.flag(Status::Warning, format!("{problem}{}", p.stderr_tail()));
-        }
+    let report = loadgen_report(status, &lg, &spec)?;
+    for problem in stop_servers(&mut servers, m)? {
+        row.flag(Status::Warning, problem);
     }
     drop(started.socket);
 
@@ -976,6 +948,38 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
 /// What went wrong when `p` was stopped, if anything. Ours must exit 0 on SIGTERM (the
 /// process contract); HAProxy's documented answer to SIGTERM is to die of it at once, so a
 /// peer killed by the SIGTERM it was sent stopped cleanly.
+/// A finished loadgen's JSON report, or why there is none.
+fn loadgen_report(
+    status: std::process::ExitStatus,
+    lg: &Proc,
+    spec: &Spec,
+) -> anyhow::Result<Report> {
+    if !status.success() {
+        bail!(
+            "loadgen failed ({}){}",
+            crate::procs::describe(status),
+            lg.stderr_tail()
+        );
+    }
+    let stdout = std::fs::read_to_string(&spec.stdout_log)
+        .with_context(|| format!("reading {}", spec.stdout_log.display()))?;
+    Report::parse(&stdout)
+        .with_context(|| format!("loadgen's report in {}", spec.stdout_log.display()))
+}
+
+/// Stops the servers, the front first, so the backend sees its clients leave before its
+/// own stop; returns what went wrong on the way, one remark per server, for the row.
+fn stop_servers(servers: &mut [(Role, Proc)], m: &Measurement) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (_, p) in servers.iter_mut().rev() {
+        let stopped = p.stop(STOP_GRACE)?;
+        if let Some(problem) = stop_problem(&stopped, p, m) {
+            problems.push(format!("{problem}{}", p.stderr_tail()));
+        }
+    }
+    Ok(problems)
+}
+
 fn stop_problem(stopped: &crate::procs::Stopped, p: &Proc, m: &Measurement) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let peer = m.variant.config.is_peer() && p.name == m.variant.config.name();

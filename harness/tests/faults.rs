@@ -13,17 +13,7 @@ use harness::bins::{self, Bins};
 use harness::cpus::{own_mask, CpuSplit};
 use harness::faults::report::COLUMNS;
 use harness::faults::{self, FaultCtx, Verdict};
-use harness::procs::{Ledger, Stop};
-
-/// True when `pid` is not running (gone, or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
+use harness::procs::{is_gone, Ledger, Stop};
 
 fn ledger_pids(path: &Path) -> Vec<u32> {
     std::fs::read_to_string(path)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness::cpus::{own_mask, CpuSplit};
 use harness::output::COLUMNS;
+use harness::procs::is_gone;
 
 /// Whether HAProxy (the smoke preset's peer) is installed. Under `CI=true` it must be:
 /// `.ci/run` installs it, and a run that skipped it would test less than it claims.
@@ -73,16 +74,6 @@ fn child_pids(run: &Path) -> Vec<(u32, String)> {
             Some((pid, f.next()?.to_owned()))
         })
         .collect()
-}
-
-/// True when `pid` is not running (gone, or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]

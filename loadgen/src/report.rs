@@ -279,18 +279,7 @@ pub fn text(report: &Report, result: &RunResult) -> String {
     if r.warmup_s > 0.0 {
         let _ = writeln!(out, "  warm-up of {} excluded", secs(r.warmup_s));
     }
-    if let Some(tls) = &r.tls {
-        let _ = writeln!(
-            out,
-            "  TLS: {} {} {}, ALPN {}; {} handshakes, {} resumed",
-            tls.version,
-            tls.cipher_suite,
-            tls.kx_group.as_deref().unwrap_or("(group unknown)"),
-            tls.alpn.as_deref().unwrap_or("none"),
-            tls.handshakes,
-            tls.resumed
-        );
-    }
+    tls_line(&mut out, r.tls.as_ref());
     let corrected = result.stats.latency_uncorrected.is_some();
     let title = if corrected {
         "Latency (from intended start: corrected for coordinated omission)"
@@ -365,18 +354,7 @@ fn idle_text(r: &Report, idle: &IdleReport, result: &RunResult) -> String {
         r.threads,
         idle.closed_by_server
     );
-    if let Some(tls) = &r.tls {
-        let _ = writeln!(
-            out,
-            "  TLS: {} {} {}, ALPN {}; {} handshakes, {} resumed",
-            tls.version,
-            tls.cipher_suite,
-            tls.kx_group.as_deref().unwrap_or("(group unknown)"),
-            tls.alpn.as_deref().unwrap_or("none"),
-            tls.handshakes,
-            tls.resumed
-        );
-    }
+    tls_line(&mut out, r.tls.as_ref());
     latency_block(
         &mut out,
         "Latency of connect, handshake and first request",
@@ -406,6 +384,22 @@ fn errors_line(out: &mut String, e: &Errors) {
             out,
             "  Errors: connect {}, read {}, write {}, timeout {}, status {}, body mismatch {}",
             e.connect, e.read, e.write, e.timeout, e.status, e.body_mismatch
+        );
+    }
+}
+
+/// The negotiated TLS parameters and the handshake counts, when the target spoke TLS.
+fn tls_line(out: &mut String, tls: Option<&TlsReport>) {
+    if let Some(tls) = tls {
+        let _ = writeln!(
+            out,
+            "  TLS: {} {} {}, ALPN {}; {} handshakes, {} resumed",
+            tls.version,
+            tls.cipher_suite,
+            tls.kx_group.as_deref().unwrap_or("(group unknown)"),
+            tls.alpn.as_deref().unwrap_or("none"),
+            tls.handshakes,
+            tls.resumed
         );
     }
 }

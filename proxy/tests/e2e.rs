@@ -1013,18 +1013,8 @@ struct TestCa {
 
 impl TestCa {
     fn new(dir: &Path, stem: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("tls-off test {stem}"));
-        let cert = params.self_signed(&key).unwrap();
+        let (cert, key) =
+            proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}")).unwrap();
         let path = dir.join(format!("{stem}.pem"));
         std::fs::write(&path, cert.pem()).unwrap();
         TestCa { cert, key, path }

@@ -751,20 +751,8 @@ type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
 impl TestCa {
     fn new(dir: &TempDir, stem: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .expect("generating a CA key");
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("tls-off test {stem}"));
-        let cert = params.self_signed(&key).expect("self-signing the CA");
+        let (cert, key) = proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}"))
+            .expect("generating the test CA");
         let path = dir.path().join(format!("{stem}.pem"));
         std::fs::write(&path, cert.pem()).expect("writing the CA");
         TestCa { cert, key, path }

@@ -51,22 +51,8 @@ impl std::fmt::Debug for Pki {
 
 impl Pki {
     pub fn create(dir: &Path) -> anyhow::Result<Pki> {
-        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .context("generating the suite's CA key")?;
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "tls-off fault suite CA");
-        let ca = params
-            .self_signed(&ca_key)
-            .context("signing the suite's CA")?;
+        let (ca, ca_key) = proxy::tls::selfsigned::generate_ca("tls-off fault suite CA")
+            .context("the suite's CA")?;
         let ca_path = dir.join("ca.pem");
         write_atomically(&ca_path, ca.pem().as_bytes(), 0o644)?;
         Ok(Pki {

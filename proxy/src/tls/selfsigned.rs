@@ -91,6 +91,30 @@ pub fn generate(kind: KeyKind, names: &[&str]) -> Result<SelfSigned, SelfSignedE
     })
 }
 
+/// Generates a throwaway ECDSA P-256 certificate authority named `common_name`, for tests
+/// and the fault suite to issue client and server certificates from (rcgen's `signed_by`).
+pub fn generate_ca(
+    common_name: &str,
+) -> Result<(rcgen::Certificate, rcgen::KeyPair), SelfSignedError> {
+    let fail = |e: rcgen::Error| SelfSignedError::Generate {
+        kind: "CA",
+        detail: e.to_string(),
+    };
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let cert = params.self_signed(&key).map_err(fail)?;
+    Ok((cert, key))
+}
+
 /// Generates a certificate for `localhost` and `127.0.0.1`/`::1` and writes `cert.pem` and
 /// `key.pem` (mode 0600) into `dir`.
 pub fn write_to_dir(dir: &Path, kind: KeyKind) -> Result<CertPaths, SelfSignedError> {
@@ -141,5 +165,16 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let pem = std::fs::read_to_string(&paths.cert).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn generated_ca_is_a_ca_with_its_name() {
+        let (cert, _key) = generate_ca("tls-off unit CA").unwrap();
+        let params = cert.params();
+        assert!(matches!(params.is_ca, rcgen::IsCa::Ca(_)));
+        assert!(params
+            .key_usages
+            .contains(&rcgen::KeyUsagePurpose::KeyCertSign));
+        assert!(cert.pem().starts_with("-----BEGIN CERTIFICATE-----"));
     }
 }
