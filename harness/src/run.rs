@@ -550,29 +550,7 @@ fn measure(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyhow::Re
     // The load generator, with the servers' CPU time read when its warm-up ends and after
     // it exits.
     let tls = loadgen::is_tls_url(&url);
-    let spec = Spec {
-        name: "loadgen".to_owned(),
-        program: ctx.bins.loadgen.clone(),
-        args: Invocation {
-            url: &url,
-            plan,
-            measurement: m,
-            threads: plan
-                .client_threads
-                .map_or(ctx.split.client.len() as u32, |t| t.get()),
-            cacert: if plan.target.is_some() {
-                ctx.cacert
-            } else {
-                Some(&ctx.certs.get(m.cert_type(plan))?.0.cert)
-            },
-            insecure: plan.target.is_some() && ctx.cacert.is_none(),
-        }
-        .args(),
-        cpus: ctx.split.client.clone(),
-        stdout_log: configs::log_path(&stem, "loadgen", "out"),
-        stderr_log: configs::log_path(&stem, "loadgen", "err"),
-        wait_ready: false,
-    };
+    let spec = loadgen_spec(ctx, m, &url, &stem)?;
     let mut lg = Proc::spawn(&spec, ledger, &label)?;
     let launched = Instant::now();
     match lg.verify_affinity() {
@@ -841,25 +819,7 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
     // Settle: a server may still be allocating its workers right after it is ready.
     std::thread::sleep(IDLE_SETTLE);
     let before = rss(&servers)?;
-    let spec = Spec {
-        name: "loadgen".to_owned(),
-        program: ctx.bins.loadgen.clone(),
-        args: Invocation {
-            url: &started.url,
-            plan,
-            measurement: m,
-            threads: plan
-                .client_threads
-                .map_or(ctx.split.client.len() as u32, |t| t.get()),
-            cacert: Some(&ctx.certs.get(m.cert_type(plan))?.0.cert),
-            insecure: false,
-        }
-        .args(),
-        cpus: ctx.split.client.clone(),
-        stdout_log: configs::log_path(&stem, "loadgen", "out"),
-        stderr_log: configs::log_path(&stem, "loadgen", "err"),
-        wait_ready: false,
-    };
+    let spec = loadgen_spec(ctx, m, &started.url, &stem)?;
     let mut lg = Proc::spawn(&spec, ledger, &label)?;
     row.client_cpus = lg.verify_affinity().ok().map(|c| c.to_string());
     // Open time: the handshakes at whatever rate the server manages, with slack.
@@ -948,6 +908,36 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
 /// What went wrong when `p` was stopped, if anything. Ours must exit 0 on SIGTERM (the
 /// process contract); HAProxy's documented answer to SIGTERM is to die of it at once, so a
 /// peer killed by the SIGTERM it was sent stopped cleanly.
+/// The load generator's command for one measurement, on the client CPUs. It trusts the
+/// run's certificate, or with `--target` the `--cacert` given (none: `--insecure`).
+fn loadgen_spec(ctx: &RunCtx<'_>, m: &Measurement, url: &str, stem: &Path) -> anyhow::Result<Spec> {
+    let plan = ctx.plan;
+    let remote = plan.target.is_some();
+    Ok(Spec {
+        name: "loadgen".to_owned(),
+        program: ctx.bins.loadgen.clone(),
+        args: Invocation {
+            url,
+            plan,
+            measurement: m,
+            threads: plan
+                .client_threads
+                .map_or(ctx.split.client.len() as u32, |t| t.get()),
+            cacert: if remote {
+                ctx.cacert
+            } else {
+                Some(&ctx.certs.get(m.cert_type(plan))?.0.cert)
+            },
+            insecure: remote && ctx.cacert.is_none(),
+        }
+        .args(),
+        cpus: ctx.split.client.clone(),
+        stdout_log: configs::log_path(stem, "loadgen", "out"),
+        stderr_log: configs::log_path(stem, "loadgen", "err"),
+        wait_ready: false,
+    })
+}
+
 /// A finished loadgen's JSON report, or why there is none.
 fn loadgen_report(
     status: std::process::ExitStatus,
