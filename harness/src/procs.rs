@@ -528,7 +528,6 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
-/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
 /// True when `pid` is not running: gone, or a zombie nobody has reaped yet.
 pub fn is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -540,6 +539,7 @@ pub fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
 pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = proc_file(pid, "status")?;
     let text = status_field(&status, field)

@@ -905,9 +905,6 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
     Ok(row)
 }
 
-/// What went wrong when `p` was stopped, if anything. Ours must exit 0 on SIGTERM (the
-/// process contract); HAProxy's documented answer to SIGTERM is to die of it at once, so a
-/// peer killed by the SIGTERM it was sent stopped cleanly.
 /// The load generator's command for one measurement, on the client CPUs. It trusts the
 /// run's certificate, or with `--target` the `--cacert` given (none: `--insecure`).
 fn loadgen_spec(ctx: &RunCtx<'_>, m: &Measurement, url: &str, stem: &Path) -> anyhow::Result<Spec> {
@@ -970,6 +967,9 @@ fn stop_servers(servers: &mut [(Role, Proc)], m: &Measurement) -> anyhow::Result
     Ok(problems)
 }
 
+/// What went wrong when `p` was stopped, if anything. Ours must exit 0 on SIGTERM (the
+/// process contract); HAProxy's documented answer to SIGTERM is to die of it at once, so a
+/// peer killed by the SIGTERM it was sent stopped cleanly.
 fn stop_problem(stopped: &crate::procs::Stopped, p: &Proc, m: &Measurement) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let peer = m.variant.config.is_peer() && p.name == m.variant.config.name();
