@@ -663,13 +663,17 @@ async fn interrupt_reports_what_ran() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The run is under way once the server sees requests.
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        server.counters.request_seen.notified(),
-    )
+    // The run has completed responses once the server has seen more requests than there
+    // are connections: a keep-alive connection sends its next request only after the
+    // previous response arrived. (Seeing the first request is not enough: an interrupt
+    // then can land before any response is back, and a run with none is an error.)
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while server.counters.get(&server.counters.requests) < 20 {
+            server.counters.request_seen.notified().await;
+        }
+    })
     .await
-    .expect("a request reached the server");
+    .expect("requests reached the server");
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())

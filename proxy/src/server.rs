@@ -294,6 +294,10 @@ async fn worker(
     }
     while loops.join_next().await.is_some() {}
     // Listeners are closed now: no new connection is accepted during the grace period.
+    tracing::info!(
+        open = shared.active(),
+        "proxy: listeners closed; draining open connections"
+    );
     if !shared.wait_closed(grace).await {
         let left = shared.active();
         tracing::warn!(

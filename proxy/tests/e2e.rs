@@ -534,7 +534,9 @@ upstream = "{}"
 async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case] backend: &str) {
     let pki = pki();
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let mut args = base_args(&pki, &upstream.spec, backend);
+    args.extend(["--threads", "2"]);
+    let mut proxy = Proxy::start(pki.dir.path(), &args);
     let data = pattern(100 * 1024 * 1024, 3);
     let s = connect(proxy.addr, &pki.client).await;
     let (mut r, mut w) = tokio::io::split(s);
@@ -550,8 +552,9 @@ async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case
     let mut first = vec![0u8; 1024];
     r.read_exact(&mut first).await.unwrap();
     proxy.sigterm();
-    // Listeners close at once: a new connection is not served.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both workers say when their listeners are closed; after that a new connection is
+    // not served (waiting for the line, not a fixed time, keeps a busy CI host honest).
+    proxy.wait_for_log(DRAINING, 2).await;
     let late = connect_sni(proxy.addr, &pki.client, "localhost").await;
     assert!(late.is_err(), "a connection was accepted after SIGTERM");
     let mut rest = Vec::new();
@@ -803,6 +806,8 @@ fn check_validates_config_and_certificates() {
 /// What the proxy logs when a SIGHUP reload succeeded, and when it kept the old state.
 const RELOADED: &str = "reload: certificates and TLS settings reloaded";
 const RELOAD_FAILED: &str = "reload failed";
+/// What each worker logs once SIGTERM has closed its listeners.
+const DRAINING: &str = "proxy: listeners closed; draining open connections";
 /// How long the reload test keeps its clients busy, and how many run at once.
 const LOAD_FOR: Duration = Duration::from_secs(3);
 const LOAD_CLIENTS: usize = 2;
