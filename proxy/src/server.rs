@@ -260,6 +260,9 @@ pub fn run(
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .thread_name("proxy-worker")
+                // The housekeeping task runs on one thread at a time; every other worker
+                // releases its freed memory when it parks.
+                .on_thread_park(crate::sys::release_freed_memory_if_due)
                 .enable_all()
                 .build()?;
             let listeners = bound
@@ -287,6 +290,15 @@ async fn worker(
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> io::Result<()> {
+    // Freed memory goes back to the OS even when nothing else wakes this worker.
+    let housekeeping = tokio::spawn(async {
+        let mut every = tokio::time::interval(crate::sys::RELEASE_MEMORY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            crate::sys::release_freed_memory();
+        }
+    });
     let mut loops = tokio::task::JoinSet::new();
     for (socket, listener) in listeners {
         let socket = TcpListener::from_std(socket)?;
@@ -305,6 +317,7 @@ async fn worker(
             "proxy: grace period over; closing remaining connections"
         );
     }
+    housekeeping.abort();
     Ok(())
 }
 

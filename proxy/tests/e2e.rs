@@ -128,6 +128,13 @@ impl Proxy {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The process's resident memory, from /proc.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     fn sigterm(&self) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -423,6 +430,76 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
         data
     );
     assert!(proxy.alive());
+}
+
+/// A burst of stalled handshakes (a slowloris) raises the proxy's RSS; once the handshake
+/// timeout has closed them all, at least half of that memory goes back to the OS within seconds,
+/// with no other traffic to trigger it: the allocator's freed pages are handed back by the
+/// workers' own housekeeping, not by later allocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
+    const BURST: usize = 1000;
+    proxy::sys::raise_nofile_limit().unwrap();
+    let pki = pki();
+    let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
+    let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
+    args.extend(["--handshake-timeout", "1s"]);
+    let proxy = Proxy::start(pki.dir.path(), &args);
+    // The baseline is a proxy that has served: its workers' heaps and TLS state exist.
+    let data = pattern(1000, 1);
+    for _ in 0..4 {
+        assert_eq!(
+            exchange(connect(proxy.addr, &pki.client).await, &data).await,
+            data
+        );
+    }
+    let before = proxy.rss_kib();
+
+    let mut stalled = Vec::with_capacity(BURST);
+    for i in 0..BURST {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        // A handshake record header promising 512 bytes, then a few of them.
+        s.write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ])
+        .await
+        .unwrap();
+        s.write_all(&pattern(20, i as u64)).await.unwrap();
+        stalled.push(s);
+    }
+    let peak = proxy.rss_kib();
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown >= 4 * 1024,
+        "{BURST} stalled handshakes should cost the proxy megabytes to be measurable here \
+         (RSS {before} -> {peak} KiB); raise BURST"
+    );
+    let mut buf = [0u8; 64];
+    for s in &mut stalled {
+        let closed = tokio::time::timeout(PROMPT, async {
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a stalled handshake was not closed");
+    }
+    drop(stalled);
+    // Freed pages are handed back once they have been free for the allocator's delay and
+    // the next housekeeping tick has run: about two seconds; PROMPT catches "never".
+    let deadline = Instant::now() + PROMPT;
+    let mut after = proxy.rss_kib();
+    while after > before + grown / 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = proxy.rss_kib();
+    }
+    assert!(
+        after <= before + grown / 2,
+        "RSS {before} KiB before the burst, {peak} at its peak, still {after} {PROMPT:?} \
+         after every connection closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
