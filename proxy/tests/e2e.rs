@@ -222,6 +222,23 @@ async fn connect_sni(
         .await
 }
 
+/// The start of a TLS handshake record whose header promises 512 bytes, never all sent.
+const TRUNCATED_HELLO: [u8; 7] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00];
+
+/// True when the peer closes `s` (EOF or an error; an alert may come first) within `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
@@ -401,28 +418,17 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
     let mut garbage = TcpStream::connect(proxy.addr).await.unwrap();
     garbage.write_all(&pattern(4096, 9)).await.unwrap();
     let mut truncated = TcpStream::connect(proxy.addr).await.unwrap();
-    // A TLS handshake record header promising more than is ever sent.
-    truncated
-        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
-        .await
-        .unwrap();
+    truncated.write_all(&TRUNCATED_HELLO).await.unwrap();
 
-    let mut buf = [0u8; 64];
     for (name, s) in [
         ("garbage", &mut garbage),
         ("silent", &mut silent),
         ("truncated", &mut truncated),
     ] {
-        let end = tokio::time::timeout(PROMPT, async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue, // an alert may come first
-                }
-            }
-        })
-        .await;
-        assert!(end.is_ok(), "{name} client was not closed");
+        assert!(
+            closed_within(s, PROMPT).await,
+            "{name} client was not closed"
+        );
     }
     let data = pattern(1000, 2);
     assert_eq!(
@@ -458,13 +464,8 @@ async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
     let mut stalled = Vec::with_capacity(BURST);
     for i in 0..BURST {
         let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-        // A handshake record header promising 512 bytes, then a few of them.
-        s.write_all(&[
-            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-        ])
-        .await
-        .unwrap();
-        s.write_all(&pattern(20, i as u64)).await.unwrap();
+        s.write_all(&TRUNCATED_HELLO).await.unwrap();
+        s.write_all(&pattern(24, i as u64)).await.unwrap();
         stalled.push(s);
     }
     let peak = proxy.rss_kib();
@@ -474,17 +475,11 @@ async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
         "{BURST} stalled handshakes should cost the proxy megabytes to be measurable here \
          (RSS {before} -> {peak} KiB); raise BURST"
     );
-    let mut buf = [0u8; 64];
     for s in &mut stalled {
-        let closed = tokio::time::timeout(PROMPT, async {
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "a stalled handshake was not closed");
+        assert!(
+            closed_within(s, PROMPT).await,
+            "a stalled handshake was not closed"
+        );
     }
     drop(stalled);
     // Freed pages are handed back once they have been free for the allocator's delay and
