@@ -68,6 +68,20 @@ impl Bins {
         out
     }
 
+    /// The OpenSSL the proxy's openssl backend runs, as its `--version` names it ("OpenSSL
+    /// 3.6.3 ... (built with the workspace)"), for meta.json; None if it does not say.
+    pub fn linked_openssl(&self) -> Option<String> {
+        let out = Command::new(&self.proxy)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("openssl backend: "))
+            .map(str::to_owned)
+    }
+
     /// `NAME --version` output of each binary, for meta.json.
     pub fn versions(&self, remote: bool) -> serde_json::Value {
         let mut map = serde_json::Map::new();

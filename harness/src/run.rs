@@ -318,6 +318,9 @@ fn binaries(opts: &Options, stop: &Stop, remote: bool, meta: &mut Value) -> anyh
     };
     let bins = Bins::locate(&bin_dir, remote).setup()?;
     meta["binaries"] = bins.versions(remote);
+    if !remote {
+        meta["libraries"]["openssl_linked"] = json!(bins.linked_openssl());
+    }
     Ok(bins)
 }
 

@@ -171,6 +171,10 @@ fn smoke_preset_end_to_end() {
     assert_eq!(meta["cpus"]["server"], split.server.to_string());
     assert!(meta["end"].is_string());
     assert!(meta["binaries"]["proxy"]["version"].is_string());
+    let openssl = meta["libraries"]["openssl_linked"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(openssl.starts_with("OpenSSL 3."), "{meta}");
     let runtime = PathBuf::from(meta["runtime_dir"].as_str().unwrap());
     assert!(!runtime.exists(), "sockets and certificate are cleaned up");
     assert!(run.join("summary.txt").is_file());

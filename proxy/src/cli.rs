@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     ClientAuthMode, Config, ConfigError, ListenerConfig, LogFormat, ProxyProtocol, RuntimeModel,
@@ -27,6 +27,21 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub flags: Flags,
+}
+
+impl Cli {
+    /// Parses the process's arguments as `Parser::parse` does (a bad flag exits 2), with a
+    /// `--version` that also names the OpenSSL the openssl backend runs, which only the
+    /// linked library knows.
+    pub fn from_env() -> Cli {
+        let long_version = format!(
+            "{}\nopenssl backend: {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::tls::openssl::linked_library()
+        );
+        let matches = Cli::command().long_version(long_version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 #[derive(Debug, Subcommand)]

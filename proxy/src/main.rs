@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use proxy::cli::{Cli, Command, Flags};
 use proxy::config::{Config, LogFormat};
 use proxy::server;
@@ -19,7 +18,7 @@ use proxy::tls::Acceptor;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     let (file, flags, check_only) = match cli.command {
         Some(Command::Check { config, flags }) => (Some(config), flags, true),
         None => (cli.config, cli.flags, false),

@@ -1,4 +1,5 @@
-//! The OpenSSL backend: the system libssl through the `openssl` and `tokio-openssl` crates.
+//! The OpenSSL backend: libssl through the `openssl` and `tokio-openssl` crates; by default
+//! an OpenSSL 3.x built with the workspace (`vendored`), the host's with OPENSSL_NO_VENDOR=1.
 //!
 //! Why not native-tls (the original design's choice): native-tls has no server-side ALPN,
 //! no way to pick cipher suites or key-exchange groups, and no control over session
@@ -26,6 +27,17 @@ use super::{
 };
 
 const BACKEND: Backend = Backend::Openssl;
+
+/// The OpenSSL this binary runs and where it came from, as `proxy --version` prints it:
+/// "OpenSSL 3.6.3 ... (built with the workspace)" or "... (the host's libssl)". The version
+/// is the library's own answer at run time, so a host libssl upgraded after the build shows.
+pub fn linked_library() -> String {
+    format!(
+        "{} ({})",
+        openssl::version::version(),
+        env!("TLS_OFF_OPENSSL_SOURCE")
+    )
+}
 
 /// An OpenSSL acceptor: a reference-counted `SSL_CTX`, so clones are cheap.
 #[derive(Clone)]
@@ -311,15 +323,23 @@ fn openssl_group(name: &str) -> Result<&'static str, TlsError> {
         "secp384r1" => Ok("P-384"),
         "secp521r1" => Ok("P-521"),
         "X448" => Ok("X448"),
+        HYBRID_GROUP if has_hybrid_group() => Ok(HYBRID_GROUP),
         other => Err(TlsError::Unsupported {
             backend: BACKEND,
             option: "kx_groups",
             detail: format!(
-                "{other} is not available in this OpenSSL ({}); use X25519, secp256r1, secp384r1, secp521r1 or X448",
-                openssl::version::version()
+                "{other} is not available in this OpenSSL ({}); use X25519, secp256r1, secp384r1, secp521r1{} or X448",
+                openssl::version::version(),
+                if has_hybrid_group() { ", X25519MLKEM768" } else { "" },
             ),
         }),
     }
+}
+
+/// Whether the linked OpenSSL has the post-quantum hybrid group: 3.5 and later (the default
+/// build's), not the 3.0 of older hosts (OPENSSL_NO_VENDOR=1).
+pub fn has_hybrid_group() -> bool {
+    openssl::version::number() >= OPENSSL_3_5
 }
 
 /// Server-preference ALPN: the first of our protocols the client also offers. Returns the
@@ -366,7 +386,11 @@ fn negotiated_group(ssl: &SslRef) -> Option<String> {
         return None;
     }
     if nid & TLSEXT_NID_UNKNOWN != 0 {
-        return Some(format!("0x{:04x}", nid & 0xffff));
+        // Groups from providers (the hybrid) have no NID: OpenSSL hands back the codepoint.
+        return Some(match nid & 0xffff {
+            HYBRID_CODEPOINT => HYBRID_GROUP.to_owned(),
+            other => format!("0x{other:04x}"),
+        });
     }
     let nid = c_int::try_from(nid).ok()?;
     // SAFETY: see above.
@@ -427,6 +451,12 @@ const TLS12_SUITES: [(&str, &str); 6] = [
 ];
 /// rustls's classical defaults, in OpenSSL spelling.
 const DEFAULT_GROUPS: &str = "X25519:P-256:P-384";
+/// The post-quantum hybrid group, by its name in OpenSSL and its TLS codepoint (RFC draft
+/// ietf-tls-ecdhe-mlkem).
+const HYBRID_GROUP: &str = "X25519MLKEM768";
+const HYBRID_CODEPOINT: i64 = 0x11ec;
+/// `OPENSSL_VERSION_NUMBER` of OpenSSL 3.5.0, the first release with ML-KEM.
+const OPENSSL_3_5: i64 = 0x3050_0000;
 /// Sessions cached under one context are only resumed by the same service.
 const SESSION_ID_CONTEXT: &[u8] = b"tls-off";
 
@@ -451,8 +481,8 @@ mod tests {
 
     #[test]
     fn unknown_group_is_refused_with_its_name() {
-        let err = openssl_group("X25519MLKEM768").unwrap_err().to_string();
-        assert!(err.contains("X25519MLKEM768"), "{err}");
+        let err = openssl_group("brainpoolP256r1").unwrap_err().to_string();
+        assert!(err.contains("brainpoolP256r1"), "{err}");
         assert!(err.contains("openssl"), "{err}");
     }
 }

@@ -1,0 +1,13 @@
+//! Records where the OpenSSL that the `openssl` backend links came from, for
+//! `proxy --version`: openssl-sys tells its dependents `vendored=1` (as DEP_OPENSSL_VENDORED)
+//! when it built OpenSSL from source, and nothing when it found the host's libssl
+//! (OPENSSL_NO_VENDOR=1).
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    let source = match std::env::var_os("DEP_OPENSSL_VENDORED") {
+        Some(_) => "built with the workspace",
+        None => "the host's libssl",
+    };
+    println!("cargo::rustc-env=TLS_OFF_OPENSSL_SOURCE={source}");
+}
