@@ -873,6 +873,34 @@ fn check_validates_config_and_certificates() {
     assert!(err.contains("nope.pem"), "{err}");
 }
 
+/// `proxy --version` names the OpenSSL the openssl backend runs and where it came from, the
+/// line the harness copies into meta.json (the version is the library this test links too);
+/// `-V` stays one line.
+#[test]
+fn version_names_the_linked_openssl() {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("openssl backend: "))
+        .unwrap_or_else(|| panic!("no openssl line: {text}"));
+    assert!(line.starts_with(openssl::version::version()), "{line}");
+    assert!(
+        line.ends_with("(built with the workspace)") || line.ends_with("(the host's libssl)"),
+        "{line}"
+    );
+    let short = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("-V")
+        .output()
+        .unwrap();
+    let short = String::from_utf8_lossy(&short.stdout);
+    assert_eq!(short.trim(), format!("proxy {}", env!("CARGO_PKG_VERSION")));
+}
+
 // ---- helpers for mutual TLS and reload -----------------------------------------------
 
 /// What the proxy logs when a SIGHUP reload succeeded, and when it kept the old state.
