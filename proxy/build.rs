@@ -5,6 +5,8 @@
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    // The switch that decides it (openssl-sys's): rerun when it flips in the same target dir.
+    println!("cargo::rerun-if-env-changed=OPENSSL_NO_VENDOR");
     let source = match std::env::var_os("DEP_OPENSSL_VENDORED") {
         Some(_) => "built with the workspace",
         None => "the host's libssl",
