@@ -113,6 +113,11 @@ pub fn build(stop: &Stop, remote: bool) -> anyhow::Result<PathBuf> {
     if let Some(manifest) = &manifest {
         cmd.arg("--manifest-path").arg(manifest);
     }
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_set_by_outer_cargo) {
+            cmd.env_remove(name);
+        }
+    }
     // Its own process group, so that an interrupted build takes its rustc children along.
     cmd.stdin(Stdio::null()).process_group(0);
     let line = format!("{cmd:?}");
@@ -134,6 +139,29 @@ pub fn build(stop: &Stop, remote: bool) -> anyhow::Result<PathBuf> {
         bail!("{line} failed ({}); see its output above", describe(status));
     }
     Ok(target_dir(manifest.as_deref())?.join("release"))
+}
+
+/// Whether `name` is a variable that `cargo run` and `cargo test` set for the program they
+/// run (the harness, or a test that runs it). Build scripts read some of them, and cargo
+/// reruns a build script when one it reads changed: ring's reads CARGO_PKG_NAME and
+/// CARGO_MANIFEST_DIR, so a build inheriting the harness's values redid ring and every crate
+/// above it, and the user's next `cargo build --release` redid them back.
+fn is_set_by_outer_cargo(name: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CFG_",
+        "CARGO_BIN_EXE_",
+    ];
+    const NAMES: [&str; 6] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
 /// The target directory cargo uses for this workspace (honours CARGO_TARGET_DIR and
@@ -238,6 +266,27 @@ mod tests {
     fn workspace_root_is_found() {
         let root = workspace_root().unwrap();
         assert!(root.join("harness").is_dir());
+    }
+
+    #[test]
+    fn variables_of_the_cargo_that_runs_us_stay_out_of_the_build() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_BIN_EXE_proxy",
+            "OUT_DIR",
+        ] {
+            assert!(is_set_by_outer_cargo(name), "{name}");
+        }
+        // What the user set to steer cargo stays.
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_LTO",
+        ] {
+            assert!(!is_set_by_outer_cargo(name), "{name}");
+        }
     }
 
     #[test]
