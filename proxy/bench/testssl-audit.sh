@@ -86,8 +86,10 @@ if [[ -z $testssl_bin ]]; then
     echo "testssl not found: apt-get install -y testssl.sh" >&2
     exit 2
 fi
-for tool in jq openssl timeout setsid; do
-    command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 2; }
+for tool_package in jq:jq openssl:openssl timeout:coreutils setsid:util-linux; do
+    tool=${tool_package%%:*}
+    command -v "$tool" >/dev/null ||
+        { echo "$tool not found: apt-get install -y ${tool_package#*:}" >&2; exit 2; }
 done
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
