@@ -23,8 +23,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use proxy::io::ReadAhead;
 use proxy::tls::Acceptor;
+use sysio::read_ahead::ReadAhead;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use listener::{Listener, Stream};
@@ -110,7 +110,7 @@ async fn connection<IO>(
     let mut io = ReadAhead::new(io);
     let front = async {
         if opts.proxy_protocol {
-            io.read_proxy_header().await?;
+            proxy::proxy_protocol::read_header(&mut io).await?;
         }
         match &opts.tls {
             Some(tls) => tls

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
 }
 
 fn setup(args: &Args) -> anyhow::Result<(ServeOptions, Option<tempfile::TempDir>)> {
-    if let Err(e) = proxy::sys::raise_nofile_limit() {
+    if let Err(e) = sysio::host::raise_nofile_limit() {
         eprintln!("echo-server: warning: cannot raise the open-file limit: {e}");
     }
     let (tls, generated) = match args.mode {
@@ -130,7 +130,7 @@ fn acceptor(args: &Args) -> anyhow::Result<(Acceptor, Option<tempfile::TempDir>)
 }
 
 fn serve(args: &Args, opts: ServeOptions) -> anyhow::Result<()> {
-    let workers = proxy::sys::worker_count(args.threads).get();
+    let workers = sysio::host::worker_count(args.threads).get();
     // One worker: a current-thread runtime has no cross-thread wake-ups to pay for.
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()

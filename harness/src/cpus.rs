@@ -176,7 +176,7 @@ impl CpuSplit {
 
 /// The harness's own affinity mask (what it may hand out to children).
 pub fn own_mask() -> anyhow::Result<CpuList> {
-    CpuList::new(proxy::sys::affinity_cpus())
+    CpuList::new(sysio::host::affinity_cpus())
         .context("reading this process's CPU affinity mask (sched_getaffinity) gave no CPU")
 }
 

@@ -193,7 +193,7 @@ impl Config {
             })?;
         }
 
-        let threads = proxy::sys::worker_count(args.threads).min(args.connections);
+        let threads = sysio::host::worker_count(args.threads).min(args.connections);
         Ok(Config {
             target: args.url.clone(),
             head_request: method.eq_ignore_ascii_case("HEAD"),

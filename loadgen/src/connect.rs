@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proxy::io::ReadAhead;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use sysio::read_ahead::ReadAhead;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -158,7 +158,7 @@ impl TlsConnector {
 }
 
 impl Connector for TlsConnector {
-    /// rustls reads the socket 4 KiB at a time; `ReadAhead` (the proxy's) turns a 10 KB
+    /// rustls reads the socket 4 KiB at a time; `ReadAhead` (the proxy's, from sysio) turns a 10 KB
     /// response's three `recv` calls into one.
     type Stream = tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>;
 

@@ -125,7 +125,7 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<RunResult, RunError> {
     let connections = config.connections.get();
-    if let Ok(limit) = proxy::sys::raise_nofile_limit() {
+    if let Ok(limit) = sysio::host::raise_nofile_limit() {
         if (connections as u64).saturating_add(FD_RESERVE) > limit {
             return Err(RunError::FileLimit {
                 wanted: connections,
@@ -272,7 +272,7 @@ pub fn run(
             }
         }
     }
-    let cpus = threads.min(proxy::sys::affinity_cpus().len().max(1));
+    let cpus = threads.min(sysio::host::affinity_cpus().len().max(1));
     let measured_until = stopped_at.map_or(schedule.end, |at| at.min(schedule.end));
     Ok(RunResult {
         stats,

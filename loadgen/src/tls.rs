@@ -135,7 +135,8 @@ impl TlsClient {
     }
 }
 
-/// What one handshake settled on, in the same spelling as `proxy::tls::HandshakeInfo`.
+/// What one handshake settled on, in the same spelling as `proxy::tls::HandshakeInfo`
+/// (both canonicalise names with `sysio::tls_names`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Negotiated {
     pub version: String,
@@ -156,11 +157,11 @@ impl Negotiated {
             },
             cipher_suite: conn
                 .negotiated_cipher_suite()
-                .map(|s| proxy::tls::canonical_suite(s.suite().as_str().unwrap_or("unknown")))
+                .map(|s| sysio::tls_names::canonical_suite(s.suite().as_str().unwrap_or("unknown")))
                 .unwrap_or_default(),
             kx_group: conn
                 .negotiated_key_exchange_group()
-                .map(|g| proxy::tls::canonical_group(g.name().as_str().unwrap_or("unknown"))),
+                .map(|g| sysio::tls_names::canonical_group(g.name().as_str().unwrap_or("unknown"))),
             alpn: conn
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
@@ -186,12 +187,12 @@ pub fn hint(err: &std::io::Error) -> Option<&'static str> {
 fn pick_suites(names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, TlsConfigError> {
     let all = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES;
     let name_of = |s: &rustls::SupportedCipherSuite| {
-        proxy::tls::canonical_suite(s.suite().as_str().unwrap_or_default())
+        sysio::tls_names::canonical_suite(s.suite().as_str().unwrap_or_default())
     };
     names
         .iter()
         .map(|wanted| {
-            let canonical = proxy::tls::canonical_suite(wanted);
+            let canonical = sysio::tls_names::canonical_suite(wanted);
             all.iter()
                 .find(|s| name_of(s) == canonical)
                 .copied()
@@ -208,12 +209,12 @@ fn pick_groups(
 ) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, TlsConfigError> {
     let all = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS;
     let name_of = |g: &&'static dyn rustls::crypto::SupportedKxGroup| {
-        proxy::tls::canonical_group(g.name().as_str().unwrap_or_default())
+        sysio::tls_names::canonical_group(g.name().as_str().unwrap_or_default())
     };
     names
         .iter()
         .map(|wanted| {
-            let canonical = proxy::tls::canonical_group(wanted);
+            let canonical = sysio::tls_names::canonical_group(wanted);
             all.iter()
                 .find(|g| name_of(g) == canonical)
                 .copied()
@@ -394,7 +395,7 @@ mod tests {
         let groups: Vec<_> = provider
             .kx_groups
             .iter()
-            .map(|g| proxy::tls::canonical_group(g.name().as_str().unwrap()))
+            .map(|g| sysio::tls_names::canonical_group(g.name().as_str().unwrap()))
             .collect();
         assert_eq!(groups, ["secp256r1", "X25519MLKEM768"]);
     }

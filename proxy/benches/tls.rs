@@ -46,13 +46,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, HandshakeKind, NamedGroup, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
+use sysio::tls_names::canonical_suite;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::runtime::Runtime;
 
 use proxy::tls::selfsigned::{self, KeyKind};
-use proxy::tls::{
-    canonical_suite, Acceptor, Backend, CertPaths, CertSet, TlsSettings, TlsStream, TlsVersion,
-};
+use proxy::tls::{Acceptor, Backend, CertPaths, CertSet, TlsSettings, TlsStream, TlsVersion};
 
 criterion_group! {
     name = benches;

@@ -8,13 +8,12 @@
 //!   echo-server's HTTPS mode, plus self-signed certificates for tests and quick starts.
 //! - [`proxy_protocol`]: PROXY v1/v2 headers, encoded for the upstream, parsed from a balancer.
 //! - [`relay`]: the bidirectional, half-close aware copy.
-//! - [`io`]: `ReadAhead`, which batches a TLS library's small socket reads.
-//! - [`sys`]: process-level helpers (affinity-sized worker counts, fd limits, signals).
+//! - [`sys`]: process-level helpers (signals, log rate limits, accept backoff, memory release);
+//!   CPU counts, fd limits, `ReadAhead` and TLS names are in the shared `sysio` crate.
 //! - [`metrics`]: counters, histograms, bounded per-client accounting and `/metrics`.
 
 pub mod cli;
 pub mod config;
-pub mod io;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod relay;

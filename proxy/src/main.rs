@@ -72,10 +72,10 @@ fn serve(
     file: Option<PathBuf>,
     flags: Flags,
 ) -> anyhow::Result<()> {
-    if let Err(e) = proxy::sys::raise_nofile_limit() {
+    if let Err(e) = sysio::host::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
-    let workers = proxy::sys::worker_count(config.threads).get();
+    let workers = sysio::host::worker_count(config.threads).get();
     let shared = server::Shared::new(&config);
     let bound = server::bind(&config, acceptors, &shared, workers)?;
     let listeners: Vec<Arc<server::Listener>> = bound.iter().map(|b| b.listener.clone()).collect();

@@ -9,8 +9,9 @@
 //!   That header is untrusted input: the parser never asks for more than [`MAX_HEADER_BYTES`],
 //!   never panics, never consumes a byte past the header, and says what was wrong.
 //!
-//! No sockets here: the connection path feeds bytes in and writes bytes out. Choices the spec
-//! leaves open, made on purpose:
+//! No sockets here: the connection path feeds bytes in and writes bytes out; [`read_header`]
+//! is the one reader, generic over any stream behind a `ReadAhead`. Choices the spec leaves
+//! open, made on purpose:
 //! - v2 `verify` follows the spec, not HAProxy: 0 only when a client certificate was presented
 //!   *and* verified, 1 otherwise (HAProxy leaves it 0 when no certificate was presented, which
 //!   a receiver that checks only `verify` would read as "verified").
@@ -27,7 +28,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use sysio::read_ahead::ReadAhead;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Which header format to write, or which one was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,6 +179,32 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyHeaderError> {
         return parse_v1(buf);
     }
     Err(ProxyHeaderError::BadSignature)
+}
+
+/// Reads an inbound PROXY protocol header (v1 or v2) and keeps whatever followed it in `io`
+/// for the next reader (the TLS library, or HTTP). Untrusted input: the parser bounds it to
+/// `MAX_HEADER_BYTES`; callers bound it in time.
+pub async fn read_header<IO: AsyncRead + Unpin>(io: &mut ReadAhead<IO>) -> Result<Header, String> {
+    let mut buf = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
+    let mut chunk = [0u8; PROXY_HEADER_READ_BYTES];
+    loop {
+        let n = io
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the PROXY header: {e}"))?;
+        if n == 0 {
+            return Err("connection closed inside the PROXY header".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match parse(&buf) {
+            Ok(Some((header, used))) => {
+                io.unread(&buf[used..]);
+                return Ok(header);
+            }
+            Ok(None) => continue,
+            Err(e) => return Err(format!("bad PROXY header: {e}")),
+        }
+    }
 }
 
 impl TlsFacts {
@@ -691,6 +720,9 @@ fn v1_port(text: &[u8]) -> Option<u16> {
 /// endpoint id, CRC32C, a 128-byte UNIQUE_ID, NETNS). HAProxy bounds the same thing by its
 /// buffer size.
 pub const MAX_HEADER_BYTES: usize = 2048;
+/// Read size in [`read_header`]: a v1 line is at most 107 bytes and v2 headers with a few
+/// TLVs fit too; longer ones take a few reads, up to the parser's limit.
+const PROXY_HEADER_READ_BYTES: usize = 256;
 
 /// Unix socket path field of a v2 address block (`sizeof(sun_path)` on Linux).
 pub const UNIX_PATH_BYTES: usize = 108;

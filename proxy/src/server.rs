@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-
+use sysio::read_ahead::ReadAhead;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, ListenerConfig, ProxyProtocol, RuntimeModel, Timeouts, Upstream};
-use crate::io::ReadAhead;
 use crate::metrics::{CloseReason, HandshakeFailure, Metrics};
 use crate::proxy_protocol::{self, Addresses, ClientCert, TlsFacts};
 use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
@@ -219,7 +218,7 @@ pub fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     match model {
         RuntimeModel::PerCore => {
-            let cpus = crate::sys::affinity_cpus();
+            let cpus = sysio::host::affinity_cpus();
             // Pin worker i to CPU i when there is one CPU per worker, as HAProxy's cpu-map.
             let pin = cpus.len() == workers && workers > 1;
             let mut threads = Vec::with_capacity(workers);
@@ -361,7 +360,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
     // PROXY header from a load balancer, then the TLS handshake: one deadline for both.
     let front = async {
         let addrs = if ctx.config.accept_proxy {
-            io.read_proxy_header()
+            proxy_protocol::read_header(&mut io)
                 .await
                 .map_err(FrontError::ProxyHeader)?
                 .addrs

@@ -1,43 +1,8 @@
-//! Process-level helpers shared by every binary in the workspace.
+//! Process-level helpers of the servers (the proxy, and the echo-server through it):
+//! graceful-stop signals, rate-limited logging, accept backoff, handing freed memory back.
+//! CPU, worker-count and fd-limit helpers that loadgen needs too live in `sysio::host`.
 
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
-
-use nix::sched::{sched_getaffinity, CpuSet};
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::unistd::Pid;
-
-/// The CPUs this process may run on (its affinity mask), in ascending order.
-///
-/// This, not `nproc`'s online count, is what a pinned process should size its workers by:
-/// the harness pins a server to one CPU and expects one worker.
-pub fn affinity_cpus() -> Vec<usize> {
-    match sched_getaffinity(Pid::from_raw(0)) {
-        Ok(set) => (0..CpuSet::count())
-            .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Worker threads to run: `requested`, or one per CPU in the affinity mask.
-pub fn worker_count(requested: Option<NonZeroUsize>) -> NonZeroUsize {
-    requested.unwrap_or_else(|| {
-        NonZeroUsize::new(affinity_cpus().len())
-            .or_else(|| std::thread::available_parallelism().ok())
-            .unwrap_or(NonZeroUsize::MIN)
-    })
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit (thousands of connections are normal
-/// here) and returns the soft limit now in force.
-pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    Ok(hard.max(soft))
-}
 
 /// SIGTERM and SIGINT, the graceful-stop signals of every binary here.
 ///
@@ -227,27 +192,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn affinity_is_not_empty_and_sizes_workers() {
-        let cpus = affinity_cpus();
-        assert!(!cpus.is_empty());
-        assert_eq!(worker_count(None).get(), cpus.len());
-        assert_eq!(worker_count(NonZeroUsize::new(3)).get(), 3);
-    }
-
-    #[test]
     fn log_limit_allows_one_line_per_period_and_counts_the_rest() {
         let limit = LogLimit::new();
         assert_eq!(limit.allow(Duration::from_secs(3600)), Some(0));
         assert_eq!(limit.allow(Duration::from_secs(3600)), None);
         assert_eq!(limit.allow(Duration::from_secs(3600)), None);
         assert_eq!(limit.allow(Duration::ZERO), Some(2));
-    }
-
-    #[test]
-    fn nofile_limit_is_raised_to_hard() {
-        let now = raise_nofile_limit().unwrap();
-        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        assert_eq!(soft, hard);
-        assert_eq!(now, hard);
     }
 }

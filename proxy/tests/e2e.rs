@@ -445,7 +445,7 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
     const BURST: usize = 1000;
-    proxy::sys::raise_nofile_limit().unwrap();
+    sysio::host::raise_nofile_limit().unwrap();
     let pki = pki();
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
     let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");

@@ -67,7 +67,7 @@ pub struct FaultCtx<'a> {
 /// start at all.
 pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
     // Thousands of attacking sockets live in this process.
-    if let Err(e) = proxy::sys::raise_nofile_limit() {
+    if let Err(e) = sysio::host::raise_nofile_limit() {
         eprintln!("faults: cannot raise the open-file limit: {e}");
     }
     let dir = ctx.runtime_dir.join("faults");

@@ -19,11 +19,12 @@ use openssl::ssl::{
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509VerifyResult, X509};
+use sysio::tls_names::{canonical_group, canonical_suite};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    canonical_group, canonical_suite, load_client_ca, subject_cn, Backend, ClientCertInfo,
-    HandshakeInfo, LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
+    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeInfo, LoadedCert, LoadedCerts,
+    TlsError, TlsSettings, TlsVersion,
 };
 
 const BACKEND: Backend = Backend::Openssl;

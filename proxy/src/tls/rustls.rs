@@ -12,11 +12,12 @@ use rustls::server::{
 };
 use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, InconsistentKeys, ProtocolVersion, ServerConfig};
+use sysio::tls_names::{canonical_group, canonical_suite};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    canonical_group, canonical_suite, load_client_ca, subject_cn, Backend, ClientCertInfo,
-    HandshakeInfo, LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
+    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeInfo, LoadedCert, LoadedCerts,
+    TlsError, TlsSettings, TlsVersion,
 };
 
 /// A rustls acceptor; clones share one `ServerConfig`.

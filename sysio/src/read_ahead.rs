@@ -2,13 +2,13 @@
 //!
 //! rustls reads the socket at most 4 KiB at a time, and OpenSSL reads a record's 5-byte
 //! header and then its body: a 10 KB request costs three or more `recv` calls. Under load
-//! those calls are most of the proxy's kernel time. `ReadAhead` reads once into a large
-//! per-thread buffer and serves the library's small reads from memory; only bytes left over
-//! after a read are kept per connection, in a buffer freed as soon as it is drained, so an
-//! idle connection still owns nothing.
+//! those calls are most of the proxy's kernel time (and the load generator's).
+//! `ReadAhead` reads once into a large per-thread buffer and serves the library's small
+//! reads from memory; only bytes left over after a read are kept per connection, in a buffer
+//! freed as soon as it is drained, so an idle connection still owns nothing.
 //!
-//! It is also where an inbound PROXY protocol header is read: bytes read past the header
-//! go back in front, for the TLS library.
+//! [`ReadAhead::unread`] puts bytes back in front: the proxy reads an inbound PROXY protocol
+//! header through it and hands back what it read past the header, for the TLS library.
 
 use std::cell::RefCell;
 use std::io;
@@ -16,8 +16,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use crate::proxy_protocol::{self, Header};
 
 /// A transport wrapper that reads ahead; writes pass straight through.
 #[derive(Debug)]
@@ -124,44 +122,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ReadAhead<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> ReadAhead<IO> {
-    /// Reads an inbound PROXY protocol header (v1 or v2) and keeps whatever followed it
-    /// for the next reader (the TLS library, or HTTP). Untrusted input: the parser bounds
-    /// it to `MAX_HEADER_BYTES`; callers bound it in time.
-    pub async fn read_proxy_header(&mut self) -> Result<Header, String> {
-        use tokio::io::AsyncReadExt;
-        let mut buf = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
-        let mut chunk = [0u8; PROXY_HEADER_READ_BYTES];
-        loop {
-            let n = self
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("reading the PROXY header: {e}"))?;
-            if n == 0 {
-                return Err("connection closed inside the PROXY header".into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            match proxy_protocol::parse(&buf) {
-                Ok(Some((header, used))) => {
-                    self.unread(&buf[used..]);
-                    return Ok(header);
-                }
-                Ok(None) => continue,
-                Err(e) => return Err(format!("bad PROXY header: {e}")),
-            }
-        }
-    }
-}
-
-/// Read size for a PROXY header: a v1 line is at most 107 bytes and v2 headers with a few
-/// TLVs fit too; longer ones take a few reads, up to the parser's limit.
-const PROXY_HEADER_READ_BYTES: usize = 256;
-
 /// One read takes up to this much: several full TLS records (16 KiB + overhead each).
 pub const READ_AHEAD_BYTES: usize = 64 * 1024;
 
 thread_local! {
-    // Separate from the relay's scratch buffer: the relay holds that one while the TLS
+    // Separate from the proxy relay's scratch buffer: the relay holds that one while the TLS
     // library, below it, calls into this one.
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_AHEAD_BYTES].into_boxed_slice());
 }
