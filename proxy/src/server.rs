@@ -26,7 +26,7 @@ use crate::metrics::{CloseReason, ConnGuard, HandshakeFailure, Metrics};
 use crate::proxy_protocol::{self, Addresses, ClientCert, TlsFacts};
 use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
-use crate::tls::{Acceptor, HandshakeInfo, LoadedCerts, TlsError};
+use crate::tls::{Acceptor, HandshakeErrorKind, HandshakeInfo, LoadedCerts, TlsError};
 
 /// State every worker and connection shares.
 #[derive(Debug)]
@@ -587,20 +587,21 @@ fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo)
     out
 }
 
-/// Sorts a failed connection start into a metrics label. Client-certificate refusals are
-/// told apart by type; for the rest the libraries' messages are all there is.
+/// Sorts a failed connection start into a metrics label, by the kind the TLS backend
+/// decided.
 fn classify_handshake_error(e: &FrontError) -> HandshakeFailure {
-    let text = match e {
-        FrontError::Tls(TlsError::ClientCertificate(_)) => return HandshakeFailure::ClientCert,
-        FrontError::ProxyHeader(_) => return HandshakeFailure::Protocol,
-        FrontError::Tls(other) => other.to_string().to_ascii_lowercase(),
-    };
-    if text.contains("cipher") || text.contains("no shared") || text.contains("peerincompatible") {
-        HandshakeFailure::NoSharedCipher
-    } else if text.contains("reset") || text.contains("eof") || text.contains("broken pipe") {
-        HandshakeFailure::Other
-    } else {
-        HandshakeFailure::Protocol
+    match e {
+        FrontError::ProxyHeader(_) => HandshakeFailure::Protocol,
+        FrontError::Tls(TlsError::ClientCertificate(_)) => HandshakeFailure::ClientCert,
+        FrontError::Tls(TlsError::Handshake { kind, .. }) => match kind {
+            HandshakeErrorKind::NoSharedParameters => HandshakeFailure::NoSharedCipher,
+            HandshakeErrorKind::NotTls
+            | HandshakeErrorKind::BadCertificate
+            | HandshakeErrorKind::Protocol => HandshakeFailure::Protocol,
+            HandshakeErrorKind::PeerClosed | HandshakeErrorKind::Other => HandshakeFailure::Other,
+        },
+        // Loading and building errors; `accept` returns none of these.
+        FrontError::Tls(_) => HandshakeFailure::Other,
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{
-    Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeInfo, TlsError,
-    TlsSettings, TlsStream, TlsVersion,
+    Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeErrorKind,
+    HandshakeInfo, TlsError, TlsSettings, TlsStream, TlsVersion,
 };
 use rstest::rstest;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
@@ -617,13 +617,52 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
     // Trusted, but for another name: the client sends a bad_certificate alert.
     let client = mtls_client(TlsVersion::Tls13, &cert, Some(ca.issue("client-1")));
     match handshake(&acceptor, client, "wrong-name.test").await {
-        (Err(TlsError::Handshake(_)), Err(_)) => {}
+        (
+            Err(TlsError::Handshake {
+                kind: HandshakeErrorKind::BadCertificate,
+                ..
+            }),
+            Err(_),
+        ) => {}
         (server, client) => panic!(
             "{backend}: expected a plain handshake failure, got server {:?}, client {:?}",
             server.err(),
             client.err()
         ),
     }
+}
+
+/// Every backend sorts the common handshake failures the same way: no suite in common,
+/// bytes that are not TLS, and a client that hangs up mid-hello (the proxy's
+/// `no_shared_cipher`, `protocol` and `other` metric labels come from these kinds).
+#[rstest]
+#[tokio::test]
+async fn handshake_failures_carry_their_kind(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        cipher_suites: vec!["TLS_AES_256_GCM_SHA384".into()],
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    // The client offers only TLS_AES_128_GCM_SHA256.
+    let client = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]);
+    let (server, _) = handshake(&acceptor, client, "localhost").await;
+    assert_kind(
+        server.err(),
+        HandshakeErrorKind::NoSharedParameters,
+        backend,
+    );
+
+    let not_tls = raw_handshake(&acceptor, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_kind(not_tls, HandshakeErrorKind::NotTls, backend);
+
+    // A handshake record header announcing 512 bytes, then the client hangs up.
+    let cut_short = raw_handshake(&acceptor, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+    assert_kind(cut_short, HandshakeErrorKind::PeerClosed, backend);
 }
 
 #[rstest]
@@ -904,6 +943,24 @@ async fn handshake(
         .await
         .expect("handshake timed out");
     (server, client.map_err(|e| e.to_string()))
+}
+
+/// The server's handshake with a client that writes `bytes` and closes its side.
+async fn raw_handshake(acceptor: &Acceptor, bytes: &[u8]) -> Option<TlsError> {
+    let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
+    client_io.write_all(bytes).await.expect("writing to a pipe");
+    client_io.shutdown().await.expect("closing a pipe");
+    let server = tokio::time::timeout(TIMEOUT, acceptor.accept(server_io))
+        .await
+        .expect("handshake timed out");
+    server.err()
+}
+
+fn assert_kind(error: Option<TlsError>, expected: HandshakeErrorKind, backend: Backend) {
+    match error {
+        Some(TlsError::Handshake { kind, .. }) if kind == expected => {}
+        other => panic!("{backend}: expected a {expected:?} handshake failure, got {other:?}"),
+    }
 }
 
 /// Application data both ways, then a clean close: the streams really work, and the
