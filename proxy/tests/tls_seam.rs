@@ -2,8 +2,10 @@
 //! by a rustls client over an in-memory duplex, and asked what it negotiated. Whatever the
 //! backend, the same settings must give the same handshake and the same report.
 
+mod common;
+
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +18,11 @@ use rstest::rstest;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use common::{ClientIdentity, TestCa};
 
 // ---- building: errors name the file or the option ------------------------------------
 
@@ -451,7 +455,7 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, true);
 
     let good = mtls_client(version, &server_cert, Some(ca.issue("client-1")));
@@ -486,7 +490,7 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     let none = mtls_client(version, &server_cert, None);
     let _ = expect_refused(&acceptor, none, backend, version, "no client certificate").await;
 
-    let stranger = TestCa::new(&dir, "other-ca");
+    let stranger = TestCa::new(dir.path(), "other-ca");
     let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
     let why = expect_refused(
         &acceptor,
@@ -512,7 +516,7 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, false);
 
     let none = mtls_client(version, &server_cert, None);
@@ -538,7 +542,7 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
     ping_pong(server, client).await;
 
     // Optional means "may send none", not "may send anything".
-    let stranger = TestCa::new(&dir, "other-ca");
+    let stranger = TestCa::new(dir.path(), "other-ca");
     let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
     let why = expect_refused(
         &acceptor,
@@ -568,7 +572,7 @@ async fn client_auth_applies_to_sni_selected_certificates(
     let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
     let mut set = default.set();
     set.by_sni.push(("other.test".into(), other.paths.clone()));
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &set, &ca, true);
 
     let good = mtls_client(TlsVersion::Tls13, &other, Some(ca.issue("client-1")));
@@ -608,7 +612,7 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
 ) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = if mutual {
         mtls_acceptor(backend, &cert.set(), &ca, true)
     } else {
@@ -782,44 +786,6 @@ fn client_config(
 }
 
 // ---- mutual TLS helpers --------------------------------------------------------------
-
-/// A CA generated here, on disk as PEM, that issues client certificates.
-struct TestCa {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    path: PathBuf,
-}
-
-/// A client certificate chain and its key, as a rustls client sends them.
-type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-impl TestCa {
-    fn new(dir: &TempDir, stem: &str) -> TestCa {
-        let (cert, key) = proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}"))
-            .expect("generating the test CA");
-        let path = dir.path().join(format!("{stem}.pem"));
-        std::fs::write(&path, cert.pem()).expect("writing the CA");
-        TestCa { cert, key, path }
-    }
-
-    /// A client certificate with common name `cn`, signed by this CA.
-    fn issue(&self, cn: &str) -> ClientIdentity {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .expect("generating a client key");
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signing a client certificate");
-        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
-        (vec![cert.der().clone()], key)
-    }
-}
 
 fn mtls_acceptor(backend: Backend, set: &CertSet, ca: &TestCa, required: bool) -> Acceptor {
     let settings = TlsSettings {
