@@ -15,6 +15,7 @@ use proxy::tls::{
     HandshakeInfo, TlsError, TlsSettings, TlsStream, TlsVersion,
 };
 use rstest::rstest;
+use rstest_reuse::{self, apply, template};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
@@ -24,11 +25,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use common::{ClientIdentity, TestCa};
 
+/// Every TLS backend: a test applying this runs once for each.
+#[template]
+#[rstest]
+fn every_backend(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+}
+
 // ---- building: errors name the file or the option ------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 fn key_not_matching_its_certificate_names_both_files(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -40,10 +49,8 @@ fn key_not_matching_its_certificate_names_both_files(
     assert!(err.contains("does not match"), "{backend}: {err}");
 }
 
-#[rstest]
-fn missing_or_empty_files_are_named(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+#[apply(every_backend)]
+fn missing_or_empty_files_are_named(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let good = Cert::new(&dir, "good", KeyKind::EcdsaP256, &["localhost"]);
     let missing = dir.path().join("missing-cert.pem");
@@ -79,10 +86,8 @@ fn missing_or_empty_files_are_named(
     assert!(err.contains("missing-cert.pem"), "{backend}: {err}");
 }
 
-#[rstest]
-fn unknown_suite_or_group_is_refused_by_name(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+#[apply(every_backend)]
+fn unknown_suite_or_group_is_refused_by_name(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -111,11 +116,9 @@ fn unknown_suite_or_group_is_refused_by_name(
 /// X25519MLKEM768: aws-lc-rs and OpenSSL 3.5 or later (the default build's) negotiate it;
 /// ring and OpenSSL 3.0 (a host libssl) do not have it and must say so at build time rather
 /// than quietly fall back to a classical group.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn x25519mlkem768_is_negotiated_or_refused_clearly(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn x25519mlkem768_is_negotiated_or_refused_clearly(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -152,11 +155,9 @@ async fn x25519mlkem768_is_negotiated_or_refused_clearly(
 /// Ed25519 keys written as PKCS#8 v2 (RFC 5958, public key included; what aws-lc and ring
 /// write, rcgen's default here): the rustls backends read them. OpenSSL 3.0 cannot; then
 /// the error must name the key file and the backend.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
@@ -187,11 +188,9 @@ async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(
 
 // ---- what the handshake reports ------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn tls13_parameters_are_reported(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn tls13_parameters_are_reported(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -246,11 +245,9 @@ async fn tls13_parameters_are_reported(
 /// The server's suite order wins over the client's (testssl.sh rates the opposite HIGH):
 /// a client that prefers AES-128 but also offers AES-256 gets AES-256, which every backend
 /// here ranks first.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn the_server_suite_order_wins(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn the_server_suite_order_wins(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
@@ -268,11 +265,9 @@ async fn the_server_suite_order_wins(
     );
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn tls12_parameters_are_reported(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn tls12_parameters_are_reported(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
@@ -294,10 +289,10 @@ async fn tls12_parameters_are_reported(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn every_key_type_handshakes(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -315,10 +310,10 @@ async fn every_key_type_handshakes(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn second_connection_resumes_only_when_enabled(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
     #[values(true, false)] session_resumption: bool,
 ) {
@@ -361,11 +356,9 @@ async fn second_connection_resumes_only_when_enabled(
 
 // ---- SNI -----------------------------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn sni_picks_the_certificate(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn sni_picks_the_certificate(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
     let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
@@ -406,11 +399,9 @@ async fn sni_picks_the_certificate(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn strict_sni_refuses_unknown_names(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn strict_sni_refuses_unknown_names(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     // The default certificate's own DNS names are served; any other name is refused by
     // the server before a certificate is sent (so the failure is the server's, not the
@@ -447,10 +438,10 @@ async fn strict_sni_refuses_unknown_names(
 
 // ---- mutual TLS ----------------------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn required_client_auth_accepts_only_certificates_from_the_ca(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -508,10 +499,10 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     );
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -562,11 +553,9 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
 
 /// Client verification must not depend on which certificate SNI picked (OpenSSL switches
 /// the whole context in its servername callback).
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn client_auth_applies_to_sni_selected_certificates(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn client_auth_applies_to_sni_selected_certificates(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
     let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
@@ -604,10 +593,10 @@ async fn client_auth_applies_to_sni_selected_certificates(
 /// A client that refuses the *server's* certificate fails the handshake with an alert
 /// naming "certificate" too; that must not read as a mutual-TLS refusal (the proxy would
 /// warn "client certificate rejected" with mutual TLS off).
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refusal(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(false, true)] mutual: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -639,11 +628,9 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
 /// Every backend sorts the common handshake failures the same way: no suite in common,
 /// bytes that are not TLS, and a client that hangs up mid-hello (the proxy's
 /// `no_shared_cipher`, `protocol` and `other` metric labels come from these kinds).
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn handshake_failures_carry_their_kind(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn handshake_failures_carry_their_kind(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -669,9 +656,9 @@ async fn handshake_failures_carry_their_kind(
     assert_kind(cut_short, HandshakeErrorKind::PeerClosed, backend);
 }
 
-#[rstest]
+#[apply(every_backend)]
 fn missing_or_empty_client_ca_is_refused_by_name(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(true, false)] required: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
