@@ -689,3 +689,42 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const PROXY_HEADER_BYTES: usize = 256;
 /// At most one line per this period for each recurring per-connection warning.
 const LOG_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric labels the README and dashboards know, from the kinds the backends decide.
+    #[test]
+    fn handshake_failure_labels_come_from_the_kind() {
+        let tls = |kind| {
+            FrontError::Tls(TlsError::Handshake {
+                kind,
+                detail: String::new(),
+            })
+        };
+        let cases = [
+            (
+                tls(HandshakeErrorKind::NoSharedParameters),
+                "no_shared_cipher",
+            ),
+            (tls(HandshakeErrorKind::NotTls), "protocol"),
+            (tls(HandshakeErrorKind::BadCertificate), "protocol"),
+            (tls(HandshakeErrorKind::Protocol), "protocol"),
+            (tls(HandshakeErrorKind::PeerClosed), "other"),
+            (tls(HandshakeErrorKind::Other), "other"),
+            (
+                FrontError::Tls(TlsError::ClientCertificate(String::new())),
+                "client_cert",
+            ),
+            (FrontError::ProxyHeader(String::new()), "protocol"),
+        ];
+        for (error, label) in cases {
+            assert_eq!(
+                classify_handshake_error(&error).as_str(),
+                label,
+                "{error:?}"
+            );
+        }
+    }
+}
