@@ -110,7 +110,9 @@ async fn connection<IO>(
     let mut io = ReadAhead::new(io);
     let front = async {
         if opts.proxy_protocol {
-            proxy::proxy_protocol::read_header(&mut io).await?;
+            proxy::proxy_protocol::read_header(&mut io)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         match &opts.tls {
             Some(tls) => tls

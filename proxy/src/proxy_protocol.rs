@@ -184,27 +184,34 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyHeaderError> {
 /// Reads an inbound PROXY protocol header (v1 or v2) and keeps whatever followed it in `io`
 /// for the next reader (the TLS library, or HTTP). Untrusted input: the parser bounds it to
 /// `MAX_HEADER_BYTES`; callers bound it in time.
-pub async fn read_header<IO: AsyncRead + Unpin>(io: &mut ReadAhead<IO>) -> Result<Header, String> {
+pub async fn read_header<IO: AsyncRead + Unpin>(
+    io: &mut ReadAhead<IO>,
+) -> Result<Header, ReadHeaderError> {
     let mut buf = Vec::with_capacity(PROXY_HEADER_READ_BYTES);
     let mut chunk = [0u8; PROXY_HEADER_READ_BYTES];
     loop {
-        let n = io
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("reading the PROXY header: {e}"))?;
+        let n = io.read(&mut chunk).await.map_err(ReadHeaderError::Read)?;
         if n == 0 {
-            return Err("connection closed inside the PROXY header".into());
+            return Err(ReadHeaderError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
-        match parse(&buf) {
-            Ok(Some((header, used))) => {
-                io.unread(&buf[used..]);
-                return Ok(header);
-            }
-            Ok(None) => continue,
-            Err(e) => return Err(format!("bad PROXY header: {e}")),
+        if let Some((header, used)) = parse(&buf)? {
+            io.unread(&buf[used..]);
+            return Ok(header);
         }
     }
+}
+
+/// Why [`read_header`] got no header: the socket failed, the client left first, or what it
+/// sent is not a header.
+#[derive(Debug, Error)]
+pub enum ReadHeaderError {
+    #[error("reading the PROXY header: {0}")]
+    Read(std::io::Error),
+    #[error("connection closed inside the PROXY header")]
+    Closed,
+    #[error("bad PROXY header: {0}")]
+    Bad(#[from] ProxyHeaderError),
 }
 
 impl TlsFacts {

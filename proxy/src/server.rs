@@ -21,11 +21,11 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, ListenerConfig, ProxyProtocol, RuntimeModel, Timeouts, Upstream};
-use crate::metrics::{CloseReason, HandshakeFailure, Metrics};
+use crate::metrics::{CloseReason, ConnGuard, HandshakeFailure, Metrics};
 use crate::proxy_protocol::{self, Addresses, ClientCert, TlsFacts};
 use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
-use crate::tls::{Acceptor, HandshakeInfo, LoadedCerts, TlsError};
+use crate::tls::{Acceptor, HandshakeErrorKind, HandshakeInfo, LoadedCerts, TlsError};
 
 /// State every worker and connection shares.
 #[derive(Debug)]
@@ -348,11 +348,91 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch:
     }
 }
 
-/// One client connection, start to end.
+/// One client connection, start to end: [`serve`] does the work and says how the
+/// connection ended; this records that end, once, in the metrics and the access log.
 async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot) {
     let shared = &ctx.shared;
-    let timeouts = &shared.timeouts;
     let started = Instant::now();
+    match serve(tcp, peer, &ctx, started).await {
+        Ended::NotEstablished { why, error } => {
+            shared.metrics.handshake_failed(why);
+            // A refused client certificate is worth an operator's attention; garbage and
+            // scanners are routine on the internet and stay at debug.
+            if why == HandshakeFailure::ClientCert {
+                static LIMIT: LogLimit = LogLimit::new();
+                if let Some(more) = LIMIT.allow(LOG_EVERY) {
+                    tracing::warn!(%peer, side = "client", error = %error, suppressed = more,
+                        "client certificate rejected");
+                }
+            } else {
+                tracing::debug!(%peer, side = "client", error = %error, "handshake failed");
+            }
+        }
+        Ended::Closed {
+            guard,
+            log,
+            info,
+            close,
+        } => {
+            shared.metrics.closed(
+                guard,
+                close.reason,
+                started.elapsed(),
+                close.stats.client_to_upstream,
+                close.stats.upstream_to_client,
+            );
+            log.finish(&info, close.log_reason, close.side, close.stats);
+        }
+    }
+    drop(slot);
+}
+
+/// How a connection ended: the one value [`handle`] records.
+// reason: one per connection, returned once and taken apart at once; boxing the larger
+// variant would add an allocation per connection to save a few bytes of stack.
+#[allow(clippy::large_enum_variant)]
+enum Ended {
+    /// The PROXY header or the TLS handshake failed or timed out; nothing was accepted.
+    NotEstablished {
+        why: HandshakeFailure,
+        /// What failed, for the log.
+        error: String,
+    },
+    /// Accepted (counted open by `guard`), then closed.
+    Closed {
+        guard: ConnGuard,
+        log: AccessLog,
+        info: HandshakeInfo,
+        close: Close,
+    },
+}
+
+/// Why an accepted connection closed, which side ended it and the bytes it moved.
+struct Close {
+    reason: CloseReason,
+    /// The access log's `close` field: `reason`'s name, or a finer one where there is one.
+    log_reason: &'static str,
+    side: Option<Side>,
+    stats: RelayStats,
+}
+
+impl Close {
+    /// The upstream failed before any byte moved.
+    fn upstream(log_reason: &'static str) -> Self {
+        Close {
+            reason: CloseReason::UpstreamError,
+            log_reason,
+            side: Some(Side::Upstream),
+            stats: RelayStats::default(),
+        }
+    }
+}
+
+/// The work of one connection: PROXY header, handshake, upstream connect, relay. Logs
+/// what only it knows (why the upstream failed); records nothing.
+async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instant) -> Ended {
+    let shared = &ctx.shared;
+    let timeouts = &shared.timeouts;
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(ctx.addr);
     let mut io = ReadAhead::new(tcp);
@@ -360,10 +440,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
     // PROXY header from a load balancer, then the TLS handshake: one deadline for both.
     let front = async {
         let addrs = if ctx.config.accept_proxy {
-            proxy_protocol::read_header(&mut io)
-                .await
-                .map_err(FrontError::ProxyHeader)?
-                .addrs
+            proxy_protocol::read_header(&mut io).await?.addrs
         } else {
             Addresses::Inet {
                 src: peer,
@@ -374,31 +451,19 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
         let tls = acceptor.accept(io).await?;
         Ok::<_, FrontError>((addrs, tls))
     };
-    let front = tokio::time::timeout(timeouts.handshake, front).await;
-    let (addrs, mut tls) = match front {
+    let (addrs, mut tls) = match tokio::time::timeout(timeouts.handshake, front).await {
         Ok(Ok(done)) => done,
-        failed => {
-            let (why, reason) = match failed {
-                Ok(Err(e)) => (classify_handshake_error(&e), e.to_string()),
-                _ => (
-                    HandshakeFailure::Timeout,
-                    format!("no handshake within {:?}", timeouts.handshake),
-                ),
-            };
-            shared.metrics.handshake_failed(why);
-            // A refused client certificate is worth an operator's attention; garbage and
-            // scanners are routine on the internet and stay at debug.
-            if why == HandshakeFailure::ClientCert {
-                static LIMIT: LogLimit = LogLimit::new();
-                if let Some(more) = LIMIT.allow(LOG_EVERY) {
-                    tracing::warn!(%peer, side = "client", error = %reason, suppressed = more,
-                        "client certificate rejected");
-                }
-            } else {
-                tracing::debug!(%peer, side = "client", error = %reason, "handshake failed");
+        Ok(Err(e)) => {
+            return Ended::NotEstablished {
+                why: classify_handshake_error(&e),
+                error: e.to_string(),
             }
-            drop(slot);
-            return;
+        }
+        Err(_) => {
+            return Ended::NotEstablished {
+                why: HandshakeFailure::Timeout,
+                error: format!("no handshake within {:?}", timeouts.handshake),
+            }
         }
     };
     // From here on the client is whoever the PROXY header said, if there was one.
@@ -412,101 +477,87 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
         .metrics
         .handshake_done(started.elapsed(), &info.version, &info.cipher_suite);
     let log = AccessLog::new(client, started, shared.access_log);
-
-    let connect = tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream));
-    let mut upstream = match connect.await {
-        Ok(Ok(up)) => up,
-        failed => {
-            shared.metrics.upstream_connect_failed();
-            let reason = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("connect timed out after {:?}", timeouts.upstream_connect),
-            };
-            static LIMIT: LogLimit = LogLimit::new();
-            if let Some(more) = LIMIT.allow(LOG_EVERY) {
-                tracing::warn!(client = %client, side = "upstream", upstream = %ctx.upstream,
+    let close = 'close: {
+        let connect = tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream));
+        let mut upstream = match connect.await {
+            Ok(Ok(up)) => up,
+            failed => {
+                shared.metrics.upstream_connect_failed();
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("connect timed out after {:?}", timeouts.upstream_connect),
+                };
+                static LIMIT: LogLimit = LogLimit::new();
+                if let Some(more) = LIMIT.allow(LOG_EVERY) {
+                    tracing::warn!(client = %client, side = "upstream", upstream = %ctx.upstream,
                     error = %reason, suppressed = more, "upstream connect failed; closing client");
+                }
+                // close_notify + FIN, so the client learns at once rather than by a timeout.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                break 'close Close::upstream("upstream_connect_failed");
             }
-            // close_notify + FIN, so the client learns at once rather than by a timeout.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
-            let stats = RelayStats::default();
-            shared
-                .metrics
-                .closed(guard, CloseReason::UpstreamError, started.elapsed(), 0, 0);
-            log.finish(
-                &info,
-                "upstream_connect_failed",
-                Some(Side::Upstream),
+        };
+        if let Some(version) = ctx.config.proxy_protocol {
+            let header = proxy_header(version, &addrs, &info);
+            let sent = tokio::time::timeout(timeouts.idle, upstream.write_all(&header)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::warn!(client = %client, side = "upstream", "sending the PROXY header failed");
+                break 'close Close::upstream(CloseReason::UpstreamError.as_str());
+            }
+        }
+        let result = match &mut upstream {
+            UpstreamStream::Unix(up) => relay(&mut tls, up, timeouts.idle).await,
+            UpstreamStream::Tcp(up) => relay(&mut tls, up, timeouts.idle).await,
+        };
+        let (reason, side, stats) = match result {
+            Ok((Outcome::Done, stats)) => (CloseReason::Done, stats.first_close, stats),
+            Ok((Outcome::IdleTimeout, stats)) => {
+                tracing::debug!(client = %client, timeout = ?timeouts.idle, "idle timeout; closing");
+                (CloseReason::IdleTimeout, None, stats)
+            }
+            Err(RelayError {
+                side,
+                op,
+                source,
                 stats,
-            );
-            return;
-        }
-    };
-    if let Some(version) = ctx.config.proxy_protocol {
-        let header = proxy_header(version, &addrs, &info);
-        let sent = tokio::time::timeout(timeouts.idle, upstream.write_all(&header)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            tracing::warn!(client = %client, side = "upstream", "sending the PROXY header failed");
-            shared
-                .metrics
-                .closed(guard, CloseReason::UpstreamError, started.elapsed(), 0, 0);
-            log.finish(
-                &info,
-                "upstream_error",
-                Some(Side::Upstream),
-                RelayStats::default(),
-            );
-            return;
-        }
-    }
-    let result = match &mut upstream {
-        UpstreamStream::Unix(up) => relay(&mut tls, up, timeouts.idle).await,
-        UpstreamStream::Tcp(up) => relay(&mut tls, up, timeouts.idle).await,
-    };
-    let (reason, side, stats) = match result {
-        Ok((Outcome::Done, stats)) => (CloseReason::Done, stats.first_close, stats),
-        Ok((Outcome::IdleTimeout, stats)) => {
-            tracing::debug!(client = %client, timeout = ?timeouts.idle, "idle timeout; closing");
-            (CloseReason::IdleTimeout, None, stats)
-        }
-        Err(RelayError {
-            side,
-            op,
-            source,
-            stats,
-        }) => {
-            // Resets by either peer are routine; log them at debug, the rest as warnings.
-            let routine = matches!(
-                source.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-            );
-            if side == Side::Upstream && !routine {
-                tracing::warn!(client = %client, side = "upstream", op, error = %source, "relay failed");
-            } else {
-                tracing::debug!(client = %client, side = side.name(), op, error = %source, "relay failed");
+            }) => {
+                // Resets by either peer are routine; log them at debug, the rest as warnings.
+                let routine = matches!(
+                    source.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                );
+                if side == Side::Upstream && !routine {
+                    tracing::warn!(client = %client, side = "upstream", op, error = %source, "relay failed");
+                } else {
+                    tracing::debug!(client = %client, side = side.name(), op, error = %source, "relay failed");
+                }
+                let reason = match side {
+                    Side::Client => CloseReason::ClientError,
+                    Side::Upstream => CloseReason::UpstreamError,
+                };
+                (reason, Some(side), stats)
             }
-            let reason = match side {
-                Side::Client => CloseReason::ClientError,
-                Side::Upstream => CloseReason::UpstreamError,
-            };
-            (reason, Some(side), stats)
+        };
+        Close {
+            reason,
+            log_reason: reason.as_str(),
+            side,
+            stats,
         }
     };
-    shared.metrics.closed(
+    Ended::Closed {
         guard,
-        reason,
-        started.elapsed(),
-        stats.client_to_upstream,
-        stats.upstream_to_client,
-    );
-    log.finish(&info, reason.as_str(), side, stats);
+        log,
+        info,
+        close,
+    }
 }
 
 /// What can go wrong before a connection is established.
 #[derive(Debug, thiserror::Error)]
 enum FrontError {
-    #[error("{0}")]
-    ProxyHeader(String),
+    #[error(transparent)]
+    ProxyHeader(#[from] proxy_protocol::ReadHeaderError),
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -532,20 +583,21 @@ fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo)
     out
 }
 
-/// Sorts a failed connection start into a metrics label. Client-certificate refusals are
-/// told apart by type; for the rest the libraries' messages are all there is.
+/// Sorts a failed connection start into a metrics label, by the kind the TLS backend
+/// decided.
 fn classify_handshake_error(e: &FrontError) -> HandshakeFailure {
-    let text = match e {
-        FrontError::Tls(TlsError::ClientCertificate(_)) => return HandshakeFailure::ClientCert,
-        FrontError::ProxyHeader(_) => return HandshakeFailure::Protocol,
-        FrontError::Tls(other) => other.to_string().to_ascii_lowercase(),
-    };
-    if text.contains("cipher") || text.contains("no shared") || text.contains("peerincompatible") {
-        HandshakeFailure::NoSharedCipher
-    } else if text.contains("reset") || text.contains("eof") || text.contains("broken pipe") {
-        HandshakeFailure::Other
-    } else {
-        HandshakeFailure::Protocol
+    match e {
+        FrontError::ProxyHeader(_) => HandshakeFailure::Protocol,
+        FrontError::Tls(TlsError::ClientCertificate(_)) => HandshakeFailure::ClientCert,
+        FrontError::Tls(TlsError::Handshake { kind, .. }) => match kind {
+            HandshakeErrorKind::NoSharedParameters => HandshakeFailure::NoSharedCipher,
+            HandshakeErrorKind::NotTls
+            | HandshakeErrorKind::BadCertificate
+            | HandshakeErrorKind::Protocol => HandshakeFailure::Protocol,
+            HandshakeErrorKind::PeerClosed | HandshakeErrorKind::Other => HandshakeFailure::Other,
+        },
+        // Loading and building errors; `accept` returns none of these.
+        FrontError::Tls(_) => HandshakeFailure::Other,
     }
 }
 
@@ -633,3 +685,45 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const PROXY_HEADER_BYTES: usize = 256;
 /// At most one line per this period for each recurring per-connection warning.
 const LOG_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric labels the README and dashboards know, from the kinds the backends decide.
+    #[test]
+    fn handshake_failure_labels_come_from_the_kind() {
+        let tls = |kind| {
+            FrontError::Tls(TlsError::Handshake {
+                kind,
+                detail: String::new(),
+            })
+        };
+        let cases = [
+            (
+                tls(HandshakeErrorKind::NoSharedParameters),
+                "no_shared_cipher",
+            ),
+            (tls(HandshakeErrorKind::NotTls), "protocol"),
+            (tls(HandshakeErrorKind::BadCertificate), "protocol"),
+            (tls(HandshakeErrorKind::Protocol), "protocol"),
+            (tls(HandshakeErrorKind::PeerClosed), "other"),
+            (tls(HandshakeErrorKind::Other), "other"),
+            (
+                FrontError::Tls(TlsError::ClientCertificate(String::new())),
+                "client_cert",
+            ),
+            (
+                FrontError::ProxyHeader(proxy_protocol::ReadHeaderError::Closed),
+                "protocol",
+            ),
+        ];
+        for (error, label) in cases {
+            assert_eq!(
+                classify_handshake_error(&error).as_str(),
+                label,
+                "{error:?}"
+            );
+        }
+    }
+}

@@ -4,10 +4,11 @@
 // reason: a test helper that cannot set up its fixture should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+use common::{ClientIdentity, Proxy, TestCa};
 
 /// Generous bound for things that should happen "promptly": catches hangs, never flakes.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -81,51 +84,15 @@ async fn echo_bytes<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: 
     let _ = w.shutdown().await;
 }
 
-/// The proxy process; killed on drop.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-    stderr: PathBuf,
-}
-
 impl Proxy {
-    fn start(dir: &Path, args: &[&str]) -> Self {
-        let stderr = dir.join(format!("proxy-{}.err", rand_id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no readiness line: {line:?}; stderr: {}",
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
-        Proxy {
-            child,
-            addr,
-            stderr,
-        }
+    /// Starts the proxy (one listener) logging at debug: tests here read what it says
+    /// about each connection.
+    fn start_debug(dir: &Path, args: &[&str]) -> Self {
+        Proxy::start_with_env(dir, args, 1, &[("RUST_LOG", "debug")])
     }
 
     fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The process's resident memory, from /proc.
@@ -153,19 +120,6 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Certificate files plus a client config that trusts them.
@@ -296,7 +250,7 @@ fn base_args<'a>(pki: &'a Pki, upstream: &'a str, backend: &'a str) -> Vec<&'a s
 async fn bytes_round_trip_exactly_with_half_close(#[case] backend: &str, #[case] up: Up) {
     let pki = pki();
     let upstream = Upstream::start(up, pki.dir.path()).await;
-    let proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
     for (i, size) in [
         0,
         1,
@@ -322,7 +276,7 @@ async fn bytes_round_trip_exactly_with_half_close(#[case] backend: &str, #[case]
 async fn thousand_concurrent_connections_each_exchange_several_times(#[case] backend: &str) {
     let pki = pki();
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..1000u64 {
         let config = pki.client.clone();
@@ -367,7 +321,7 @@ async fn half_close_reaches_upstream_and_answer_still_arrives(#[case] backend: &
         s.shutdown().await.unwrap();
     });
     let spec = format!("unix:{}", path.display());
-    let proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &spec, backend));
     let got = exchange(connect(proxy.addr, &pki.client).await, &pattern(100_000, 7)).await;
     assert_eq!(String::from_utf8(got).unwrap(), "got 100000 bytes");
 }
@@ -380,7 +334,7 @@ async fn dead_upstream_closes_client_promptly_and_recovers(#[case] backend: &str
     let pki = pki();
     let path = pki.dir.path().join("later.sock");
     let spec = format!("unix:{}", path.display());
-    let mut proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &spec, backend));
+    let mut proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &spec, backend));
     // Nobody listens yet: the client must see the connection end, not hang.
     let started = Instant::now();
     let mut s = connect(proxy.addr, &pki.client).await;
@@ -412,7 +366,7 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
     let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
     args.extend(["--handshake-timeout", "1s"]);
-    let mut proxy = Proxy::start(pki.dir.path(), &args);
+    let mut proxy = Proxy::start_debug(pki.dir.path(), &args);
 
     let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
     let mut garbage = TcpStream::connect(proxy.addr).await.unwrap();
@@ -450,7 +404,7 @@ async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
     let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
     args.extend(["--handshake-timeout", "1s"]);
-    let proxy = Proxy::start(pki.dir.path(), &args);
+    let proxy = Proxy::start_debug(pki.dir.path(), &args);
     // The baseline is a proxy that has served: its workers' heaps and TLS state exist.
     let data = pattern(1000, 1);
     for _ in 0..4 {
@@ -503,7 +457,7 @@ async fn max_connections_is_enforced() {
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
     let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
     args.extend(["--max-connections", "2"]);
-    let proxy = Proxy::start(pki.dir.path(), &args);
+    let proxy = Proxy::start_debug(pki.dir.path(), &args);
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = connect(proxy.addr, &pki.client).await;
@@ -539,7 +493,7 @@ async fn max_connections_is_enforced() {
 async fn second_connection_resumes_the_session(#[case] backend: &str) {
     let pki = pki();
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let proxy = Proxy::start(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
     for (i, want) in [
         (0, rustls::HandshakeKind::Full),
         (1, rustls::HandshakeKind::Resumed),
@@ -586,7 +540,7 @@ upstream = "{}"
     );
     let file = pki.dir.path().join("proxy.toml");
     std::fs::write(&file, config).unwrap();
-    let proxy = Proxy::start(pki.dir.path(), &[file.to_str().unwrap()]);
+    let proxy = Proxy::start_debug(pki.dir.path(), &[file.to_str().unwrap()]);
     let both = client_config(&[&pki.cert, &other.cert]);
     let s = connect_sni(proxy.addr, &both, "other.test").await.unwrap();
     let seen = s.get_ref().1.peer_certificates().unwrap()[0].clone();
@@ -608,7 +562,7 @@ async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
     let mut args = base_args(&pki, &upstream.spec, backend);
     args.extend(["--threads", "2"]);
-    let mut proxy = Proxy::start(pki.dir.path(), &args);
+    let mut proxy = Proxy::start_debug(pki.dir.path(), &args);
     let data = pattern(100 * 1024 * 1024, 3);
     let s = connect(proxy.addr, &pki.client).await;
     let (mut r, mut w) = tokio::io::split(s);
@@ -663,7 +617,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(#[case] b
         "required",
         "--access-log",
     ]);
-    let mut proxy = Proxy::start(dir, &args);
+    let mut proxy = Proxy::start_debug(dir, &args);
 
     let good = client_with_identity(&[&pki.cert], ca.issue("client-1"));
     let data = pattern(100_000, 5);
@@ -680,7 +634,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(#[case] b
     assert!(proxy.alive(), "{backend}");
 
     // SIGHUP re-reads the client CA too (here with no config file: from the flags).
-    replace_file(&ca_file, stranger.cert.pem().as_bytes());
+    replace_file(&ca_file, stranger.pem().as_bytes());
     proxy.reload_and_wait(RELOADED).await;
     let s = connect_sni(proxy.addr, &foreign, "localhost")
         .await
@@ -715,7 +669,7 @@ async fn sighup_rotates_the_certificate_under_load_without_failures(#[case] back
         ),
     )
     .unwrap();
-    let mut proxy = Proxy::start(dir, &[file.to_str().unwrap()]);
+    let mut proxy = Proxy::start_debug(dir, &[file.to_str().unwrap()]);
     let old = cert_der(&pki.cert);
     let staged = selfsigned::generate(KeyKind::EcdsaP256, &["localhost"])
         .unwrap()
@@ -1109,50 +1063,10 @@ fn replace_file(path: &Path, contents: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// A CA generated here that issues client certificates; its PEM is at `path`.
-struct TestCa {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    path: PathBuf,
-}
-
-impl TestCa {
-    fn new(dir: &Path, stem: &str) -> TestCa {
-        let (cert, key) =
-            proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}")).unwrap();
-        let path = dir.join(format!("{stem}.pem"));
-        std::fs::write(&path, cert.pem()).unwrap();
-        TestCa { cert, key, path }
-    }
-
-    /// A client certificate chain and key with common name `cn`, signed by this CA.
-    fn issue(
-        &self,
-        cn: &str,
-    ) -> (
-        Vec<CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ) {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        (vec![cert.der().clone()], key)
-    }
-}
-
 /// Like [`client_config`], presenting a client certificate when asked.
 fn client_with_identity(
     trust: &[&Path],
-    (chain, key): (
-        Vec<CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
+    (chain, key): ClientIdentity,
 ) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

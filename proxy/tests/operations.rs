@@ -4,10 +4,11 @@
 // reason: a test helper that cannot set up its fixture should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,52 +21,11 @@ use tokio::net::{TcpStream, UnixListener};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use common::Proxy;
+
 const PROMPT: Duration = Duration::from_secs(10);
 
-/// The proxy process (and any listeners it announced); killed on drop.
-struct Proxy {
-    child: Child,
-    addrs: Vec<SocketAddr>,
-    stderr: PathBuf,
-}
-
 impl Proxy {
-    /// Starts the proxy and reads `listeners` readiness lines.
-    fn start(dir: &Path, args: &[&str], listeners: usize) -> Self {
-        let stderr = dir.join("proxy.err");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut addrs = Vec::new();
-        for _ in 0..listeners {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            let addr = line
-                .trim()
-                .strip_prefix("listening on ")
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no readiness line: {line:?}; stderr: {}",
-                        std::fs::read_to_string(&stderr).unwrap_or_default()
-                    )
-                });
-            addrs.push(addr.parse().unwrap());
-        }
-        Proxy {
-            child,
-            addrs,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
     /// Waits until the log contains `needle` (logs are written asynchronously).
     fn wait_log(&self, needle: &str) -> String {
         let end = Instant::now() + PROMPT;
@@ -80,13 +40,6 @@ impl Proxy {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,29 +2,42 @@
 //! by a rustls client over an in-memory duplex, and asked what it negotiated. Whatever the
 //! backend, the same settings must give the same handshake and the same report.
 
+mod common;
+
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{
-    Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeInfo, TlsError,
-    TlsSettings, TlsStream, TlsVersion,
+    Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeErrorKind,
+    HandshakeInfo, TlsError, TlsSettings, TlsStream, TlsVersion,
 };
 use rstest::rstest;
+use rstest_reuse::{self, apply, template};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use common::{ClientIdentity, TestCa};
+
+/// Every TLS backend: a test applying this runs once for each.
+#[template]
+#[rstest]
+fn every_backend(
+    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+) {
+}
+
 // ---- building: errors name the file or the option ------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 fn key_not_matching_its_certificate_names_both_files(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -36,10 +49,8 @@ fn key_not_matching_its_certificate_names_both_files(
     assert!(err.contains("does not match"), "{backend}: {err}");
 }
 
-#[rstest]
-fn missing_or_empty_files_are_named(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+#[apply(every_backend)]
+fn missing_or_empty_files_are_named(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let good = Cert::new(&dir, "good", KeyKind::EcdsaP256, &["localhost"]);
     let missing = dir.path().join("missing-cert.pem");
@@ -75,10 +86,8 @@ fn missing_or_empty_files_are_named(
     assert!(err.contains("missing-cert.pem"), "{backend}: {err}");
 }
 
-#[rstest]
-fn unknown_suite_or_group_is_refused_by_name(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+#[apply(every_backend)]
+fn unknown_suite_or_group_is_refused_by_name(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -107,11 +116,9 @@ fn unknown_suite_or_group_is_refused_by_name(
 /// X25519MLKEM768: aws-lc-rs and OpenSSL 3.5 or later (the default build's) negotiate it;
 /// ring and OpenSSL 3.0 (a host libssl) do not have it and must say so at build time rather
 /// than quietly fall back to a classical group.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn x25519mlkem768_is_negotiated_or_refused_clearly(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn x25519mlkem768_is_negotiated_or_refused_clearly(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -148,11 +155,9 @@ async fn x25519mlkem768_is_negotiated_or_refused_clearly(
 /// Ed25519 keys written as PKCS#8 v2 (RFC 5958, public key included; what aws-lc and ring
 /// write, rcgen's default here): the rustls backends read them. OpenSSL 3.0 cannot; then
 /// the error must name the key file and the backend.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
@@ -183,11 +188,9 @@ async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(
 
 // ---- what the handshake reports ------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn tls13_parameters_are_reported(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn tls13_parameters_are_reported(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -242,11 +245,9 @@ async fn tls13_parameters_are_reported(
 /// The server's suite order wins over the client's (testssl.sh rates the opposite HIGH):
 /// a client that prefers AES-128 but also offers AES-256 gets AES-256, which every backend
 /// here ranks first.
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn the_server_suite_order_wins(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn the_server_suite_order_wins(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
@@ -264,11 +265,9 @@ async fn the_server_suite_order_wins(
     );
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn tls12_parameters_are_reported(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn tls12_parameters_are_reported(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
@@ -290,10 +289,10 @@ async fn tls12_parameters_are_reported(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn every_key_type_handshakes(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(KeyKind::EcdsaP256, KeyKind::Rsa2048, KeyKind::Ed25519)] kind: KeyKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -311,10 +310,10 @@ async fn every_key_type_handshakes(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn second_connection_resumes_only_when_enabled(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
     #[values(true, false)] session_resumption: bool,
 ) {
@@ -357,11 +356,9 @@ async fn second_connection_resumes_only_when_enabled(
 
 // ---- SNI -----------------------------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn sni_picks_the_certificate(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn sni_picks_the_certificate(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
     let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
@@ -402,11 +399,9 @@ async fn sni_picks_the_certificate(
     ping_pong(server, client).await;
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn strict_sni_refuses_unknown_names(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn strict_sni_refuses_unknown_names(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     // The default certificate's own DNS names are served; any other name is refused by
     // the server before a certificate is sent (so the failure is the server's, not the
@@ -443,15 +438,15 @@ async fn strict_sni_refuses_unknown_names(
 
 // ---- mutual TLS ----------------------------------------------------------------------
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn required_client_auth_accepts_only_certificates_from_the_ca(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, true);
 
     let good = mtls_client(version, &server_cert, Some(ca.issue("client-1")));
@@ -486,7 +481,7 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     let none = mtls_client(version, &server_cert, None);
     let _ = expect_refused(&acceptor, none, backend, version, "no client certificate").await;
 
-    let stranger = TestCa::new(&dir, "other-ca");
+    let stranger = TestCa::new(dir.path(), "other-ca");
     let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
     let why = expect_refused(
         &acceptor,
@@ -504,15 +499,15 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     );
 }
 
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let server_cert = Cert::new(&dir, "server", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &server_cert.set(), &ca, false);
 
     let none = mtls_client(version, &server_cert, None);
@@ -538,7 +533,7 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
     ping_pong(server, client).await;
 
     // Optional means "may send none", not "may send anything".
-    let stranger = TestCa::new(&dir, "other-ca");
+    let stranger = TestCa::new(dir.path(), "other-ca");
     let foreign = mtls_client(version, &server_cert, Some(stranger.issue("client-2")));
     let why = expect_refused(
         &acceptor,
@@ -558,17 +553,15 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
 
 /// Client verification must not depend on which certificate SNI picked (OpenSSL switches
 /// the whole context in its servername callback).
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
-async fn client_auth_applies_to_sni_selected_certificates(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
-) {
+async fn client_auth_applies_to_sni_selected_certificates(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let default = Cert::new(&dir, "default", KeyKind::EcdsaP256, &["localhost"]);
     let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
     let mut set = default.set();
     set.by_sni.push(("other.test".into(), other.paths.clone()));
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = mtls_acceptor(backend, &set, &ca, true);
 
     let good = mtls_client(TlsVersion::Tls13, &other, Some(ca.issue("client-1")));
@@ -600,15 +593,15 @@ async fn client_auth_applies_to_sni_selected_certificates(
 /// A client that refuses the *server's* certificate fails the handshake with an alert
 /// naming "certificate" too; that must not read as a mutual-TLS refusal (the proxy would
 /// warn "client certificate rejected" with mutual TLS off).
-#[rstest]
+#[apply(every_backend)]
 #[tokio::test]
 async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refusal(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(false, true)] mutual: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let ca = TestCa::new(&dir, "ca");
+    let ca = TestCa::new(dir.path(), "ca");
     let acceptor = if mutual {
         mtls_acceptor(backend, &cert.set(), &ca, true)
     } else {
@@ -617,7 +610,13 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
     // Trusted, but for another name: the client sends a bad_certificate alert.
     let client = mtls_client(TlsVersion::Tls13, &cert, Some(ca.issue("client-1")));
     match handshake(&acceptor, client, "wrong-name.test").await {
-        (Err(TlsError::Handshake(_)), Err(_)) => {}
+        (
+            Err(TlsError::Handshake {
+                kind: HandshakeErrorKind::BadCertificate,
+                ..
+            }),
+            Err(_),
+        ) => {}
         (server, client) => panic!(
             "{backend}: expected a plain handshake failure, got server {:?}, client {:?}",
             server.err(),
@@ -626,9 +625,40 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
     }
 }
 
-#[rstest]
+/// Every backend sorts the common handshake failures the same way: no suite in common,
+/// bytes that are not TLS, and a client that hangs up mid-hello (the proxy's
+/// `no_shared_cipher`, `protocol` and `other` metric labels come from these kinds).
+#[apply(every_backend)]
+#[tokio::test]
+async fn handshake_failures_carry_their_kind(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend,
+        cipher_suites: vec!["TLS_AES_256_GCM_SHA384".into()],
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    // The client offers only TLS_AES_128_GCM_SHA256.
+    let client = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]);
+    let (server, _) = handshake(&acceptor, client, "localhost").await;
+    assert_kind(
+        server.err(),
+        HandshakeErrorKind::NoSharedParameters,
+        backend,
+    );
+
+    let not_tls = raw_handshake(&acceptor, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert_kind(not_tls, HandshakeErrorKind::NotTls, backend);
+
+    // A handshake record header announcing 512 bytes, then the client hangs up.
+    let cut_short = raw_handshake(&acceptor, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+    assert_kind(cut_short, HandshakeErrorKind::PeerClosed, backend);
+}
+
+#[apply(every_backend)]
 fn missing_or_empty_client_ca_is_refused_by_name(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    backend: Backend,
     #[values(true, false)] required: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -743,44 +773,6 @@ fn client_config(
 }
 
 // ---- mutual TLS helpers --------------------------------------------------------------
-
-/// A CA generated here, on disk as PEM, that issues client certificates.
-struct TestCa {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    path: PathBuf,
-}
-
-/// A client certificate chain and its key, as a rustls client sends them.
-type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-impl TestCa {
-    fn new(dir: &TempDir, stem: &str) -> TestCa {
-        let (cert, key) = proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}"))
-            .expect("generating the test CA");
-        let path = dir.path().join(format!("{stem}.pem"));
-        std::fs::write(&path, cert.pem()).expect("writing the CA");
-        TestCa { cert, key, path }
-    }
-
-    /// A client certificate with common name `cn`, signed by this CA.
-    fn issue(&self, cn: &str) -> ClientIdentity {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .expect("generating a client key");
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signing a client certificate");
-        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
-        (vec![cert.der().clone()], key)
-    }
-}
 
 fn mtls_acceptor(backend: Backend, set: &CertSet, ca: &TestCa, required: bool) -> Acceptor {
     let settings = TlsSettings {
@@ -904,6 +896,24 @@ async fn handshake(
         .await
         .expect("handshake timed out");
     (server, client.map_err(|e| e.to_string()))
+}
+
+/// The server's handshake with a client that writes `bytes` and closes its side.
+async fn raw_handshake(acceptor: &Acceptor, bytes: &[u8]) -> Option<TlsError> {
+    let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
+    client_io.write_all(bytes).await.expect("writing to a pipe");
+    client_io.shutdown().await.expect("closing a pipe");
+    let server = tokio::time::timeout(TIMEOUT, acceptor.accept(server_io))
+        .await
+        .expect("handshake timed out");
+    server.err()
+}
+
+fn assert_kind(error: Option<TlsError>, expected: HandshakeErrorKind, backend: Backend) {
+    match error {
+        Some(TlsError::Handshake { kind, .. }) if kind == expected => {}
+        other => panic!("{backend}: expected a {expected:?} handshake failure, got {other:?}"),
+    }
 }
 
 /// Application data both ways, then a clean close: the streams really work, and the

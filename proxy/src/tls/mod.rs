@@ -252,14 +252,50 @@ pub enum TlsError {
         context: &'static str,
         detail: String,
     },
-    #[error("TLS handshake failed: {0}")]
-    Handshake(String),
+    /// The handshake failed; `kind` says why, as the library reported it.
+    #[error("TLS handshake failed: {detail}")]
+    Handshake {
+        kind: HandshakeErrorKind,
+        detail: String,
+    },
     /// The handshake failed because this server refused the client's certificate (none
     /// sent where one is required, or one that does not verify). Kept apart from
     /// [`TlsError::Handshake`]: a client refusing *our* certificate also fails with an
     /// alert that names "certificate", and that is not a mutual-TLS refusal.
     #[error("TLS handshake failed: client certificate refused: {0}")]
     ClientCertificate(String),
+}
+
+/// Why a handshake failed (other than a refused client certificate, which is
+/// [`TlsError::ClientCertificate`]). Each backend decides it where the library's error is
+/// in hand: rustls's typed errors, OpenSSL's reason codes; never from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeErrorKind {
+    /// No protocol version, cipher suite, key-exchange group or signature scheme in common.
+    NoSharedParameters,
+    /// The first bytes were not TLS at all (plain HTTP on a TLS port, a scanner).
+    NotTls,
+    /// The client refused this server's certificate (it sent a certificate alert).
+    BadCertificate,
+    /// Malformed or unexpected TLS messages, or another fatal alert from the client.
+    Protocol,
+    /// The client closed or reset the connection before the handshake finished.
+    PeerClosed,
+    /// Anything else: other I/O errors, failures inside the library.
+    Other,
+}
+
+impl HandshakeErrorKind {
+    /// An I/O error under the handshake: the peer going away, or something else.
+    pub(crate) fn of_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => HandshakeErrorKind::PeerClosed,
+            _ => HandshakeErrorKind::Other,
+        }
+    }
 }
 
 /// PEM contents read and checked once, shared by every backend's builder.

@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::os::raw::c_int;
 use std::pin::Pin;
 
 use openssl::pkey::PKey;
 use openssl::ssl::SslVerifyMode;
 use openssl::ssl::{
-    AlpnError, NameType, SniError, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode,
-    SslOptions, SslRef, SslSessionCacheMode, SslVersion,
+    AlpnError, ErrorCode, NameType, SniError, Ssl, SslContext, SslContextBuilder, SslMethod,
+    SslMode, SslOptions, SslRef, SslSessionCacheMode, SslVersion,
 };
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509VerifyResult, X509};
@@ -23,8 +24,8 @@ use sysio::tls_names::{canonical_group, canonical_suite};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeInfo, LoadedCert, LoadedCerts,
-    TlsError, TlsSettings, TlsVersion,
+    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeErrorKind, HandshakeInfo,
+    LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
 };
 
 const BACKEND: Backend = Backend::Openssl;
@@ -57,9 +58,12 @@ impl Acceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let ssl = Ssl::new(&self.ctx).map_err(|e| TlsError::Handshake(e.to_string()))?;
-        let mut stream = tokio_openssl::SslStream::new(ssl, io)
-            .map_err(|e| TlsError::Handshake(e.to_string()))?;
+        let failed = |e: openssl::error::ErrorStack| TlsError::Handshake {
+            kind: HandshakeErrorKind::Other,
+            detail: e.to_string(),
+        };
+        let ssl = Ssl::new(&self.ctx).map_err(failed)?;
+        let mut stream = tokio_openssl::SslStream::new(ssl, io).map_err(failed)?;
         match Pin::new(&mut stream).accept().await {
             Ok(()) => Ok(stream),
             Err(e) => Err(handshake_error(&e, stream.ssl())),
@@ -119,24 +123,45 @@ pub fn info<IO>(stream: &tokio_openssl::SslStream<IO>) -> HandshakeInfo {
     }
 }
 
-/// A failed handshake, with client-certificate refusals told apart and saying why: the
-/// error stack only says "certificate verify failed", the verify result says what failed
-/// (unknown issuer, expired, ...).
+/// A failed handshake, sorted by OpenSSL's reason codes, with client-certificate refusals
+/// saying why: the error stack only says "certificate verify failed", the verify result
+/// says what failed (unknown issuer, expired, ...).
 fn handshake_error(e: &openssl::ssl::Error, ssl: &SslRef) -> TlsError {
     let verify = ssl.verify_result();
     if verify != X509VerifyResult::OK {
         return TlsError::ClientCertificate(format!("{e}: {}", verify.error_string()));
     }
-    let no_certificate = e.ssl_error().is_some_and(|stack| {
-        stack.errors().iter().any(|err| {
-            err.library_code() == ERR_LIB_SSL
-                && err.reason_code() == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE
+    // The reasons libssl gave, innermost first (other libraries' entries say less).
+    let reasons: Vec<c_int> = e
+        .ssl_error()
+        .map(|stack| {
+            stack
+                .errors()
+                .iter()
+                .filter(|err| err.library_code() == reason::ERR_LIB_SSL)
+                .map(openssl::error::Error::reason_code)
+                .collect()
         })
-    });
-    if no_certificate {
-        TlsError::ClientCertificate(e.to_string())
+        .unwrap_or_default();
+    if reasons.contains(&reason::PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        return TlsError::ClientCertificate(e.to_string());
+    }
+    let kind = if let Some(io) = e.io_error() {
+        HandshakeErrorKind::of_io(io)
+    } else if e.code() == ErrorCode::SSL {
+        reasons
+            .iter()
+            .find_map(|&r| reason::kind(r))
+            .unwrap_or(HandshakeErrorKind::Protocol)
+    } else if e.code() == ErrorCode::SYSCALL || e.code() == ErrorCode::ZERO_RETURN {
+        // SYSCALL without an I/O error is an EOF (OpenSSL 1.1); ZERO_RETURN a close_notify.
+        HandshakeErrorKind::PeerClosed
     } else {
-        TlsError::Handshake(e.to_string())
+        HandshakeErrorKind::Other
+    };
+    TlsError::Handshake {
+        kind,
+        detail: e.to_string(),
     }
 }
 
@@ -412,10 +437,63 @@ fn lib(context: &'static str) -> impl Fn(openssl::error::ErrorStack) -> TlsError
     }
 }
 
-/// `ERR_LIB_SSL` and `SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE` (sslerr.h, the same in 1.1
-/// and 3.x), which openssl-sys does not export.
-const ERR_LIB_SSL: std::os::raw::c_int = 20;
-const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: std::os::raw::c_int = 199;
+/// libssl's library code and the `SSL_R_*` reason codes a handshake failure is sorted by
+/// (err.h, sslerr.h; the same numbers in 1.1 and 3.x), which openssl-sys does not export.
+mod reason {
+    use std::os::raw::c_int;
+
+    use super::HandshakeErrorKind;
+
+    pub const ERR_LIB_SSL: c_int = 20;
+    pub const PEER_DID_NOT_RETURN_A_CERTIFICATE: c_int = 199;
+
+    const NO_SUITABLE_KEY_SHARE: c_int = 101;
+    const NO_SUITABLE_SIGNATURE_ALGORITHM: c_int = 118;
+    const HTTPS_PROXY_REQUEST: c_int = 155;
+    const HTTP_REQUEST: c_int = 156;
+    const NO_CIPHERS_AVAILABLE: c_int = 181;
+    const NO_PROTOCOLS_AVAILABLE: c_int = 191;
+    const NO_SHARED_CIPHER: c_int = 193;
+    const PACKET_LENGTH_TOO_LONG: c_int = 198;
+    const UNKNOWN_PROTOCOL: c_int = 252;
+    const UNSUPPORTED_PROTOCOL: c_int = 258;
+    const WRONG_VERSION_NUMBER: c_int = 267;
+    /// OpenSSL 3 only; 1.1 reports the same EOF as `SSL_ERROR_SYSCALL`.
+    const UNEXPECTED_EOF_WHILE_READING: c_int = 294;
+    const NO_SHARED_SIGNATURE_ALGORITHMS: c_int = 376;
+    const VERSION_TOO_LOW: c_int = 396;
+    const NO_SHARED_GROUPS: c_int = 410;
+    /// A fatal alert received from the peer is reported as this plus the alert's number.
+    const ALERT_OFFSET: c_int = 1000;
+    /// bad_certificate, unsupported_certificate, certificate_revoked, certificate_expired,
+    /// certificate_unknown (RFC 8446 6.2), and unknown_ca.
+    const CERTIFICATE_ALERTS: [c_int; 6] = [42, 43, 44, 45, 46, 48];
+
+    /// The kind of failure a reason code means, if it is one sorted here.
+    pub fn kind(reason: c_int) -> Option<HandshakeErrorKind> {
+        Some(match reason {
+            NO_SHARED_CIPHER
+            | NO_CIPHERS_AVAILABLE
+            | NO_SHARED_GROUPS
+            | NO_SUITABLE_KEY_SHARE
+            | NO_SHARED_SIGNATURE_ALGORITHMS
+            | NO_SUITABLE_SIGNATURE_ALGORITHM
+            | UNSUPPORTED_PROTOCOL
+            | VERSION_TOO_LOW
+            | NO_PROTOCOLS_AVAILABLE => HandshakeErrorKind::NoSharedParameters,
+            HTTP_REQUEST
+            | HTTPS_PROXY_REQUEST
+            | WRONG_VERSION_NUMBER
+            | UNKNOWN_PROTOCOL
+            | PACKET_LENGTH_TOO_LONG => HandshakeErrorKind::NotTls,
+            UNEXPECTED_EOF_WHILE_READING => HandshakeErrorKind::PeerClosed,
+            r if CERTIFICATE_ALERTS.contains(&(r - ALERT_OFFSET)) => {
+                HandshakeErrorKind::BadCertificate
+            }
+            _ => return None,
+        })
+    }
+}
 
 /// The same suites rustls offers, in IANA and OpenSSL spelling, in rustls's order of
 /// preference (the server's order wins, see `CIPHER_SERVER_PREFERENCE`).

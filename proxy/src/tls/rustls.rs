@@ -16,8 +16,8 @@ use sysio::tls_names::{canonical_group, canonical_suite};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
-    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeInfo, LoadedCert, LoadedCerts,
-    TlsError, TlsSettings, TlsVersion,
+    load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeErrorKind, HandshakeInfo,
+    LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
 };
 
 /// A rustls acceptor; clones share one `ServerConfig`.
@@ -41,23 +41,44 @@ impl Acceptor {
     }
 }
 
-/// A failed handshake, with client-certificate refusals told apart. tokio-rustls wraps
-/// the `rustls::Error` in the `io::Error`; on a server, certificate errors can only be
-/// about the client's certificate.
+/// A failed handshake, sorted by the `rustls::Error` that tokio-rustls wraps in the
+/// `io::Error` (an `io::Error` without one is the transport's). On a server, certificate
+/// errors can only be about the client's certificate.
 fn handshake_error(e: std::io::Error) -> TlsError {
-    let refused = e
+    let kind = match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|inner| {
-            matches!(
-                inner,
-                rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)
-            )
-        });
-    if refused {
-        TlsError::ClientCertificate(e.to_string())
-    } else {
-        TlsError::Handshake(e.to_string())
+    {
+        Some(rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)) => {
+            return TlsError::ClientCertificate(e.to_string());
+        }
+        Some(inner) => kind_of(inner),
+        None => HandshakeErrorKind::of_io(&e),
+    };
+    TlsError::Handshake {
+        kind,
+        detail: e.to_string(),
+    }
+}
+
+/// Why rustls refused a handshake.
+fn kind_of(e: &rustls::Error) -> HandshakeErrorKind {
+    use rustls::AlertDescription as Alert;
+    match e {
+        rustls::Error::PeerIncompatible(_) => HandshakeErrorKind::NoSharedParameters,
+        // A record type that does not exist: the bytes are not TLS.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            HandshakeErrorKind::NotTls
+        }
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA,
+        ) => HandshakeErrorKind::BadCertificate,
+        _ => HandshakeErrorKind::Protocol,
     }
 }
 

@@ -1,0 +1,129 @@
+//! Helpers the proxy's integration tests share: the `proxy` process launcher and the test
+//! CA that issues client certificates. Each test binary includes this with `mod common;`.
+
+// reason: every test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The proxy process and the listeners it announced; killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    /// The first listener's address (most tests have one).
+    pub addr: SocketAddr,
+    /// Every listener's address, in the order the proxy announced them.
+    pub addrs: Vec<SocketAddr>,
+    /// The process's stderr (its log), in a file of its own.
+    pub stderr: PathBuf,
+}
+
+impl Proxy {
+    /// Starts `proxy` with `args` and reads one `listening on` line per listener.
+    pub fn start(dir: &Path, args: &[&str], listeners: usize) -> Self {
+        Self::start_with_env(dir, args, listeners, &[])
+    }
+
+    /// [`Proxy::start`] with extra environment variables (`RUST_LOG`).
+    pub fn start_with_env(
+        dir: &Path,
+        args: &[&str],
+        listeners: usize,
+        env: &[(&str, &str)],
+    ) -> Self {
+        static STARTED: AtomicU64 = AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let stderr = dir.join(format!("proxy-{n}.err"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("creating the proxy's log file"))
+            .spawn()
+            .expect("starting the proxy");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut addrs = Vec::new();
+        for _ in 0..listeners {
+            let mut line = String::new();
+            out.read_line(&mut line)
+                .expect("reading the proxy's stdout");
+            let addr = line
+                .trim()
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no readiness line: {line:?}; stderr: {}",
+                        std::fs::read_to_string(&stderr).unwrap_or_default()
+                    )
+                });
+            addrs.push(addr.parse().expect("a socket address"));
+        }
+        Proxy {
+            child,
+            addr: addrs[0],
+            addrs,
+            stderr,
+        }
+    }
+
+    /// What the proxy has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client certificate chain and its key, as a rustls client sends them.
+pub type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A CA generated here (by `proxy::tls::selfsigned`), on disk as PEM at `path`, that
+/// issues client certificates.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    pub path: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, stem: &str) -> TestCa {
+        let (cert, key) = proxy::tls::selfsigned::generate_ca(&format!("tls-off test {stem}"))
+            .expect("generating the test CA");
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, cert.pem()).expect("writing the CA");
+        TestCa { cert, key, path }
+    }
+
+    /// The CA certificate as PEM (what `path` holds).
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A client certificate with common name `cn`, signed by this CA.
+    pub fn issue(&self, cn: &str) -> ClientIdentity {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .expect("generating a client key");
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("signing a client certificate");
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
+        (vec![cert.der().clone()], key)
+    }
+}
