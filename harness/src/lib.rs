@@ -8,18 +8,19 @@
 //! - [`plan`]: presets, the TOML plan file and overrides, resolved into a [`plan::Plan`].
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
-//! - [`configs`]: which processes each config runs; [`peers`]: HAProxy, nginx, hitch and
-//!   stunnel (found, versioned, configured).
+//! - [`peers`]: HAProxy, nginx, hitch and stunnel (found, versioned, configured).
 //! - [`procs`]: pinned child processes, readiness, stop, and `/proc` figures.
+//! - [`stack`]: the servers of one measured config: its recipe (which processes, which
+//!   files), started, sampled and stopped.
 //! - [`loadgen`]: the load generator's command line and JSON report.
-//! - [`run`]: the measurement loop.
+//! - [`run`]: one run: its folder, the measurement loop, one load or idle measurement, the
+//!   rows and their verdicts, progress.
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 
 pub mod bins;
 pub mod cli;
-pub mod configs;
 pub mod cpus;
 pub mod faults;
 pub mod loadgen;
@@ -30,4 +31,5 @@ pub mod plan;
 pub mod plot;
 pub mod procs;
 pub mod run;
+pub mod stack;
 pub mod summary;

@@ -1,5 +1,5 @@
-//! What each config runs: the server processes in start order (backend first, then the TLS
-//! terminator in front of it) and how the load generator reaches the front one.
+//! The recipe of one measured config: its server processes in start order (backend first,
+//! then the TLS terminator in front of it) and how the load generator reaches the front one.
 //!
 //! The peer terminators (HAProxy, nginx, hitch, stunnel) run the same way as our proxy: the
 //! same Unix-socket echo-server plus one [`Role::Terminator`] process, started from a
@@ -44,9 +44,10 @@ pub struct Server {
     pub ready: Ready,
 }
 
-/// The servers of one measurement and the URL scheme of the front one.
+/// How to stand up one config: its servers, the URL scheme of the front one, and the files
+/// and socket they need.
 #[derive(Debug, Clone)]
-pub struct Stack {
+pub struct Recipe {
     /// In start order; stopped in reverse.
     pub servers: Vec<Server>,
     /// `http` or `https`: how the load generator talks to the last server.
@@ -59,9 +60,9 @@ pub struct Stack {
     pub scratch: Option<PathBuf>,
 }
 
-/// What every stack is built from.
+/// What a recipe is built from: the run's binaries, certificate, CPUs and folders.
 #[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
+pub struct Inputs<'a> {
     pub bins: &'a Bins,
     /// The run's one certificate.
     pub cert: &'a CertPaths,
@@ -86,17 +87,17 @@ pub struct Context<'a> {
     pub root: bool,
 }
 
-/// The stack for `variant`.
-pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
-    let threads = ctx.server_cpus.len().to_string();
+/// The recipe for `variant`.
+pub fn for_variant(variant: &Variant, inputs: &Inputs<'_>) -> Recipe {
+    let threads = inputs.server_cpus.len().to_string();
     let tls_args = |backend: &str| -> Vec<OsString> {
         vec![
             "--tls-backend".into(),
             backend.into(),
             "--cert".into(),
-            ctx.cert.cert.as_os_str().to_owned(),
+            inputs.cert.cert.as_os_str().to_owned(),
             "--key".into(),
-            ctx.cert.key.as_os_str().to_owned(),
+            inputs.cert.key.as_os_str().to_owned(),
         ]
     };
     let backend = variant.backend_name();
@@ -106,20 +107,20 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
         args.extend(["--threads".into(), threads.clone().into()]);
         Server {
             role: Role::Backend,
-            spec: spec("echo", &ctx.bins.echo, args, ctx),
+            spec: spec("echo", &inputs.bins.echo, args, inputs),
             ready: Ready::Line,
         }
     };
-    let socket = ctx.runtime_dir.join(format!("{}.sock", ctx.index));
+    let socket = inputs.runtime_dir.join(format!("{}.sock", inputs.index));
     match variant.config {
-        ConfigName::Http => Stack {
+        ConfigName::Http => Recipe {
             servers: vec![echo("http", LOOPBACK_ANY_PORT.into(), Vec::new())],
             scheme: "http",
             socket: None,
             files: Vec::new(),
             scratch: None,
         },
-        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Stack {
+        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Recipe {
             servers: vec![echo("https", LOOPBACK_ANY_PORT.into(), tls_args(backend))],
             scheme: "https",
             socket: None,
@@ -137,12 +138,12 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
             ];
             args.extend(tls_args(backend));
             args.extend(["--threads".into(), threads.clone().into()]);
-            Stack {
+            Recipe {
                 servers: vec![
                     echo("unix", socket.clone().into_os_string(), Vec::new()),
                     Server {
                         role: Role::Terminator,
-                        spec: spec("proxy", &ctx.bins.proxy, args, ctx),
+                        spec: spec("proxy", &inputs.bins.proxy, args, inputs),
                         ready: Ready::Line,
                     },
                 ],
@@ -156,45 +157,45 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
         | ConfigName::Nginx
         | ConfigName::Hitch
         | ConfigName::Stunnel) => {
-            let program = ctx
+            let program = inputs
                 .peers
                 .iter()
                 .find(|p| p.config == peer)
                 .map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
-            let scratch = ctx.runtime_dir.join(format!("{}-{peer}", ctx.index));
+            let scratch = inputs.runtime_dir.join(format!("{}-{peer}", inputs.index));
             let (ext, text) = peers::config_file(
                 peer,
                 &peers::Setup {
-                    port: ctx.peer_port,
+                    port: inputs.peer_port,
                     upstream: &socket,
-                    cert: &ctx.cert.cert,
-                    key: &ctx.cert.key,
-                    combined: ctx.combined_pem,
-                    threads: ctx.server_cpus.len(),
-                    max_connections: ctx.max_connections,
+                    cert: &inputs.cert.cert,
+                    key: &inputs.cert.key,
+                    combined: inputs.combined_pem,
+                    threads: inputs.server_cpus.len(),
+                    max_connections: inputs.max_connections,
                     scratch: &scratch,
-                    root: ctx.root,
+                    root: inputs.root,
                 },
             );
-            let stem = ctx
+            let stem = inputs
                 .log_stem
                 .file_name()
                 .map(OsString::from)
                 .unwrap_or_default();
             let mut name = stem;
             name.push(format!("-{peer}.{ext}"));
-            let conf = ctx.config_dir.join(name);
+            let conf = inputs.config_dir.join(name);
             let args = peers::args(peer, &conf, &scratch);
-            Stack {
+            Recipe {
                 servers: vec![
                     echo("unix", socket.clone().into_os_string(), Vec::new()),
                     Server {
                         role: Role::Terminator,
                         spec: Spec {
                             wait_ready: false,
-                            ..spec(peer.name(), &program, args, ctx)
+                            ..spec(peer.name(), &program, args, inputs)
                         },
-                        ready: Ready::Port(ctx.peer_port),
+                        ready: Ready::Port(inputs.peer_port),
                     },
                 ],
                 scheme: "https",
@@ -206,14 +207,14 @@ pub fn stack(variant: &Variant, ctx: &Context<'_>) -> Stack {
     }
 }
 
-fn spec(name: &str, program: &Path, args: Vec<OsString>, ctx: &Context<'_>) -> Spec {
+fn spec(name: &str, program: &Path, args: Vec<OsString>, inputs: &Inputs<'_>) -> Spec {
     Spec {
         name: name.to_owned(),
         program: program.to_owned(),
         args,
-        cpus: ctx.server_cpus.clone(),
-        stdout_log: log_path(ctx.log_stem, name, "out"),
-        stderr_log: log_path(ctx.log_stem, name, "err"),
+        cpus: inputs.server_cpus.clone(),
+        stdout_log: log_path(inputs.log_stem, name, "out"),
+        stderr_log: log_path(inputs.log_stem, name, "err"),
         wait_ready: true,
     }
 }
@@ -268,7 +269,7 @@ mod tests {
     fn proxy_stack_is_unix_echo_behind_the_proxy() {
         let (bins, cert) = fake_bins_and_cert();
         let cpus: CpuList = "0-2".parse().unwrap();
-        let ctx = Context {
+        let inputs = Inputs {
             bins: &bins,
             cert: &cert,
             server_cpus: &cpus,
@@ -286,10 +287,10 @@ mod tests {
             config: ConfigName::ProxyRustls,
             backend: Some(Backend::RustlsRing),
         };
-        let stack = stack(&variant, &ctx);
-        assert_eq!(stack.scheme, "https");
-        assert_eq!(stack.socket.as_deref(), Some(Path::new("/tmp/h/7.sock")));
-        let [echo, proxy] = &stack.servers[..] else {
+        let recipe = for_variant(&variant, &inputs);
+        assert_eq!(recipe.scheme, "https");
+        assert_eq!(recipe.socket.as_deref(), Some(Path::new("/tmp/h/7.sock")));
+        let [echo, proxy] = &recipe.servers[..] else {
             panic!("two servers expected")
         };
         assert_eq!(echo.role, Role::Backend);
@@ -309,12 +310,12 @@ mod tests {
         );
         assert_eq!(proxy.spec.cpus, cpus);
 
-        let http = super::stack(
+        let http = super::for_variant(
             &Variant {
                 config: ConfigName::Http,
                 backend: None,
             },
-            &ctx,
+            &inputs,
         );
         assert_eq!(http.scheme, "http");
         assert_eq!(
@@ -333,7 +334,7 @@ mod tests {
             program: "/usr/sbin/haproxy".into(),
             version: "HAProxy version 2.6".into(),
         }];
-        let ctx = Context {
+        let inputs = Inputs {
             bins: &bins,
             cert: &cert,
             server_cpus: &cpus,
@@ -351,8 +352,8 @@ mod tests {
             config: ConfigName::Haproxy,
             backend: None,
         };
-        let stack = stack(&variant, &ctx);
-        let [echo, haproxy] = &stack.servers[..] else {
+        let recipe = for_variant(&variant, &inputs);
+        let [echo, haproxy] = &recipe.servers[..] else {
             panic!("two servers expected")
         };
         assert_eq!(echo.ready, Ready::Line);
@@ -360,7 +361,7 @@ mod tests {
         assert!(!haproxy.spec.wait_ready);
         assert_eq!(haproxy.spec.program, Path::new("/usr/sbin/haproxy"));
         assert_eq!(args_of(haproxy), "-f /out/configs/1-haproxy-10-haproxy.cfg");
-        let [(path, text)] = &stack.files[..] else {
+        let [(path, text)] = &recipe.files[..] else {
             panic!("one config file expected")
         };
         assert_eq!(path, Path::new("/out/configs/1-haproxy-10-haproxy.cfg"));
@@ -370,7 +371,7 @@ mod tests {
         );
         assert!(text.contains("server echo /tmp/h/3.sock"), "{text}");
         assert_eq!(
-            stack.scratch.as_deref(),
+            recipe.scratch.as_deref(),
             Some(Path::new("/tmp/h/3-haproxy"))
         );
     }

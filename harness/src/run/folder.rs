@@ -1,0 +1,228 @@
+//! The run folder: `results/<UTC time>-<host>/` (or `--out`), its `logs/` and `configs/`,
+//! and one CSV file per scenario of the plan, created with its header before anything runs.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+
+use crate::bins;
+use crate::meta::{self, Host};
+use crate::output::{CsvSink, IDLE_COLUMNS};
+use crate::plan::{Kind, Plan, Scenario};
+
+/// The run folder and its files.
+#[derive(Debug)]
+pub(super) struct OutDir {
+    pub dir: PathBuf,
+    pub meta: PathBuf,
+    pub logs: PathBuf,
+    /// Peers' config files.
+    pub configs: PathBuf,
+}
+
+impl OutDir {
+    /// Creates the run folder (a fresh one under `results/` unless `out` is given), its
+    /// `logs/` and `configs/`, and the CSV file of each scenario of the plan with its
+    /// header (`results.csv`, `handshakes.csv`, `idle.csv`), so that an unwritable place
+    /// fails now.
+    pub fn create(
+        out: Option<&Path>,
+        host: &Host,
+        now: SystemTime,
+        plan: &Plan,
+    ) -> anyhow::Result<(OutDir, Sinks)> {
+        let dir = match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("--out {}: cannot create the folder", dir.display())
+                })?;
+                dir.to_owned()
+            }
+            None => fresh_run_dir(&default_results_dir(), host, now)?,
+        };
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| {
+            format!(
+                "cannot create {} (is the results folder writable?)",
+                logs.display()
+            )
+        })?;
+        let configs = dir.join("configs");
+        std::fs::create_dir_all(&configs)
+            .with_context(|| format!("cannot create {}", configs.display()))?;
+        let parts = plan.scenario.parts();
+        let sink = |name: &str, scenario: Scenario, header: &[&str]| -> anyhow::Result<_> {
+            if !parts.contains(&scenario) {
+                return Ok(None);
+            }
+            CsvSink::create_with(&dir.join(name), header)
+                .map(Some)
+                .with_context(|| format!("{} is not a writable, fresh run folder", dir.display()))
+        };
+        let sinks = Sinks {
+            sweep: sink("results.csv", Scenario::Sweep, &crate::output::COLUMNS)?,
+            handshakes: sink(
+                "handshakes.csv",
+                Scenario::Handshakes,
+                &crate::output::COLUMNS,
+            )?,
+            idle: sink("idle.csv", Scenario::Idle, &IDLE_COLUMNS)?,
+        };
+        let out = OutDir {
+            meta: dir.join("meta.json"),
+            dir,
+            logs,
+            configs,
+        };
+        Ok((out, sinks))
+    }
+}
+
+/// The CSV files of a run, one per scenario it runs.
+#[derive(Debug)]
+pub(super) struct Sinks {
+    sweep: Option<CsvSink>,
+    handshakes: Option<CsvSink>,
+    idle: Option<CsvSink>,
+}
+
+impl Sinks {
+    pub fn rows(&self) -> usize {
+        [&self.sweep, &self.handshakes, &self.idle]
+            .into_iter()
+            .flatten()
+            .map(CsvSink::rows)
+            .sum()
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        [&self.sweep, &self.handshakes, &self.idle]
+            .into_iter()
+            .flatten()
+            .map(|s| s.path().to_owned())
+            .collect()
+    }
+
+    pub fn paths_with_rows(&self) -> Vec<PathBuf> {
+        [&self.sweep, &self.handshakes, &self.idle]
+            .into_iter()
+            .flatten()
+            .filter(|s| s.rows() > 0)
+            .map(|s| s.path().to_owned())
+            .collect()
+    }
+
+    pub fn for_kind(&mut self, kind: Kind) -> anyhow::Result<&mut CsvSink> {
+        let sink = match kind {
+            Kind::Sweep => &mut self.sweep,
+            Kind::Handshake { .. } => &mut self.handshakes,
+            Kind::Idle => &mut self.idle,
+        };
+        sink.as_mut()
+            .context("internal error: a measurement of a scenario without its CSV file")
+    }
+}
+
+/// `results/` of the workspace when the harness runs from it, else of the current folder.
+fn default_results_dir() -> PathBuf {
+    bins::workspace_root()
+        .map(|r| r.join("results"))
+        .unwrap_or_else(|| PathBuf::from("results"))
+}
+
+/// `results/<UTC %Y%m%dT%H%M%SZ>-<host>/`, with `-2`, `-3`... when two runs start in the
+/// same second (created atomically, so concurrent runs never share a folder).
+pub(super) fn fresh_run_dir(
+    results: &Path,
+    host: &Host,
+    now: SystemTime,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(results)
+        .with_context(|| format!("cannot create the results folder {}", results.display()))?;
+    let base = format!(
+        "{}-{}",
+        meta::folder_stamp(now),
+        meta::folder_host(&host.hostname)
+    );
+    for n in 1..=MAX_SAME_SECOND_RUNS {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let dir = results.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create the run folder {}", dir.display()))
+            }
+        }
+    }
+    bail!(
+        "{} runs already started this second in {}",
+        MAX_SAME_SECOND_RUNS,
+        results.display()
+    )
+}
+
+/// Run folders one host may start within one second.
+const MAX_SAME_SECOND_RUNS: u32 = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Preset;
+
+    fn host() -> Host {
+        Host::probe("0".parse().unwrap())
+    }
+
+    #[test]
+    fn unwritable_out_dir_is_one_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let out = file.join("run");
+        let err = format!(
+            "{:#}",
+            OutDir::create(
+                Some(&out),
+                &host(),
+                SystemTime::now(),
+                &Preset::Smoke.plan()
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("--out") && err.contains("a-file/run"), "{err}");
+    }
+
+    #[test]
+    fn out_dir_refuses_to_overwrite_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Preset::Smoke.plan();
+        OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap();
+        let err = format!(
+            "{:#}",
+            OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap_err()
+        );
+        assert!(err.contains("results.csv"), "{err}");
+    }
+
+    #[test]
+    fn same_second_runs_get_their_own_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let a = fresh_run_dir(dir.path(), &host(), now).unwrap();
+        let b = fresh_run_dir(dir.path(), &host(), now).unwrap();
+        assert_ne!(a, b);
+        assert!(b.to_string_lossy().ends_with("-2"));
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.len() > 17 && name.as_bytes()[8] == b'T' && &name[15..16] == "Z",
+            "{name}"
+        );
+    }
+}

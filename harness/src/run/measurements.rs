@@ -1,0 +1,317 @@
+//! The measurement loop of the sweep, handshakes and idle scenarios: one measurement at a
+//! time, each row written as soon as it is complete, then the summary, paths and pictures.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use super::certs::Certs;
+use super::folder::Sinks;
+use super::progress::Progress;
+use super::rows::{base_idle_row, base_row};
+use super::{binaries, idle, load, Outcome, Run, WANT_NOFILE};
+use crate::bins::Bins;
+use crate::cpus::CpuSplit;
+use crate::meta;
+use crate::output::{IdleRow, Row, Status};
+use crate::peers::Peer;
+use crate::plan::{Kind, Measurement, Plan};
+use crate::procs::{Interrupted, Ledger, Stop};
+use crate::stack::recipe::{self, Recipe};
+use crate::stack::{self, Stack, Waits};
+use crate::{plot, summary};
+
+/// What every measurement of a run shares: the plan, the CPUs, the binaries and
+/// certificates, the folders and the peers found.
+pub(super) struct Resources<'a> {
+    pub plan: &'a Plan,
+    pub split: &'a CpuSplit,
+    pub bins: &'a Bins,
+    pub certs: &'a Certs,
+    /// Sockets and certificates: a private temporary folder.
+    pub runtime_dir: &'a Path,
+    pub logs: &'a Path,
+    /// Peers' config files go here.
+    pub config_dir: &'a Path,
+    pub peers: &'a [Peer],
+    /// The open-file limit every child inherits.
+    pub nofile: u64,
+    pub stop: &'a Stop,
+    /// CA certificate for a remote `--target`.
+    pub cacert: Option<&'a Path>,
+}
+
+impl Resources<'_> {
+    /// The recipe of `m`'s stack, logging under `stem`; a peer gets a fresh free port.
+    fn recipe(&self, m: &Measurement, stem: &Path) -> anyhow::Result<Recipe> {
+        let (cert, combined) = self.certs.get(m.cert_type(self.plan))?;
+        let peer_port = if m.variant.config.is_peer() {
+            stack::free_port()?
+        } else {
+            0
+        };
+        Ok(recipe::for_variant(
+            &m.variant,
+            &recipe::Inputs {
+                bins: self.bins,
+                cert,
+                server_cpus: &self.split.server,
+                runtime_dir: self.runtime_dir,
+                log_stem: stem,
+                index: m.index,
+                combined_pem: combined,
+                peers: self.peers,
+                config_dir: self.config_dir,
+                peer_port,
+                // Room for the idle scenario's connections; a peer that sizes itself from
+                // this must still fit in the open-file limit (two descriptors a connection).
+                max_connections: (u64::from(self.plan.idle_connections.get()) + 1024)
+                    .min(self.nofile.saturating_sub(256) / 2)
+                    .max(1024),
+                root: stack::running_as_root(),
+            },
+        ))
+    }
+
+    /// Starts `m`'s stack. A peer's is tried up to [`PEER_START_TRIES`] times, each on a
+    /// new port: the free port picked for it can be taken before the peer binds it.
+    pub fn start_stack(
+        &self,
+        m: &Measurement,
+        stem: &Path,
+        label: &str,
+        ledger: &mut Ledger,
+    ) -> anyhow::Result<Stack> {
+        let tries = if m.variant.config.is_peer() {
+            PEER_START_TRIES
+        } else {
+            1
+        };
+        let waits = Waits {
+            stop: self.stop,
+            ready_timeout: self.plan.ready_timeout,
+        };
+        Stack::start_retrying(tries, || self.recipe(m, stem), label, ledger, waits)
+    }
+}
+
+/// One measurement's row: a load run (sweep, handshakes) or an idle run. Short-lived, one
+/// at a time: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Measured {
+    Load(Row),
+    Idle(IdleRow),
+}
+
+/// The rows of a run so far.
+#[derive(Default)]
+struct Rows {
+    load: Vec<Row>,
+    idle: Vec<IdleRow>,
+}
+
+/// Builds, prepares and runs every measurement, writing rows as they complete.
+pub(super) fn run_measurements(
+    run: &Run<'_>,
+    mut sinks: Sinks,
+    peers: &[Peer],
+    meta: &mut Value,
+) -> anyhow::Result<Outcome> {
+    let plan = run.plan;
+    let remote = plan.target.is_some();
+    let bins = binaries(run.opts, run.stop, remote, meta)?;
+    let runtime = tempfile::Builder::new()
+        .prefix("tls-off-harness-")
+        .tempdir()
+        .context("creating a temporary directory for sockets and certificates")?;
+    meta["runtime_dir"] = json!(runtime.path());
+    let certs = Certs::generate(runtime.path(), plan)?;
+    let nofile = crate::procs::raise_nofile(WANT_NOFILE).context("raising the open-file limit")?;
+    meta["nofile_limit"] = json!(nofile);
+    meta["status"] = json!("running");
+    meta["rows"] = json!(0);
+    meta::write_json(&run.out.meta, meta)?;
+
+    let mut ledger = Ledger::create(&run.out.logs.join("children.tsv"))?;
+    let res = Resources {
+        plan,
+        split: run.split,
+        bins: &bins,
+        certs: &certs,
+        runtime_dir: runtime.path(),
+        logs: &run.out.logs,
+        config_dir: &run.out.configs,
+        peers,
+        nofile,
+        stop: run.stop,
+        cacert: run.opts.cacert.as_deref(),
+    };
+    let (rows, failed_fast) = measure_all(&res, &mut sinks, &mut ledger, run.opts.fail_fast, meta)?;
+    drop(runtime);
+    finish(run, &sinks, &rows)?;
+    let failed_rows = rows
+        .load
+        .iter()
+        .filter(|r| r.status == Status::Error)
+        .count()
+        + rows
+            .idle
+            .iter()
+            .filter(|r| r.status == Status::Error)
+            .count();
+    if run.stop.requested() {
+        return Err(Interrupted.into());
+    }
+    if failed_fast {
+        return Ok(Outcome::FailedFast {
+            rows: rows.load.len(),
+        });
+    }
+    Ok(Outcome::Complete {
+        rows: rows.load.len() + rows.idle.len(),
+        failed_rows,
+    })
+}
+
+/// The plan's measurements, one row each; against a remote `--target`, one per size and
+/// iteration: the remote end's config is not ours to vary.
+fn planned(plan: &Plan) -> Vec<Measurement> {
+    let measurements = plan.measurements();
+    if plan.target.is_none() {
+        return measurements;
+    }
+    let first = plan.variants()[0];
+    measurements
+        .into_iter()
+        .filter(|m| m.variant == first)
+        .collect()
+}
+
+/// Runs the measurements in order until the end, a signal or (with `fail_fast`) the first
+/// error row. Returns the rows and whether `fail_fast` stopped it.
+fn measure_all(
+    res: &Resources<'_>,
+    sinks: &mut Sinks,
+    ledger: &mut Ledger,
+    fail_fast: bool,
+    meta: &mut Value,
+) -> anyhow::Result<(Rows, bool)> {
+    let remote = res.plan.target.is_some();
+    let measurements = planned(res.plan);
+    let mut progress = Progress::new(measurements.len(), res.plan);
+    let mut rows = Rows::default();
+    let mut failed_fast = false;
+    for m in &measurements {
+        if res.stop.requested() {
+            break;
+        }
+        progress.begin(m, remote);
+        let measured = match measure_one(res, m, ledger) {
+            Err(e) if e.is::<Interrupted>() => break,
+            other => other?,
+        };
+        let sink = sinks.for_kind(m.kind)?;
+        let failed = match measured {
+            Measured::Load(row) => {
+                sink.write(&row)?;
+                progress.finish(m, &row, remote);
+                rows.load.push(row);
+                rows.load.last().is_some_and(|r| r.status == Status::Error)
+            }
+            Measured::Idle(row) => {
+                sink.write(&row)?;
+                progress.finish_idle(m, &row);
+                rows.idle.push(row);
+                rows.idle.last().is_some_and(|r| r.status == Status::Error)
+            }
+        };
+        meta["rows"] = json!(sinks.rows());
+        if failed && fail_fast {
+            failed_fast = true;
+            break;
+        }
+    }
+    progress.done();
+    Ok((rows, failed_fast))
+}
+
+/// One measurement's row; a measurement that fails becomes an error row saying why.
+/// `Err` only for a signal ([`Interrupted`]).
+fn measure_one(
+    res: &Resources<'_>,
+    m: &Measurement,
+    ledger: &mut Ledger,
+) -> anyhow::Result<Measured> {
+    let result = if m.kind == Kind::Idle {
+        idle::measure(res, m, ledger).map(Measured::Idle)
+    } else {
+        load::measure(res, m, ledger).map(Measured::Load)
+    };
+    match result {
+        Err(e) if e.is::<Interrupted>() => Err(e),
+        Err(e) if m.kind == Kind::Idle => {
+            let mut row = base_idle_row(res, m);
+            row.flag(Status::Error, format!("{e:#}"));
+            Ok(Measured::Idle(row))
+        }
+        Err(e) => {
+            let mut row = base_row(res, m);
+            row.flag(Status::Error, format!("{e:#}"));
+            Ok(Measured::Load(row))
+        }
+        ok => ok,
+    }
+}
+
+/// The summary table (stdout and `summary.txt`), the paths, and the pictures.
+fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
+    let table = summary::render_all(&rows.load, &rows.idle);
+    let summary_path = run.out.dir.join("summary.txt");
+    std::fs::write(&summary_path, &table)
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!("\n{table}");
+    for path in sinks.paths() {
+        println!("results: {}", path.display());
+    }
+    println!("meta:    {}", run.out.meta.display());
+    println!("logs:    {}", run.out.logs.display());
+    let nothing = rows.load.is_empty() && rows.idle.is_empty();
+    if !(run.opts.no_plot || run.stop.requested() || nothing) {
+        eprintln!("harness: plotting (analysis/plot.py; --no-plot skips this)");
+        // A scenario the run never reached (interrupted, --fail-fast) has only a header.
+        for path in sinks.paths_with_rows() {
+            plot::plot(&path).print();
+        }
+    }
+    Ok(())
+}
+
+/// Names the measurement's log files: `1-proxy-rustls-aws-lc-1000` (sweep),
+/// `1-haproxy-full-rsa-2048` (handshakes; `-hybrid` for the post-quantum group),
+/// `1-nginx-idle`.
+pub(super) fn measurement_label(m: &Measurement, remote: bool) -> String {
+    let variant = if remote {
+        "remote".to_owned()
+    } else {
+        m.variant.label()
+    };
+    match m.kind {
+        Kind::Sweep => format!("{}-{variant}-{}", m.iteration, m.size),
+        Kind::Handshake {
+            cert,
+            resumed,
+            hybrid,
+        } => format!(
+            "{}-{variant}-{}-{}{}",
+            m.iteration,
+            if resumed { "resumed" } else { "full" },
+            cert.name(),
+            if hybrid { "-hybrid" } else { "" }
+        ),
+        Kind::Idle => format!("{}-{variant}-idle", m.iteration),
+    }
+}
+
+/// Starts of a peer's stack before its measurement counts as failed.
+const PEER_START_TRIES: u32 = 3;

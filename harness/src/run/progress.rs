@@ -1,0 +1,226 @@
+//! What the user sees on stderr: the plan before the run, and one line (or a bar) per
+//! measurement.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::measurements::measurement_label;
+use crate::cpus::CpuSplit;
+use crate::output::{IdleRow, Row, Status};
+use crate::plan::{Measurement, Plan, Scenario};
+
+/// The plan as printed before the run starts.
+pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
+    let mut s = String::new();
+    let measurements = if plan.target.is_some() {
+        plan.sizes.len() * plan.iterations.get() as usize
+    } else {
+        plan.measurements().len()
+    };
+    s.push_str(&format!(
+        "plan: {} (scenario {})\n",
+        plan.source,
+        plan.scenario.name()
+    ));
+    if plan.scenario.is_fault_suite() {
+        let what = match plan.scenario {
+            Scenario::Soak => format!(
+                "scenario 9 (long run), {}",
+                humantime::format_duration(plan.soak_duration)
+            ),
+            _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
+            _ => "scenarios 1-8".to_owned(),
+        };
+        s.push_str(&format!(
+            "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
+             a steady good-client load\n  cpus:        servers {}, clients {}\n",
+            split.server, split.client
+        ));
+        return s;
+    }
+    match &plan.target {
+        Some(t) => s.push_str(&format!("  target:      {t} (remote: no local servers)\n")),
+        None => s.push_str(&format!(
+            "  configs:     {}\n",
+            plan.variants()
+                .iter()
+                .map(|v| v.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    let parts = plan.scenario.parts();
+    if parts.contains(&Scenario::Sweep) {
+        s.push_str(&format!(
+            "  sizes:       {} bytes\n",
+            plan.sizes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if parts.contains(&Scenario::Handshakes) {
+        s.push_str(
+            "  handshakes:  a new connection per request; full and resumed, ecdsa-p256 and \
+             rsa-2048; full over X25519MLKEM768 for rustls-aws-lc\n",
+        );
+    }
+    if parts.contains(&Scenario::Idle) {
+        s.push_str(&format!(
+            "  idle:        {} connections held {} through each TLS config\n",
+            plan.idle_connections,
+            humantime::format_duration(plan.idle_hold)
+        ));
+    }
+    s.push_str(&format!(
+        "  each:        {} warm-up + {} measured, {} connections{}\n",
+        humantime::format_duration(plan.warmup),
+        humantime::format_duration(plan.duration),
+        plan.connections,
+        plan.rate
+            .map_or(String::new(), |r| format!(", {r} req/s (open loop)"))
+    ));
+    s.push_str(&format!(
+        "  tls:         {} certificate, {}, {}, {}\n",
+        plan.cert_type.name(),
+        plan.tls_version.name(),
+        plan.effective_cipher_suites().join("|"),
+        plan.effective_kx_groups().join("|")
+    ));
+    s.push_str(&format!(
+        "  cpus:        servers {}, load generator {}\n",
+        split.server, split.client
+    ));
+    if let Some(w) = &split.warning {
+        s.push_str(&format!("  warning:     {w}\n"));
+    }
+    let estimate = Duration::from_secs(plan.estimate().as_secs());
+    s.push_str(&format!(
+        "  runs:        {} iteration(s), {measurements} measurements, about {} (plus the build)\n",
+        plan.iterations,
+        humantime::format_duration(estimate)
+    ));
+    s
+}
+
+/// A progress bar with ETA on a terminal, plain lines otherwise (CI logs).
+pub(super) enum Progress {
+    Bar(ProgressBar),
+    Lines {
+        total: usize,
+        done: usize,
+        started: Instant,
+        per_estimate: Duration,
+    },
+}
+
+impl Progress {
+    pub fn new(total: usize, plan: &Plan) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            let style = ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(500));
+            Progress::Bar(bar)
+        } else {
+            let count = u32::try_from(total.max(1)).unwrap_or(u32::MAX);
+            Progress::Lines {
+                total,
+                done: 0,
+                started: Instant::now(),
+                per_estimate: plan.estimate() / count,
+            }
+        }
+    }
+
+    pub fn begin(&mut self, m: &Measurement, remote: bool) {
+        if let Progress::Bar(bar) = self {
+            bar.set_message(measurement_label(m, remote));
+        }
+    }
+
+    pub fn finish(&mut self, m: &Measurement, row: &Row, remote: bool) {
+        let figures = match (row.rps, row.p50, row.p99) {
+            (Some(rps), Some(p50), Some(p99)) => {
+                format!(
+                    "{:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                    rps.0, p50.0, p99.0
+                )
+            }
+            _ => "no figures".to_owned(),
+        };
+        self.finish_line(measurement_label(m, remote), figures, row.status, &row.note);
+    }
+
+    pub fn finish_idle(&mut self, m: &Measurement, row: &IdleRow) {
+        let figures = match (row.connections_opened, row.terminator_kib_per_conn) {
+            (Some(opened), Some(kib)) => format!("{opened} open, {:.1} KiB/connection", kib.0),
+            _ => "no figures".to_owned(),
+        };
+        self.finish_line(measurement_label(m, false), figures, row.status, &row.note);
+    }
+
+    fn finish_line(&mut self, label: String, figures: String, status: Status, note: &str) {
+        let verdict = if note.is_empty() {
+            status.name().to_owned()
+        } else {
+            format!("{}: {note}", status.name())
+        };
+        match self {
+            Progress::Bar(bar) => {
+                if status != Status::Ok {
+                    bar.println(format!("{label}: {figures}; {verdict}"));
+                }
+                bar.inc(1);
+            }
+            Progress::Lines {
+                total,
+                done,
+                started,
+                per_estimate,
+            } => {
+                *done += 1;
+                let left = (*total - *done) as u32;
+                // Measured pace once there is one, the plan's estimate before.
+                let per = if *done > 0 {
+                    started.elapsed() / *done as u32
+                } else {
+                    *per_estimate
+                };
+                let eta = Duration::from_secs((per * left).as_secs());
+                eprintln!(
+                    "[{done}/{total}] {label}: {figures}; {verdict} (ETA {})",
+                    humantime::format_duration(eta)
+                );
+            }
+        }
+    }
+
+    pub fn done(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_description_has_the_estimate() {
+        let plan = crate::plan::Preset::Smoke.plan();
+        let mask: crate::cpus::CpuList = "0-1".parse().unwrap();
+        let split = CpuSplit::resolve(&mask, None, None).unwrap();
+        let text = describe_plan(&plan, &split);
+        assert!(text.contains("12 measurements"), "{text}");
+        assert!(text.contains("servers 0, load generator 1"), "{text}");
+    }
+}
