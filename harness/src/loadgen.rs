@@ -120,14 +120,16 @@ pub struct Report {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub rate: Option<f64>,
+    /// Bytes of each request body it sent.
+    pub body_bytes: u64,
     pub requests: u64,
     pub rps: f64,
     pub latency_us: Latency,
+    /// Open loop: requests started more than 1 ms after their intended time.
+    pub late_requests: u64,
     pub errors: Errors,
     pub tls: Option<Tls>,
     pub cpu: Cpu,
-    #[serde(default)]
-    pub warnings: Vec<String>,
 }
 
 /// Latencies of the measured period, microseconds.
@@ -248,7 +250,7 @@ fn check(out: &mut Vec<String>, what: &str, got: Option<&str>, asked: &[String])
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plan::{CertType, ConfigName, Preset, Variant};
 

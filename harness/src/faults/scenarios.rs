@@ -1393,7 +1393,8 @@ mod tests {
 
     /// A loadgen report (schema 1), trimmed to what the harness reads.
     const REPORT: &str = r#"{"schema": 1, "connections_opened": 10, "duration_s": 5.0,
-        "warmup_s": 1.0, "rate": 1000.0, "requests": 5000, "rps": 1000.0,
+        "warmup_s": 1.0, "rate": 1000.0, "body_bytes": 100, "requests": 5000, "rps": 1000.0,
+        "late_requests": 0,
         "latency_us": {"mean": 300.0, "stdev": 50.0, "min": 100, "p50": 280, "p90": 400,
                        "p99": 700, "p999": 900, "max": 1200},
         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0,

@@ -10,6 +10,7 @@ mod load;
 mod measurements;
 mod progress;
 mod rows;
+mod verdict;
 
 use std::path::PathBuf;
 use std::time::SystemTime;

@@ -1,6 +1,7 @@
 //! The CSV rows: the columns known before a measurement runs, and the load generator's figures.
 
 use super::measurements::Resources;
+use super::verdict;
 use crate::loadgen::{self, Report};
 use crate::output::{IdleRow, Num, Row, Status};
 use crate::plan::{Measurement, Plan};
@@ -60,7 +61,7 @@ pub(super) fn base_idle_row(res: &Resources<'_>, m: &Measurement) -> IdleRow {
     row
 }
 
-/// The load generator's figures, and the verdict on them.
+/// The load generator's figures, and the [`verdict::load`] on them.
 pub(super) fn fill(row: &mut Row, report: &Report, plan: &Plan, m: &Measurement, tls: bool) {
     let size = m.size;
     let lat = &report.latency_us;
@@ -101,93 +102,20 @@ pub(super) fn fill(row: &mut Row, report: &Report, plan: &Plan, m: &Measurement,
         row.tls_resumed = Some(t.resumed);
     }
 
-    if report.requests == 0 {
-        row.flag(Status::Error, "no request completed in the measured period");
-    }
-    if tls {
-        for mismatch in report.tls_mismatches(plan, m) {
-            row.flag(Status::Error, mismatch);
-        }
-    }
-    if e.total > 0 {
-        row.flag(
-            Status::Warning,
-            format!(
-                "{} request errors (connect {}, read {}, write {}, timeout {}, status {}, \
-                 body mismatch {})",
-                e.total, e.connect, e.read, e.write, e.timeout, e.status, e.body_mismatch
-            ),
-        );
-    }
-    let asked = u64::from(plan.connections.get());
-    if report.connections_opened < asked {
-        row.flag(
-            Status::Warning,
-            format!(
-                "only {} of {asked} connections opened",
-                report.connections_opened
-            ),
-        );
-    }
-    if report.cpu.saturated {
-        row.flag(
-            Status::Warning,
-            format!(
-                "load generator saturated (CPU utilisation {:.2}): the client, not the server, \
-                 may be the limit",
-                report.cpu.utilization
-            ),
-        );
-    }
-    for w in &report.warnings {
-        row.flag(Status::Warning, format!("loadgen: {w}"));
+    for (status, remark) in verdict::load(report, plan, m, tls) {
+        row.flag(status, remark);
     }
 }
 
-/// The handshake scenario's own checks: were the handshakes resumed when they should be,
-/// and did the client run short of ephemeral ports (TIME_WAIT)?
+/// The handshake scenario's own figure (sockets in TIME_WAIT to the server's port) and
+/// its [`verdict::handshakes`].
 pub(super) fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, url: &str) {
     let time_wait = url_port(url).map(crate::procs::time_wait_sockets_to);
     row.time_wait = time_wait;
-    if let Some(tls) = &report.tls {
-        // Each client connection slot's first handshake is full; most of the rest should
-        // resume. Not all: a client whose ticket pool is momentarily empty (TLS 1.3 tickets
-        // are single-use) makes a full handshake, 5-10% of them here for every server. Under
-        // half means tickets do not work at all (the column `tls_resumed` has the count).
-        let expected = tls.handshakes.saturating_sub(report.connections_opened);
-        if resumed && tls.resumed * 2 < expected {
-            row.flag(
-                Status::Warning,
-                format!(
-                    "only {} of {} handshakes resumed: the server may not issue or accept \
-                     session tickets",
-                    tls.resumed, tls.handshakes
-                ),
-            );
-        }
-        if !resumed && tls.resumed > 0 {
-            row.flag(
-                Status::Error,
-                format!("{} handshakes resumed in a full-handshake run", tls.resumed),
-            );
-        }
-    }
-    // Linux reuses a TIME_WAIT port for a new connection on loopback (tcp_tw_reuse 2, the
-    // default): ports only run out without reuse, or when connects fail with many held.
-    if let (Some(ports), Some(time_wait)) = (crate::procs::ephemeral_ports(), time_wait) {
-        let no_reuse = crate::procs::tcp_tw_reuse() == Some(0);
-        let pressed = no_reuse && time_wait * 10 >= ports * 8;
-        if pressed || (report.errors.connect > 0 && time_wait * 2 >= ports) {
-            row.flag(
-                Status::Warning,
-                format!(
-                    "ephemeral ports nearly exhausted ({time_wait} sockets in TIME_WAIT, \
-                     {ports} ports; {} connect errors): the client's connection rate, not \
-                     the server, may have been the limit",
-                    report.errors.connect
-                ),
-            );
-        }
+    let ports = crate::procs::ephemeral_ports();
+    let tw_reuse = crate::procs::tcp_tw_reuse() != Some(0);
+    for (status, remark) in verdict::handshakes(report, resumed, time_wait, ports, tw_reuse) {
+        row.flag(status, remark);
     }
 }
 
@@ -200,7 +128,7 @@ fn url_port(url: &str) -> Option<u16> {
 
 /// An idle run's figures from the load generator's report and the servers' memory
 /// `before` it opened its connections and `after` (`None`: it never said they were open),
-/// and the verdict on them.
+/// and the [`verdict::idle`] on them.
 pub(super) fn fill_idle(
     row: &mut IdleRow,
     report: &Report,
@@ -220,14 +148,10 @@ pub(super) fn fill_idle(
         row.tls_cipher_suite = t.cipher_suite.clone();
         row.tls_kx_group = t.kx_group.clone();
     }
-    for mismatch in report.tls_mismatches(plan, m) {
-        row.flag(Status::Error, mismatch);
+    for (status, remark) in verdict::idle(report, plan, m, after.is_some()) {
+        row.flag(status, remark);
     }
     let Some(after) = after else {
-        row.flag(
-            Status::Error,
-            "loadgen never said its connections were open (no `idle:` line on its stderr)",
-        );
         return;
     };
     let per_conn =
@@ -243,25 +167,6 @@ pub(super) fn fill_idle(
         row.backend_rss_before_kib = Some(before[0]);
         row.backend_rss_after_kib = Some(after[0]);
         row.backend_kib_per_conn = per_conn(before[0], after[0]);
-    }
-    let asked = u64::from(plan.idle_connections.get());
-    if opened < asked {
-        row.flag(
-            Status::Warning,
-            format!("only {opened} of {asked} connections opened"),
-        );
-    }
-    if report.errors.total > 0 {
-        row.flag(
-            Status::Warning,
-            format!("{} errors opening connections", report.errors.total),
-        );
-    }
-    if let Some(closed) = row.closed_by_server.filter(|&c| c > 0) {
-        row.flag(
-            Status::Warning,
-            format!("the server closed {closed} idle connections during the hold"),
-        );
     }
 }
 
