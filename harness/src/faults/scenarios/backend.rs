@@ -2,6 +2,7 @@
 //! to read, or pushing into a client that does not read) while the good clients keep their
 //! load going.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -175,11 +176,49 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     s.sleep(opts.warmup)?;
     row.proxy_rss_before_kib = stack.rss_kib();
     row.proxy_fds_before = stack.fds();
-    let k = s.scale.bad_backend_conns;
-    let bad_addr = stack.addrs[1];
-    let pid = stack.pid();
+    let target = BadTarget {
+        bad: &bad,
+        stack: &stack,
+        addr: stack.addrs[1],
+        conns: s.scale.bad_backend_conns,
+    };
 
-    // (a) never answers.
+    never_answers(s, &target, &mut row, &mut checks)?;
+    reads_slowly(s, &target, &mut row, &mut checks)?;
+    client_does_not_read(s, &target, &mut row, &mut checks);
+    checks.fact(format!(
+        "the bad backend accepted {} connections",
+        bad.accepted()
+    ));
+
+    settle(s, &stack, &mut row)?;
+    s.sleep(TAIL)?;
+    let report = load.finish(s.ctx.stop)?;
+    good_clients(&mut row, &mut checks, &report);
+    fd_leak_check(&row, &mut checks);
+    stack.finish(&mut row, &mut checks)?;
+    drop(bad);
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// What each phase of scenario 5 works on: the bad backend, the stack in front of it, the
+/// proxy listener that leads to it, and how many connections each phase opens.
+struct BadTarget<'a> {
+    bad: &'a BadBackend,
+    stack: &'a Stack,
+    addr: SocketAddr,
+    conns: usize,
+}
+
+/// Scenario 5 (a): a backend that never answers; the idle timeout closes both sides.
+fn never_answers(
+    s: &Suite<'_>,
+    target: &BadTarget<'_>,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) -> anyhow::Result<()> {
+    let (bad, bad_addr, k) = (target.bad, target.addr, target.conns);
     bad.set_mode(Mode::Silent);
     let silent = s.on_client({
         let client = s.client.clone();
@@ -235,8 +274,19 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     });
     row.attackers += k as u64;
     row.attackers_closed += by_idle as u64;
+    Ok(())
+}
 
-    // (b) fast client, slow backend.
+/// Scenario 5 (b): a fast client into a backend that reads slowly; buffering stays
+/// bounded, and the proxy lets go once the clients are gone and the backend reads again.
+fn reads_slowly(
+    s: &Suite<'_>,
+    target: &BadTarget<'_>,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) -> anyhow::Result<()> {
+    let (bad, stack, bad_addr, k) = (target.bad, target.stack, target.addr, target.conns);
+    let pid = stack.pid();
     bad.set_mode(Mode::SlowReader);
     let push_for = s.scale.push_for;
     let read_before = bad.read_bytes();
@@ -298,8 +348,19 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         hurried.elapsed()
     ));
     row.proxy_max_rss_kib = stack::max_opt(row.proxy_max_rss_kib, peak.rss);
+    Ok(())
+}
 
-    // (c) fast backend, client that does not read.
+/// Scenario 5 (c): a fast backend into clients that do not read; buffering stays bounded.
+fn client_does_not_read(
+    s: &Suite<'_>,
+    target: &BadTarget<'_>,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) {
+    let (bad, stack, bad_addr, k) = (target.bad, target.stack, target.addr, target.conns);
+    let pid = stack.pid();
+    let push_for = s.scale.push_for;
     bad.set_mode(Mode::FastWriter);
     let written_before = bad.written_bytes();
     let rss0 = stack.rss_kib().unwrap_or(0);
@@ -338,27 +399,13 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.proxy_max_rss_kib = stack::max_opt(row.proxy_max_rss_kib, peak.rss);
     drop(stalled);
     row.attackers += 2 * k as u64;
-    checks.fact(format!(
-        "the bad backend accepted {} connections",
-        bad.accepted()
-    ));
-
-    settle(s, &stack, &mut row)?;
-    s.sleep(TAIL)?;
-    let report = load.finish(s.ctx.stop)?;
-    good_clients(&mut row, &mut checks, &report);
-    fd_leak_check(&row, &mut checks);
-    stack.finish(&mut row, &mut checks)?;
-    drop(bad);
-    row.conclude(&checks);
-    Ok(row)
 }
 
 /// Sends a request head announcing a huge body, then body bytes as fast as they go, for
 /// `push_for`; returns the bytes sent. The connection is reset at the end.
 async fn push_body(
     client: &client::TlsClient,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     push_for: Duration,
 ) -> std::io::Result<u64> {
     let mut tls = client.connect(addr, client::PROBE_LIMIT).await?;
