@@ -37,6 +37,7 @@ use anyhow::Context;
 
 use crate::bins::Bins;
 use crate::cpus::{CpuList, CpuSplit};
+use crate::output::CsvSink;
 use crate::procs::{Interrupted, Ledger, Stop};
 
 pub use report::{FaultRow, Verdict};
@@ -104,6 +105,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
         Some(_) => scenarios::ALL.iter().filter(|s| s.number == 9).collect(),
         None => scenarios::ALL.iter().filter(|s| s.number != 9).collect(),
     };
+    let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
     for scenario in list {
         if suite.ctx.stop.requested() {
@@ -137,10 +139,9 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
                 String::new()
             }
         );
+        sink.write(&report::cells(&row))?;
         rows.push(row);
-        report::write_csv(&csv, &rows)?;
     }
-    report::write_csv(&csv, &rows)?;
     println!("\n{}", report::render(&rows));
     println!("faults: {}", csv.display());
     if suite.ctx.stop.requested() {

@@ -2,12 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::checks::{flat_mean, flat_median, good_clients, load_opts};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{Load, LoadOpts, ProxyOpts, Stack};
 use crate::faults::Suite;
+use crate::output::CsvSink;
 
 /// Scenario 9, Soak: the good-client load (plus a trickle of new connections, one handshake each)
 /// for the soak duration, proxy RSS and descriptors sampled into `soak.csv`. Criteria:
@@ -37,9 +36,7 @@ pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let started = Instant::now();
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
     let path = s.ctx.out_dir.join("soak.csv");
-    let mut csv =
-        csv::Writer::from_path(&path).with_context(|| format!("creating {}", path.display()))?;
-    csv.write_record(["elapsed_s", "proxy_rss_kib", "proxy_fds"])?;
+    let mut csv = CsvSink::create_with(&path, &["elapsed_s", "proxy_rss_kib", "proxy_fds"])?;
     let mut died = false;
     while started.elapsed() < duration {
         if !stack.proxy_alive() {
@@ -49,8 +46,7 @@ pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         let (rss, fds) = (stack.rss_kib().unwrap_or(0), stack.fds().unwrap_or(0));
         let t = started.elapsed().as_secs_f64();
         samples.push((t, rss, fds));
-        csv.write_record([format!("{t:.1}"), rss.to_string(), fds.to_string()])?;
-        csv.flush()?;
+        csv.write(&[format!("{t:.1}"), rss.to_string(), fds.to_string()])?;
         s.sleep(every.min(duration.saturating_sub(started.elapsed())))?;
     }
     let report = load.finish(s.ctx.stop)?;
