@@ -12,12 +12,15 @@
 //!   stunnel (found, versioned, configured).
 //! - [`procs`]: pinned child processes, readiness, stop, and `/proc` figures.
 //! - [`loadgen`]: the load generator's command line and JSON report.
+//! - [`certs`]: the run's certificates (the sweep's self-signed ones; the fault suite's CA,
+//!   its leaves and a corrupt one), all through `proxy::tls::selfsigned`.
 //! - [`run`]: the measurement loop.
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 
 pub mod bins;
+pub mod certs;
 pub mod cli;
 pub mod configs;
 pub mod cpus;

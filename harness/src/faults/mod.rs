@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::bins::Bins;
+use crate::certs::Pki;
 use crate::cpus::{CpuList, CpuSplit};
 use crate::output::CsvSink;
 use crate::procs::{Interrupted, Ledger, Stop};
@@ -73,7 +74,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
     }
     let dir = ctx.runtime_dir.join("faults");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pki = stack::Pki::create(&dir)?;
+    let pki = Pki::create(&dir)?;
     let client = client::TlsClient::new(pki.ca_pem().as_bytes())?;
     let rt = attacker_runtime(&ctx.split.client)?;
     let seed = hello::Rng::seed_from_clock();
@@ -163,7 +164,7 @@ pub(crate) struct Suite<'a> {
     pub ctx: FaultCtx<'a>,
     /// The attackers' runtime (threads pinned to the client CPUs).
     pub rt: tokio::runtime::Runtime,
-    pub pki: stack::Pki,
+    pub pki: Pki,
     pub client: client::TlsClient,
     pub scale: Scale,
     /// Garbage comes from this seed (printed, for replay).

@@ -9,6 +9,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 
 use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
+use crate::certs;
 use crate::faults::client::{self, request_head, within};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, Stack};
@@ -44,7 +45,7 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     for i in 1..=reloads {
         s.sleep_until(started + RELOAD_EVERY * i as u32)?;
         if i == corrupt_at {
-            stack::write_atomically(&stack.cert.cert, CORRUPT_PEM.as_bytes(), 0o644)?;
+            certs::write_corrupt_cert(&stack.cert.cert)?;
             kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
             bad_sent += 1;
             s.sleep(RELOAD_SETTLE)?;
@@ -56,7 +57,7 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
                 checks.fact(format!("handshake after the corrupt reload failed: {e}"));
             }
         } else {
-            let leaf = s.pki.issue()?;
+            let leaf = s.pki.issue(&stack::LEAF_NAMES)?;
             leaf.install(&stack.cert)?;
             kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
             good_sent += 1;
@@ -239,9 +240,6 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 const RELOAD_RATE: u32 = 300;
 const RELOAD_SETTLE: Duration = Duration::from_millis(300);
-/// A file that looks like a certificate and is not one.
-const CORRUPT_PEM: &str =
-    "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
 /// Scenario 7: the slow request (body, pieces, pause between), the wait before trying new
 /// connections, how many, how long the good clients run after the signal, and the slack
 /// on the exit time.
