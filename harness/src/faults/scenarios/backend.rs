@@ -34,11 +34,58 @@ pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.proxy_rss_before_kib = stack.rss_kib();
     row.proxy_fds_before = stack.fds();
     let pid = stack.pid();
-    let k = s.scale.in_flight;
 
-    // Connections with a request in flight: one echoed request, then half of another.
-    let client = s.client.clone();
+    in_flight_closed_on_crash(s, &mut stack, &mut row, &mut checks)?;
+    new_connections_fail_while_down(s, &mut stack, &mut checks);
+
+    stack.restart_echo(s)?;
     let addr = stack.addr();
+    let resumed = s.on_client({
+        let client = s.client.clone();
+        async move { client.first_success(addr, RECOVERY_WATCH).await }
+    });
+    recovery_check(&mut checks, "after the backend's restart", &resumed);
+    checks.require(stack.pid() == pid && stack.proxy_alive(), || {
+        "the same proxy process serves after the restart".into()
+    });
+    s.sleep(TAIL)?;
+    let outage = load.finish(s.ctx.stop)?;
+
+    let load = Load::start(s, stack.addr(), "4-backend-restart-after", &opts)?;
+    s.sleep(opts.warmup + AFTER_RUN)?;
+    // Same load as before the crash: descriptors should be back to the count then.
+    settle(s, &stack, &mut row)?;
+    let after = load.finish(s.ctx.stop)?;
+    checks.require(after.errors.total == 0 && after.requests > 0, || {
+        format!(
+            "good clients without errors after the restart: {} requests, {}",
+            after.requests,
+            errors_text(&after)
+        )
+    });
+    checks.fact(format!(
+        "the run spanning the outage: {} requests, {} (expected while the backend was down)",
+        outage.requests,
+        errors_text(&outage)
+    ));
+    row.good_requests = Some(outage.requests + after.requests);
+    row.good_errors = Some(outage.errors.total + after.errors.total);
+    row.good_p99_us = Some(after.latency_us.p99);
+    fd_leak_check(&row, &mut checks);
+    stack.finish(&mut row, &mut checks)?;
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// Scenario 4, the crash: connections with a request in flight (one echoed request, then
+/// half of another), the backend killed, and how fast the proxy closes them.
+fn in_flight_closed_on_crash(
+    s: &Suite<'_>,
+    stack: &mut Stack,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) -> anyhow::Result<()> {
+    let (client, addr, k) = (s.client.clone(), stack.addr(), s.scale.in_flight);
     let conns = s.on_client(async move {
         let mut conns = Vec::new();
         for _ in 0..k {
@@ -83,8 +130,12 @@ pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         "{closed_in_time} of {k} in-flight connections closed within {slowest:.2?} of the \
          kill, {clean} with close_notify"
     ));
+    Ok(())
+}
 
-    // New connections while it is down.
+/// Scenario 4, the outage: new connections fail fast, and the proxy keeps running.
+fn new_connections_fail_while_down(s: &Suite<'_>, stack: &mut Stack, checks: &mut Checks) {
+    let addr = stack.addr();
     let probes = s.on_client({
         let client = s.client.clone();
         async move {
@@ -110,43 +161,6 @@ pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     checks.require(stack.proxy_alive(), || {
         "the proxy keeps running without its backend".into()
     });
-
-    stack.restart_echo(s)?;
-    let resumed = s.on_client({
-        let client = s.client.clone();
-        async move { client.first_success(addr, RECOVERY_WATCH).await }
-    });
-    recovery_check(&mut checks, "after the backend's restart", &resumed);
-    checks.require(stack.pid() == pid && stack.proxy_alive(), || {
-        "the same proxy process serves after the restart".into()
-    });
-    s.sleep(TAIL)?;
-    let outage = load.finish(s.ctx.stop)?;
-
-    let load = Load::start(s, stack.addr(), "4-backend-restart-after", &opts)?;
-    s.sleep(opts.warmup + AFTER_RUN)?;
-    // Same load as before the crash: descriptors should be back to the count then.
-    settle(s, &stack, &mut row)?;
-    let after = load.finish(s.ctx.stop)?;
-    checks.require(after.errors.total == 0 && after.requests > 0, || {
-        format!(
-            "good clients without errors after the restart: {} requests, {}",
-            after.requests,
-            errors_text(&after)
-        )
-    });
-    checks.fact(format!(
-        "the run spanning the outage: {} requests, {} (expected while the backend was down)",
-        outage.requests,
-        errors_text(&outage)
-    ));
-    row.good_requests = Some(outage.requests + after.requests);
-    row.good_errors = Some(outage.errors.total + after.errors.total);
-    row.good_p99_us = Some(after.latency_us.p99);
-    fd_leak_check(&row, &mut checks);
-    stack.finish(&mut row, &mut checks)?;
-    row.conclude(&checks);
-    Ok(row)
 }
 
 /// Scenario 5, A misbehaving backend behind a second listener (the good clients keep the echo

@@ -202,9 +202,9 @@ pub(super) fn opt_f(v: Option<f64>) -> String {
 }
 
 /// Good clients' warm-up before each measured window.
-pub(super) const WARMUP: Duration = Duration::from_secs(1);
+const WARMUP: Duration = Duration::from_secs(1);
 /// Good clients' request body: small, as the issue asks.
-pub(super) const GOOD_BODY_BYTES: u64 = 64;
+const GOOD_BODY_BYTES: u64 = 64;
 /// How long after its deadline a connection may take to be seen closed.
 pub(super) const CLOSE_SLACK: Duration = Duration::from_secs(2);
 /// A timeout-driven close may come this much before its nominal time (timer granularity
@@ -214,16 +214,16 @@ pub(super) const EARLY_TOLERANCE: Duration = Duration::from_millis(100);
 pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// How long RSS may take to come back near its value before a fault, once the fault's
 /// connections are gone.
-pub(super) const RSS_SETTLE_LIMIT: Duration = Duration::from_secs(5);
+const RSS_SETTLE_LIMIT: Duration = Duration::from_secs(5);
 /// Load kept running after a fault, so the measured window covers its aftermath.
 pub(super) const TAIL: Duration = Duration::from_millis(500);
 /// The issue's recovery limit once a fault ends, and how long to keep trying after it.
-pub(super) const RECOVERY: Duration = Duration::from_secs(1);
+const RECOVERY: Duration = Duration::from_secs(1);
 pub(super) const RECOVERY_WATCH: Duration = Duration::from_secs(5);
 /// Watch on a connection that should close; beyond it, it hangs.
 pub(super) const HANG_WATCH: Duration = Duration::from_secs(3);
 /// Sampling period of peaks during an attack.
-pub(super) const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use crate::faults::attack::{self, Garbage, Tally};
 use crate::faults::report::{p99_within, Checks, FaultRow};
 use crate::faults::stack::{self, Load, ProxyOpts, Stack, HANDSHAKE_TIMEOUT};
 use crate::faults::Suite;
+use crate::loadgen::Report;
 use crate::procs::{memory_kib, nofile_limits};
 
 /// Scenario 1, Slowloris: `slowloris` connections opened over one second, half silent, half
@@ -202,10 +203,26 @@ pub(super) fn garbage(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 pub(super) fn flood(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(3, "connection-flood");
     let mut checks = Checks::default();
+    let (report_a, max_rss_a) = flood_beyond_max_connections(s, &mut row, &mut checks)?;
+    let (report_b, max_rss_b) = flood_beyond_fd_limit(s, &mut row, &mut checks)?;
+    let max_rss = stack::max_opt(max_rss_a, max_rss_b);
+    row.proxy_max_rss_kib = stack::max_opt(row.proxy_max_rss_kib, max_rss);
+
+    let total = report_a.merged(&report_b);
+    good_clients(&mut row, &mut checks, &total);
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// Scenario 3 (a): a flood beyond `max_connections`; the excess is closed at once. Returns
+/// the good clients' report and the proxy's peak RSS.
+fn flood_beyond_max_connections(
+    s: &mut Suite<'_>,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) -> anyhow::Result<(Report, Option<u64>)> {
     let n = s.scale.flood;
     let opts = load_opts(s);
-
-    // (a) max_connections.
     let stack = Stack::start(
         s,
         "3-flood-max-connections",
@@ -241,7 +258,7 @@ pub(super) fn flood(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
             tally.closed
         )
     });
-    recovery_check(&mut checks, "(a)", &recovery);
+    recovery_check(checks, "(a)", &recovery);
     checks.fact(format!(
         "(a) {} of {n} connected, {} closed at once ({}), proxy counted {} refusals; \
          good clients {} requests, {} errors",
@@ -252,12 +269,22 @@ pub(super) fn flood(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         report_a.requests,
         report_a.errors.total
     ));
-    let mut max_rss = memory_kib(stack.pid(), "VmHWM").ok();
+    let max_rss = memory_kib(stack.pid(), "VmHWM").ok();
     row.attackers += n as u64;
     row.attackers_closed += tally.closed;
-    stack.finish(&mut row, &mut checks)?;
+    stack.finish(row, checks)?;
+    Ok((report_a, max_rss))
+}
 
-    // (b) the descriptor limit.
+/// Scenario 3 (b): a flood beyond the proxy's descriptor limit; it survives and serves
+/// again. Returns the good clients' report and the proxy's peak RSS during the flood.
+fn flood_beyond_fd_limit(
+    s: &mut Suite<'_>,
+    row: &mut FaultRow,
+    checks: &mut Checks,
+) -> anyhow::Result<(Report, Option<u64>)> {
+    let n = s.scale.flood;
+    let opts = load_opts(s);
     let mut stack = Stack::start(
         s,
         "3-flood-fd-limit",
@@ -291,10 +318,10 @@ pub(super) fn flood(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         }
     });
     let alive = stack.proxy_alive();
-    settle(s, &stack, &mut row)?;
+    settle(s, &stack, row)?;
     s.sleep(TAIL)?;
     let report_b = load.finish(s.ctx.stop)?;
-    let tally_b = Tally::of(&outcomes);
+    let tally = Tally::of(&outcomes);
     let reached = peak
         .fds
         .is_some_and(|f| f + FD_LIMIT_MARGIN >= FLOOD_NOFILE);
@@ -307,28 +334,22 @@ pub(super) fn flood(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     checks.require(alive, || {
         "(b) the proxy survives its descriptor limit".into()
     });
-    recovery_check(&mut checks, "(b)", &recovery);
+    recovery_check(checks, "(b)", &recovery);
     let stderr = std::fs::read_to_string(&stack.proxy.stderr_log).unwrap_or_default();
     checks.fact(format!(
         "(b) {} of {n} connected, peak {} proxy fds of {FLOOD_NOFILE}, proxy logged \
          `accept failed` {} time(s); good clients {} requests, {} errors",
-        tally_b.connected,
+        tally.connected,
         opt(peak.fds),
         stderr.matches("accept failed").count(),
         report_b.requests,
         report_b.errors.total
     ));
-    fd_leak_check(&row, &mut checks);
+    fd_leak_check(row, checks);
     row.attackers += n as u64;
-    row.attackers_closed += tally_b.closed;
-    max_rss = stack::max_opt(max_rss, peak.rss);
-    stack.finish(&mut row, &mut checks)?;
-    row.proxy_max_rss_kib = stack::max_opt(row.proxy_max_rss_kib, max_rss);
-
-    let total = report_a.merged(&report_b);
-    good_clients(&mut row, &mut checks, &total);
-    row.conclude(&checks);
-    Ok(row)
+    row.attackers_closed += tally.closed;
+    stack.finish(row, checks)?;
+    Ok((report_b, peak.rss))
 }
 
 /// Scenario 8, Client resets: `resets` connections reset (SO_LINGER 0) mid-handshake, mid-upload
