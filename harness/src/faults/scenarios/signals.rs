@@ -1,6 +1,8 @@
 //! Scenarios 6 and 7: the proxy signalled under load (SIGHUP certificate reloads, one of
 //! them corrupt; SIGTERM and its drain).
 
+use std::net::SocketAddr;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -141,28 +143,7 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.proxy_rss_before_kib = stack.rss_kib();
     row.proxy_fds_before = stack.fds();
     let addr = stack.addr();
-    let slow = {
-        let client = s.client.clone();
-        s.rt.spawn(async move {
-            let mut tls = client.connect(addr, client::PROBE_LIMIT).await?;
-            let body: Vec<u8> = (0..SLOW_BODY).map(|i| (i % 251) as u8).collect();
-            tls.write_all(&request_head(SLOW_BODY)).await?;
-            for piece in body.chunks(SLOW_BODY / SLOW_PIECES) {
-                tls.write_all(piece).await?;
-                tls.flush().await?;
-                tokio::time::sleep(SLOW_PIECE_EVERY).await;
-            }
-            let (status, got) = within(HANG_WATCH, client::read_response(&mut tls)).await?;
-            if status != 200 || got != body {
-                return Err(std::io::Error::other(format!(
-                    "status {status}, {} of {} bytes echoed",
-                    got.len(),
-                    body.len()
-                )));
-            }
-            Ok::<_, std::io::Error>(())
-        })
-    };
+    let slow = spawn_slow_request(s, addr);
     // The signal lands while the slow request is still sending its body.
     s.sleep(SLOW_PIECE_EVERY * 2)?;
     // The proxy is gone once it has stopped: read its peak memory while it still runs.
@@ -170,19 +151,7 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let signalled = Instant::now();
     kill(Pid::from_raw(stack.pid() as i32), Signal::SIGTERM).context("sending SIGTERM")?;
     s.sleep(AFTER_SIGNAL)?;
-    let attempts = s.on_client({
-        let client = s.client.clone();
-        async move {
-            let mut accepted = 0;
-            for _ in 0..NEW_AFTER_SIGNAL {
-                if client.connect(addr, client::PROBE_LIMIT).await.is_ok() {
-                    accepted += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            accepted
-        }
-    });
+    let attempts = connections_accepted_after_signal(s, addr);
     s.sleep_until(signalled + DRAIN_LOAD)?;
     let report = load.finish(s.ctx.stop)?;
     good_clients(&mut row, &mut checks, &report);
@@ -203,6 +172,69 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
             "no new connection accepted after the signal: {attempts} of {NEW_AFTER_SIGNAL} were"
         )
     });
+    exit_checks(&mut checks, status, exited_after, grace, &stack);
+    row.proxy_max_rss_kib =
+        stack::max_opt(row.proxy_max_rss_kib, memory_kib(stack.pid(), "VmHWM").ok());
+    stack.expect_exit();
+    stack.finish(&mut row, &mut checks)?;
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// Scenario 7: a request whose body is sent slowly, in pieces, so the signal lands while it
+/// is in flight; the task's result says whether it was echoed whole.
+fn spawn_slow_request(
+    s: &Suite<'_>,
+    addr: SocketAddr,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let client = s.client.clone();
+    s.rt.spawn(async move {
+        let mut tls = client.connect(addr, client::PROBE_LIMIT).await?;
+        let body: Vec<u8> = (0..SLOW_BODY).map(|i| (i % 251) as u8).collect();
+        tls.write_all(&request_head(SLOW_BODY)).await?;
+        for piece in body.chunks(SLOW_BODY / SLOW_PIECES) {
+            tls.write_all(piece).await?;
+            tls.flush().await?;
+            tokio::time::sleep(SLOW_PIECE_EVERY).await;
+        }
+        let (status, got) = within(HANG_WATCH, client::read_response(&mut tls)).await?;
+        if status != 200 || got != body {
+            return Err(std::io::Error::other(format!(
+                "status {status}, {} of {} bytes echoed",
+                got.len(),
+                body.len()
+            )));
+        }
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// Scenario 7: how many of [`NEW_AFTER_SIGNAL`] new connections the proxy still accepts
+/// after the signal.
+fn connections_accepted_after_signal(s: &Suite<'_>, addr: SocketAddr) -> usize {
+    s.on_client({
+        let client = s.client.clone();
+        async move {
+            let mut accepted = 0;
+            for _ in 0..NEW_AFTER_SIGNAL {
+                if client.connect(addr, client::PROBE_LIMIT).await.is_ok() {
+                    accepted += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            accepted
+        }
+    })
+}
+
+/// Scenario 7: the proxy exited, with code 0, within the grace period.
+fn exit_checks(
+    checks: &mut Checks,
+    status: Option<ExitStatus>,
+    exited_after: Duration,
+    grace: Duration,
+    stack: &Stack,
+) {
     match status {
         Some(status) => {
             checks.require(status.success(), || {
@@ -227,12 +259,6 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
             });
         }
     }
-    row.proxy_max_rss_kib =
-        stack::max_opt(row.proxy_max_rss_kib, memory_kib(stack.pid(), "VmHWM").ok());
-    stack.expect_exit();
-    stack.finish(&mut row, &mut checks)?;
-    row.conclude(&checks);
-    Ok(row)
 }
 
 /// Scenario 6: reload period, the handshake rate of the good clients, the wait before
