@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 
 use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
-use crate::certs;
+use crate::certs::{self, Leaf};
 use crate::faults::client::{self, request_head, within};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, Stack};
@@ -37,35 +37,15 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     s.sleep(opts.warmup)?;
     row.proxy_rss_before_kib = stack.rss_kib();
     row.proxy_fds_before = stack.fds();
-    let reloads = s.scale.reload_for.as_secs().max(2) as usize;
-    let corrupt_at = reloads / 2;
-    let mut current = stack.leaf.clone();
-    let (mut good_sent, mut bad_sent) = (0usize, 0usize);
-    let mut kept_old = None;
-    let pid = Pid::from_raw(stack.pid() as i32);
-    let started = Instant::now();
-    for i in 1..=reloads {
-        s.sleep_until(started + RELOAD_EVERY * i as u32)?;
-        if i == corrupt_at {
-            certs::write_corrupt_cert(&stack.cert.cert)?;
-            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
-            bad_sent += 1;
-            s.sleep(RELOAD_SETTLE)?;
-            let client = s.client.clone();
-            let addr = stack.addr();
-            let served = s.on_client(async move { client.served_cert(addr).await });
-            kept_old = Some(matches!(&served, Ok(der) if *der == current.der));
-            if let Err(e) = &served {
-                checks.fact(format!("handshake after the corrupt reload failed: {e}"));
-            }
-        } else {
-            let leaf = s.pki.issue(&stack::LEAF_NAMES)?;
-            leaf.install(&stack.cert)?;
-            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
-            good_sent += 1;
-            current = leaf;
-        }
-    }
+    let Reloads {
+        count: reloads,
+        corrupt_at,
+        good_sent,
+        bad_sent,
+        kept_old,
+        newest: current,
+        started,
+    } = reload_every_second(s, &stack, &mut checks)?;
     s.sleep(RELOAD_SETTLE)?;
     let served = s.on_client({
         let (client, addr) = (s.client.clone(), stack.addr());
@@ -119,6 +99,68 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     stack.finish(&mut row, &mut checks)?;
     row.conclude(&checks);
     Ok(row)
+}
+
+/// What scenario 6's reloads did.
+struct Reloads {
+    /// SIGHUPs sent, one a second.
+    count: usize,
+    /// The reload (1-based) that installed the corrupt certificate.
+    corrupt_at: usize,
+    good_sent: usize,
+    bad_sent: usize,
+    /// Whether the proxy still served the previous certificate after the corrupt reload.
+    kept_old: Option<bool>,
+    /// The last good certificate installed.
+    newest: Leaf,
+    started: Instant,
+}
+
+/// Scenario 6: a new certificate and SIGHUP every second for `reload_for`, the corrupt one
+/// half-way (then asks which certificate is served).
+fn reload_every_second(
+    s: &mut Suite<'_>,
+    stack: &Stack,
+    checks: &mut Checks,
+) -> anyhow::Result<Reloads> {
+    let reloads = s.scale.reload_for.as_secs().max(2) as usize;
+    let corrupt_at = reloads / 2;
+    let mut current = stack.leaf.clone();
+    let (mut good_sent, mut bad_sent) = (0usize, 0usize);
+    let mut kept_old = None;
+    let pid = Pid::from_raw(stack.pid() as i32);
+    let started = Instant::now();
+    for i in 1..=reloads {
+        s.sleep_until(started + RELOAD_EVERY * i as u32)?;
+        if i == corrupt_at {
+            certs::write_corrupt_cert(&stack.cert.cert)?;
+            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            bad_sent += 1;
+            s.sleep(RELOAD_SETTLE)?;
+            let client = s.client.clone();
+            let addr = stack.addr();
+            let served = s.on_client(async move { client.served_cert(addr).await });
+            kept_old = Some(matches!(&served, Ok(der) if *der == current.der));
+            if let Err(e) = &served {
+                checks.fact(format!("handshake after the corrupt reload failed: {e}"));
+            }
+        } else {
+            let leaf = s.pki.issue(&stack::LEAF_NAMES)?;
+            leaf.install(&stack.cert)?;
+            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            good_sent += 1;
+            current = leaf;
+        }
+    }
+    Ok(Reloads {
+        count: reloads,
+        corrupt_at,
+        good_sent,
+        bad_sent,
+        kept_old,
+        newest: current,
+        started,
+    })
 }
 
 /// Scenario 7, SIGTERM under load, with one slow request (a body sent in pieces over 2 s) in flight
