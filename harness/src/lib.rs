@@ -13,6 +13,8 @@
 //! - [`stack`]: the servers of one measured config: its recipe (which processes, which
 //!   files), started, sampled and stopped.
 //! - [`loadgen`]: the load generator's command line and JSON report.
+//! - [`certs`]: the run's certificates (the sweep's self-signed ones; the fault suite's CA,
+//!   its leaves and a corrupt one), all through `proxy::tls::selfsigned`.
 //! - [`run`]: one run: its folder, the measurement loop, one load or idle measurement, the
 //!   rows and their verdicts, progress.
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
@@ -20,6 +22,7 @@
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 
 pub mod bins;
+pub mod certs;
 pub mod cli;
 pub mod cpus;
 pub mod faults;

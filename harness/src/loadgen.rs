@@ -157,6 +157,18 @@ pub struct Errors {
     pub total: u64,
 }
 
+impl std::ops::AddAssign<&Errors> for Errors {
+    fn add_assign(&mut self, other: &Errors) {
+        self.connect += other.connect;
+        self.read += other.read;
+        self.write += other.write;
+        self.timeout += other.timeout;
+        self.status += other.status;
+        self.body_mismatch += other.body_mismatch;
+        self.total += other.total;
+    }
+}
+
 /// What the TLS handshakes settled on.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tls {
@@ -189,6 +201,17 @@ pub struct Cpu {
 pub const SCHEMA: u32 = 1;
 
 impl Report {
+    /// Two runs' reports as one (the fault suite runs two load generators at once): counts
+    /// added, the worse p99 kept; every other figure is `self`'s.
+    pub fn merged(&self, other: &Report) -> Report {
+        let mut out = self.clone();
+        out.requests += other.requests;
+        out.late_requests += other.late_requests;
+        out.latency_us.p99 = self.latency_us.p99.max(other.latency_us.p99);
+        out.errors += &other.errors;
+        out
+    }
+
     /// Parses loadgen's stdout (the JSON object; anything after it is ignored).
     pub fn parse(stdout: &str) -> anyhow::Result<Report> {
         let start = stdout

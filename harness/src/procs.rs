@@ -550,6 +550,21 @@ pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("/proc/{pid}/status {field} {text:?}"))
 }
 
+/// Open descriptors of `pid`: the entries of `/proc/PID/fd`.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+/// `Max open files` soft and hard limits of `pid`, from `/proc/PID/limits`.
+pub fn nofile_limits(pid: u32) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
 /// Raises this process's open-file limit (inherited by every child) as far as it may go:
 /// the soft limit to the hard one, and as root the hard one to `want`. Returns the soft
 /// limit now in force.
@@ -902,5 +917,14 @@ mod tests {
     fn cpu_seconds_of_self() {
         let secs = cpu_seconds(std::process::id()).unwrap();
         assert!(secs >= 0.0);
+    }
+
+    #[test]
+    fn proc_figures_of_self() {
+        let me = std::process::id();
+        assert!(memory_kib(me, "VmRSS").unwrap() > 0);
+        assert!(fd_count(me).unwrap() >= 3);
+        let (soft, hard) = nofile_limits(me).unwrap();
+        assert!(!soft.is_empty() && !hard.is_empty());
     }
 }

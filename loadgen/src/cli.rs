@@ -4,11 +4,15 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, OutputFormat, MAX_BODY_BYTES};
+use crate::request;
+use crate::tls::{TlsClient, TlsOptions, TlsVersionArg};
+use crate::url::{Scheme, Url};
 
 /// HTTP/1.1 load generator: closed loop like wrk, open loop (--rate) like wrk2, or idle
 /// connections held open (--idle).
@@ -118,29 +122,146 @@ pub struct Args {
     pub hdr_out: Option<PathBuf>,
 }
 
-/// `--tls-version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TlsVersionArg {
-    #[value(name = "1.2")]
-    Tls12,
-    #[value(name = "1.3")]
-    Tls13,
-}
-
-/// `--output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// wrk-like text.
-    #[default]
-    Text,
-    /// One JSON object (schema 1).
-    Json,
-}
-
 impl Args {
-    /// Checks every flag and reads the files they name.
+    /// Checks every flag, reads the files they name and builds the request.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        Config::from_args(self)
+        let args = self;
+        let url = Url::parse(&args.url)?;
+        if args.duration.is_zero() {
+            return Err(ConfigError::ZeroDuration);
+        }
+        if args.timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if let Some(rate) = args.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ConfigError::Rate(rate));
+            }
+        }
+        if args.idle {
+            check_idle_flags(&args)?;
+        }
+        let body: Arc<[u8]> = match (&args.body_file, args.body_size) {
+            (Some(path), _) => {
+                let read_error = |source| ConfigError::BodyFile {
+                    path: path.clone(),
+                    source,
+                };
+                let size = std::fs::metadata(path).map_err(read_error)?.len();
+                if size > MAX_BODY_BYTES {
+                    return Err(ConfigError::BodyTooLarge {
+                        what: format!("--body-file {}", path.display()),
+                        size,
+                    });
+                }
+                std::fs::read(path).map_err(read_error)?.into()
+            }
+            (None, Some(size)) => {
+                let too_large = || ConfigError::BodyTooLarge {
+                    what: "--body-size".into(),
+                    size,
+                };
+                let size = usize::try_from(size)
+                    .ok()
+                    .filter(|&s| s as u64 <= MAX_BODY_BYTES)
+                    .ok_or_else(too_large)?;
+                request::generated_body(size).into()
+            }
+            (None, None) => Arc::from(&[][..]),
+        };
+        let has_body = args.body_file.is_some() || args.body_size.is_some();
+        let method = match &args.method {
+            Some(m) => m.clone(),
+            None if has_body => "POST".to_string(),
+            None => "GET".to_string(),
+        };
+        let keepalive = !args.no_keepalive;
+        let request =
+            request::build(&method, &url, &args.headers, &body, keepalive, has_body)?.into();
+
+        let tls_flags: [(&'static str, bool); 8] = [
+            ("--tls-resume", args.tls_resume),
+            ("--cacert", args.cacert.is_some()),
+            ("--insecure", args.insecure),
+            ("--sni", args.sni.is_some()),
+            ("--alpn", !args.alpn.is_empty()),
+            ("--tls-version", args.tls_version.is_some()),
+            ("--cipher-suite", !args.cipher_suite.is_empty()),
+            ("--kx-group", !args.kx_group.is_empty()),
+        ];
+        let tls = if url.scheme == Scheme::Https {
+            Some(TlsClient::build(&TlsOptions {
+                host: url.host.clone(),
+                cacert: args.cacert.clone(),
+                insecure: args.insecure,
+                sni: args.sni.clone(),
+                alpn: args.alpn.clone(),
+                version: args.tls_version,
+                cipher_suites: args.cipher_suite.clone(),
+                kx_groups: args.kx_group.clone(),
+                resume: args.tls_resume,
+            })?)
+        } else {
+            if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::TlsFlagWithoutTls { flag });
+            }
+            None
+        };
+
+        if let Some(path) = &args.hdr_out {
+            // Created now so a typo fails before the run, not after ten minutes of it.
+            std::fs::File::create(path).map_err(|source| ConfigError::HdrOut {
+                path: path.clone(),
+                source,
+            })?;
+        }
+
+        let threads = sysio::host::worker_count(args.threads).min(args.connections);
+        Ok(Config {
+            target: args.url.clone(),
+            head_request: method.eq_ignore_ascii_case("HEAD"),
+            url,
+            connections: args.connections,
+            threads,
+            duration: args.duration,
+            warmup: args.warmup,
+            timeout: args.timeout,
+            rate: args.rate,
+            keepalive,
+            idle: args.idle,
+            request,
+            body,
+            verify: !args.no_verify,
+            tls,
+            output: args.output,
+            hdr_out: args.hdr_out,
+        })
+    }
+}
+
+/// `--idle` measures what holding connections costs: flags about sending requests over
+/// time have no meaning there, and are refused rather than silently ignored.
+fn check_idle_flags(args: &Args) -> Result<(), ConfigError> {
+    let conflicts: [(&'static str, bool, &'static str); 3] = [
+        (
+            "--warmup",
+            !args.warmup.is_zero(),
+            "an idle run measures nothing over time, so there is nothing to warm up",
+        ),
+        (
+            "--rate",
+            args.rate.is_some(),
+            "an idle run sends one request per connection, then nothing",
+        ),
+        (
+            "--no-keepalive",
+            args.no_keepalive,
+            "idle connections must stay open after their one request",
+        ),
+    ];
+    match conflicts.into_iter().find(|(_, set, _)| *set) {
+        Some((flag, _, why)) => Err(ConfigError::IdleConflict { flag, why }),
+        None => Ok(()),
     }
 }
 
@@ -188,6 +309,33 @@ mod tests {
         assert_eq!(args.warmup, Duration::from_secs(60));
         assert_eq!(args.headers, ["A: 1", "B: 2"]);
         assert_eq!(args.tls_version, Some(TlsVersionArg::Tls13));
+    }
+
+    #[test]
+    fn idle_refuses_flags_about_load_over_time() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["loadgen", "--idle"];
+            argv.extend(extra);
+            argv.push("http://127.0.0.1:1/");
+            <Args as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .into_config()
+        };
+        let config = parse(&["-c", "200", "-b", "16"]).unwrap();
+        assert!(config.idle && config.keepalive);
+        // A zero warm-up is no warm-up: a harness may always pass one.
+        assert!(parse(&["--warmup", "0s"]).is_ok());
+        for (extra, flag) in [
+            (&["--warmup", "1s"][..], "--warmup"),
+            (&["--rate", "100"][..], "--rate"),
+            (&["--no-keepalive"][..], "--no-keepalive"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{flag} cannot be used with --idle: ")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

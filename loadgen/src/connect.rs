@@ -15,8 +15,8 @@ use sysio::read_ahead::ReadAhead;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::{Scheme, Url};
 use crate::tls::{self, Negotiated};
+use crate::url::{Scheme, Url};
 
 /// Opens connections to the target.
 pub trait Connector {

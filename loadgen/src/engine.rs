@@ -33,13 +33,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
-use crate::config::{Config, Scheme};
+use crate::config::Config;
 use crate::connect::{
     self, ConnectError, Connector, Endpoint, TcpConnector, TlsConnector, UnixConnector,
 };
 use crate::cpu::CpuTimes;
 use crate::http::{Expect, Response, ResponseError, ResponseReader};
 use crate::stats::{ErrorKind, Stats, LATE_AFTER};
+use crate::url::Scheme;
 
 /// What a run measured.
 #[derive(Debug)]

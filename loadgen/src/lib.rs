@@ -7,9 +7,11 @@
 //! connections, one request each, and hold them silent, for memory-per-connection
 //! measurements.
 //!
-//! Modules, from the command line to the report:
+//! Modules, from the command line to the report. Imports go one way: `cli` -> `config` ->
+//! `request`, `tls`, `url`; nothing imports `cli`.
 //! - [`cli`]: the flags (clap), turned into a checked [`config::Config`].
-//! - [`config`]: the URL, the request, the TLS client settings; every input error here.
+//! - [`config`]: the checked run settings and every input error.
+//! - [`url`]: the target URL (`http`, `https`, `unix`).
 //! - [`request`]: the request bytes (built once) and the generated body.
 //! - [`tls`]: the rustls client configuration (versions, suites, groups, roots, resumption).
 //! - [`connect`]: one connector per transport, generic over the stream type.
@@ -32,6 +34,7 @@ pub mod report;
 pub mod request;
 pub mod stats;
 pub mod tls;
+pub mod url;
 
 pub use config::{Config, ConfigError};
 pub use engine::{run, RunError};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use loadgen::cli::{Args, OutputFormat};
+use loadgen::cli::Args;
+use loadgen::config::OutputFormat;
 use loadgen::report::{self, Report};
 use signal_hook::consts::{SIGINT, SIGTERM};
 

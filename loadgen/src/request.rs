@@ -1,6 +1,6 @@
 //! The request, built once: head and body in one buffer so each request is one write.
 
-use crate::config::Url;
+use crate::url::Url;
 
 /// A header or method that cannot be sent.
 #[derive(Debug, thiserror::Error)]

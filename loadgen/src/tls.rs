@@ -17,8 +17,6 @@ use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::cli::TlsVersionArg;
-
 /// What the TLS flags asked for.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -32,6 +30,15 @@ pub struct TlsOptions {
     pub cipher_suites: Vec<String>,
     pub kx_groups: Vec<String>,
     pub resume: bool,
+}
+
+/// `--tls-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsVersionArg {
+    #[value(name = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    Tls13,
 }
 
 /// A TLS flag or file that cannot be used. Exit code 2.

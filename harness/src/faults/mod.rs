@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::bins::Bins;
+use crate::certs::Pki;
 use crate::cpus::{CpuList, CpuSplit};
+use crate::output::CsvSink;
 use crate::procs::{Interrupted, Ledger, Stop};
 
 pub use report::{FaultRow, Verdict};
@@ -72,7 +74,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
     }
     let dir = ctx.runtime_dir.join("faults");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pki = stack::Pki::create(&dir)?;
+    let pki = Pki::create(&dir)?;
     let client = client::TlsClient::new(pki.ca_pem().as_bytes())?;
     let rt = attacker_runtime(&ctx.split.client)?;
     let seed = hello::Rng::seed_from_clock();
@@ -104,6 +106,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
         Some(_) => scenarios::ALL.iter().filter(|s| s.number == 9).collect(),
         None => scenarios::ALL.iter().filter(|s| s.number != 9).collect(),
     };
+    let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
     for scenario in list {
         if suite.ctx.stop.requested() {
@@ -137,10 +140,9 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
                 String::new()
             }
         );
+        sink.write(&report::cells(&row))?;
         rows.push(row);
-        report::write_csv(&csv, &rows)?;
     }
-    report::write_csv(&csv, &rows)?;
     println!("\n{}", report::render(&rows));
     println!("faults: {}", csv.display());
     if suite.ctx.stop.requested() {
@@ -162,7 +164,7 @@ pub(crate) struct Suite<'a> {
     pub ctx: FaultCtx<'a>,
     /// The attackers' runtime (threads pinned to the client CPUs).
     pub rt: tokio::runtime::Runtime,
-    pub pki: stack::Pki,
+    pub pki: Pki,
     pub client: client::TlsClient,
     pub scale: Scale,
     /// Garbage comes from this seed (printed, for replay).

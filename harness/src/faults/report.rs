@@ -1,10 +1,7 @@
 //! The suite's results: one [`FaultRow`] per scenario, the [`Checks`] that decide its
 //! verdict from the acceptance criteria, and its two renderings: `faults.csv` (tidy, one
-//! row per scenario, header first) and the table printed at the end of the suite.
-
-use std::path::Path;
-
-use anyhow::Context;
+//! row per scenario, header first, written through [`crate::output::CsvSink`]) and the
+//! table printed at the end of the suite.
 
 /// Pass or fail, decided by the scenario's acceptance criteria.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,20 +192,6 @@ pub fn cells(row: &FaultRow) -> Vec<String> {
     ]
 }
 
-/// Writes `faults.csv`: header, then one row per scenario.
-pub fn write_csv(path: &Path, rows: &[FaultRow]) -> anyhow::Result<()> {
-    let mut w =
-        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
-    w.write_record(COLUMNS)
-        .with_context(|| format!("writing {}", path.display()))?;
-    for row in rows {
-        w.write_record(cells(row))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// The table printed at the end: aligned columns (short headers), then each row's note
 /// on its own indented line, since notes are long.
 pub fn render(rows: &[FaultRow]) -> String {
@@ -281,7 +264,10 @@ pub fn render(rows: &[FaultRow]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::output::CsvSink;
 
     #[test]
     fn a_failed_criterion_fails_the_row_and_comes_first_in_the_note() {
@@ -334,7 +320,7 @@ mod tests {
     fn csv_has_the_header_and_one_tidy_row_per_scenario() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("faults.csv");
-        write_csv(&path, &[sample(), FaultRow::new(3, "flood")]).unwrap();
+        write_rows(&path, &[sample(), FaultRow::new(3, "flood")]);
         let mut reader = csv::Reader::from_path(&path).unwrap();
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(header, COLUMNS);
@@ -345,6 +331,33 @@ mod tests {
         assert_eq!(&rows[0][14], "pass");
         assert_eq!(&rows[0][15], "closed, with \"quotes\", and commas");
         assert_eq!(&rows[1][1], "flood");
+    }
+
+    /// faults.csv's bytes (header, quoting, empty cells) as the suite's own csv writer
+    /// wrote them before it went through [`CsvSink`].
+    #[test]
+    fn faults_csv_bytes_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faults.csv");
+        write_rows(&path, &[sample(), FaultRow::new(3, "flood")]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "scenario,name,good_requests,good_errors,good_p99_us,baseline_p99_us,attackers,\
+             attackers_closed_by_proxy,proxy_exits,proxy_max_rss_kib,proxy_rss_before_kib,\
+             proxy_rss_after_kib,proxy_fds_before,proxy_fds_after,verdict,note\n\
+             2,garbage,5000,0,812,700,1000,1000,0,20000,,,,,pass,\
+             \"closed, with \"\"quotes\"\", and commas\"\n\
+             3,flood,,,,,0,0,0,,,,,,pass,\n"
+        );
+    }
+
+    /// Writes `rows` as the suite does: header, then one row each.
+    fn write_rows(path: &Path, rows: &[FaultRow]) {
+        let mut sink = CsvSink::create_with(path, &COLUMNS).unwrap();
+        for row in rows {
+            sink.write(&cells(row)).unwrap();
+        }
     }
 
     #[test]

@@ -1,13 +1,12 @@
-//! What every scenario stands on: the suite's certificate authority (so certificates can
-//! rotate under clients that trust only the CA), the proxy's TOML config, the echo-server
-//! and proxy processes started as the sweep starts them (pinned to the server CPUs, echo on
-//! a Unix socket), the good-client load generator (pinned to the client CPUs, open loop),
-//! and the proxy's figures read from `/proc`.
+//! What every scenario stands on: the proxy's TOML config (certificates from the suite's
+//! CA, [`crate::certs::Pki`]), the echo-server and proxy processes started as the sweep
+//! starts them (pinned to the server CPUs, echo on a Unix socket), the good-client load
+//! generator (pinned to the client CPUs, open loop), and the proxy's figures (RSS and
+//! descriptors through [`crate::procs`], its `/metrics` page).
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,104 +17,9 @@ use proxy::tls::CertPaths;
 
 use super::report::{Checks, FaultRow};
 use super::Suite;
+use crate::certs::Leaf;
 use crate::loadgen::{duration_arg, Report};
-use crate::procs::{describe, Proc, Spec, Stop};
-
-/// The suite's CA and the leaves it issues (ECDSA P-256, for `127.0.0.1`, `127.0.0.2` and
-/// `localhost`).
-pub struct Pki {
-    ca_key: rcgen::KeyPair,
-    ca: rcgen::Certificate,
-    /// The CA certificate on disk, for loadgen's `--cacert`.
-    pub ca_path: PathBuf,
-    serial: u64,
-}
-
-/// One issued certificate.
-#[derive(Debug, Clone)]
-pub struct Leaf {
-    pub cert_pem: String,
-    pub key_pem: String,
-    /// The certificate's DER, to recognise it when the proxy serves it.
-    pub der: Vec<u8>,
-}
-
-impl std::fmt::Debug for Pki {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki")
-            .field("ca_path", &self.ca_path)
-            .field("serial", &self.serial)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pki {
-    pub fn create(dir: &Path) -> anyhow::Result<Pki> {
-        let (ca, ca_key) = proxy::tls::selfsigned::generate_ca("tls-off fault suite CA")
-            .context("the suite's CA")?;
-        let ca_path = dir.join("ca.pem");
-        write_atomically(&ca_path, ca.pem().as_bytes(), 0o644)?;
-        Ok(Pki {
-            ca_key,
-            ca,
-            ca_path,
-            serial: 0,
-        })
-    }
-
-    pub fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    /// A fresh leaf with its own key and a new serial number.
-    pub fn issue(&mut self) -> anyhow::Result<Leaf> {
-        self.serial += 1;
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .context("generating a leaf key")?;
-        let mut params = rcgen::CertificateParams::new(vec![
-            "127.0.0.1".to_owned(),
-            GOOD_LISTEN_IP_WITH_SECOND.to_owned(),
-            "localhost".to_owned(),
-        ])
-        .context("leaf parameters")?;
-        params.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            format!("tls-off fault suite leaf {}", self.serial),
-        );
-        params.serial_number = Some(rcgen::SerialNumber::from(self.serial));
-        let cert = params
-            .signed_by(&key, &self.ca, &self.ca_key)
-            .context("signing a leaf")?;
-        Ok(Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        })
-    }
-}
-
-impl Leaf {
-    /// Writes key then certificate, each by rename, so a reload never reads half a file.
-    pub fn install(&self, paths: &CertPaths) -> anyhow::Result<()> {
-        write_atomically(&paths.key, self.key_pem.as_bytes(), 0o600)?;
-        write_atomically(&paths.cert, self.cert_pem.as_bytes(), 0o644)
-    }
-}
-
-/// Writes `path.tmp` and renames it over `path`.
-pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(contents)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
+use crate::procs::{describe, fd_count, memory_kib, Proc, Spec, Stop};
 
 /// The proxy settings a scenario changes; everything else is the proxy's default.
 #[derive(Debug, Clone)]
@@ -226,7 +130,7 @@ impl Stack {
         let mut echo = start_echo(suite, tag, &echo_socket)?;
         echo.wait_ready(suite.ctx.stop, READY_TIMEOUT)
             .context("starting echo-server")?;
-        let leaf = suite.pki.issue()?;
+        let leaf = suite.pki.issue(&LEAF_NAMES)?;
         let cert = CertPaths {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
@@ -305,7 +209,7 @@ impl Stack {
     }
 
     pub fn rss_kib(&self) -> Option<u64> {
-        status_kib(self.pid(), "VmRSS")
+        memory_kib(self.pid(), "VmRSS").ok()
     }
 
     pub fn fds(&self) -> Option<u64> {
@@ -364,7 +268,7 @@ impl Stack {
     /// SIGTERM, its peak RSS, and stops everything.
     pub fn finish(mut self, row: &mut FaultRow, checks: &mut Checks) -> anyhow::Result<()> {
         let pid = self.pid();
-        row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, status_kib(pid, "VmHWM"));
+        row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, memory_kib(pid, "VmHWM").ok());
         if let Some(status) = self.proxy.try_wait()? {
             if self.exit_expected {
                 return self.stop_echo();
@@ -535,31 +439,6 @@ impl Load {
     }
 }
 
-/// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).
-pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    crate::procs::status_field(&text, key)?
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Open descriptors of `pid`: the entries of `/proc/PID/fd`.
-pub fn fd_count(pid: u32) -> Option<u64> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()
-        .map(|d| d.count() as u64)
-}
-
-/// `Max open files` soft and hard limits of `pid`, from `/proc/PID/limits`.
-pub fn nofile_limits(pid: u32) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut fields = line["Max open files".len()..].split_whitespace();
-    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
-}
-
 /// The sum of a metric's samples on a Prometheus text page (`name` or `name{...}` lines).
 pub fn metric_value(page: &str, name: &str) -> Option<f64> {
     let mut found = None;
@@ -596,6 +475,8 @@ pub fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 /// Where the good clients' listener goes when a second listener takes `127.0.0.1:0`.
 pub const GOOD_LISTEN_IP_WITH_SECOND: &str = "127.0.0.2";
+/// The names on every leaf the suite issues: both listeners' addresses, and `localhost`.
+pub const LEAF_NAMES: [&str; 3] = ["127.0.0.1", GOOD_LISTEN_IP_WITH_SECOND, "localhost"];
 /// The suite's handshake timeout: short, so attackers are closed within the scenario.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a server may take to print `listening on`.
@@ -617,6 +498,7 @@ const METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certs::Pki;
 
     #[test]
     fn proxy_config_is_valid_toml_with_the_scenario_settings() {
@@ -654,7 +536,7 @@ mod tests {
             cert: dir.path().join("cert.pem"),
             key: dir.path().join("key.pem"),
         };
-        pki.issue().unwrap().install(&cert).unwrap();
+        pki.issue(&LEAF_NAMES).unwrap().install(&cert).unwrap();
         let opts = ProxyOpts {
             second_upstream: Some(dir.path().join("bad.sock")),
             ..ProxyOpts::default()
@@ -673,39 +555,6 @@ mod tests {
     }
 
     #[test]
-    fn leaves_chain_to_the_ca_and_differ() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut pki = Pki::create(dir.path()).unwrap();
-        let a = pki.issue().unwrap();
-        let b = pki.issue().unwrap();
-        assert_ne!(a.der, b.der);
-        assert!(std::fs::read_to_string(&pki.ca_path)
-            .unwrap()
-            .starts_with("-----BEGIN CERTIFICATE-----"));
-        // A client that trusts only the CA accepts the leaf.
-        let mut roots = rustls::RootCertStore::empty();
-        let ca: rustls::pki_types::CertificateDer<'_> =
-            rustls::pki_types::pem::PemObject::from_pem_slice(pki.ca_pem().as_bytes()).unwrap();
-        roots.add(ca).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            std::sync::Arc::new(roots),
-            std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-        )
-        .build()
-        .unwrap();
-        use rustls::client::danger::ServerCertVerifier;
-        verifier
-            .verify_server_cert(
-                &rustls::pki_types::CertificateDer::from(b.der.clone()),
-                &[],
-                &rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-                &[],
-                rustls::pki_types::UnixTime::now(),
-            )
-            .unwrap();
-    }
-
-    #[test]
     fn metrics_pages_are_summed_over_labels() {
         let page = "# HELP x\ntlsoff_connections_active 10\n\
                     tlsoff_connections_refused_total{reason=\"max_connections\"} 7\n\
@@ -720,12 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn proc_figures_of_self() {
-        let me = std::process::id();
-        assert!(status_kib(me, "VmRSS").unwrap() > 0);
-        assert!(fd_count(me).unwrap() >= 3);
-        let (soft, hard) = nofile_limits(me).unwrap();
-        assert!(!soft.is_empty() && !hard.is_empty());
+    fn max_opt_keeps_the_larger_known_figure() {
         assert_eq!(max_opt(Some(1), None), Some(1));
         assert_eq!(max_opt(Some(1), Some(3)), Some(3));
     }

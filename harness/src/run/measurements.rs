@@ -6,12 +6,12 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::certs::Certs;
 use super::folder::Sinks;
 use super::progress::Progress;
 use super::rows::{base_idle_row, base_row};
 use super::{binaries, idle, load, Outcome, Run, WANT_NOFILE};
 use crate::bins::Bins;
+use crate::certs::Certs;
 use crate::cpus::CpuSplit;
 use crate::meta;
 use crate::output::{IdleRow, Row, Status};

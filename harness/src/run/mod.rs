@@ -3,7 +3,6 @@
 //! (pinned, waited for), run the load generator, read its report and the servers' CPU time,
 //! stop everything and write the row. Ends with meta.json, the summary table and the paths.
 
-mod certs;
 mod folder;
 mod idle;
 mod load;

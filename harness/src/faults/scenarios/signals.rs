@@ -1,0 +1,320 @@
+//! Scenarios 6 and 7: the proxy signalled under load (SIGHUP certificate reloads, one of
+//! them corrupt; SIGTERM and its drain).
+
+use std::net::SocketAddr;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncWriteExt;
+
+use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
+use crate::certs::{self, Leaf};
+use crate::faults::client::{self, request_head, within};
+use crate::faults::report::{Checks, FaultRow};
+use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, Stack};
+use crate::faults::Suite;
+use crate::procs::memory_kib;
+
+/// Scenario 6, Certificate reload: every second for `reload_for`, a new certificate (same CA) and
+/// SIGHUP; once, half-way, a corrupt certificate file instead. Good clients open a new
+/// connection (and handshake) per request. Criteria: zero failed requests; every good
+/// reload applied and the corrupt one refused (counted from the proxy's log); after the
+/// corrupt one the proxy still serves the previous certificate; at the end it serves the
+/// newest one.
+pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
+    let mut row = FaultRow::new(6, "cert-reload");
+    let mut checks = Checks::default();
+    let stack = Stack::start(s, "6-cert-reload", ProxyOpts::default())?;
+    let opts = LoadOpts {
+        rate: RELOAD_RATE,
+        keepalive: false,
+        ..load_opts(s)
+    };
+    let load = Load::start(s, stack.addr(), "6-cert-reload", &opts)?;
+    s.sleep(opts.warmup)?;
+    row.proxy_rss_before_kib = stack.rss_kib();
+    row.proxy_fds_before = stack.fds();
+    let Reloads {
+        count: reloads,
+        corrupt_at,
+        good_sent,
+        bad_sent,
+        kept_old,
+        newest: current,
+        started,
+    } = reload_every_second(s, &stack, &mut checks)?;
+    s.sleep(RELOAD_SETTLE)?;
+    let served = s.on_client({
+        let (client, addr) = (s.client.clone(), stack.addr());
+        async move { client.served_cert(addr).await }
+    });
+    let report = load.finish(s.ctx.stop)?;
+    good_clients(&mut row, &mut checks, &report);
+    row.proxy_rss_after_kib = stack.rss_kib();
+    row.proxy_fds_after = stack.fds();
+
+    let log = std::fs::read_to_string(&stack.proxy.stderr_log).unwrap_or_default();
+    let ok = log
+        .matches("certificates and TLS settings reloaded")
+        .count();
+    let failed = log.matches("reload failed").count();
+    checks.require(ok == good_sent, || {
+        format!("every good reload applied: the proxy logged {ok} of {good_sent}")
+    });
+    checks.require(failed == bad_sent, || {
+        format!(
+            "the corrupt certificate refused and logged: {failed} `reload failed` lines, \
+             expected {bad_sent}"
+        )
+    });
+    checks.require(kept_old == Some(true), || {
+        "after the corrupt reload the proxy keeps serving the previous certificate".into()
+    });
+    checks.require(matches!(&served, Ok(der) if *der == current.der), || {
+        format!(
+            "at the end the proxy serves the newest certificate: {}",
+            match &served {
+                Ok(_) => "it serves another one".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        )
+    });
+    checks.fact(format!(
+        "{reloads} SIGHUPs in {:.0} s ({good_sent} new certificates, 1 corrupt at #{corrupt_at}); \
+         good clients: a handshake per request at {RELOAD_RATE}/s",
+        started.elapsed().as_secs_f64()
+    ));
+    if s.scale.short {
+        checks.unchecked(format!(
+            "30 s of reloads: short mode reloads for {:?}",
+            s.scale.reload_for
+        ));
+    }
+    if let Some(line) = log.lines().find(|l| l.contains("reload failed")) {
+        checks.fact(format!("proxy log: {}", line.trim()));
+    }
+    stack.finish(&mut row, &mut checks)?;
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// What scenario 6's reloads did.
+struct Reloads {
+    /// SIGHUPs sent, one a second.
+    count: usize,
+    /// The reload (1-based) that installed the corrupt certificate.
+    corrupt_at: usize,
+    good_sent: usize,
+    bad_sent: usize,
+    /// Whether the proxy still served the previous certificate after the corrupt reload.
+    kept_old: Option<bool>,
+    /// The last good certificate installed.
+    newest: Leaf,
+    started: Instant,
+}
+
+/// Scenario 6: a new certificate and SIGHUP every second for `reload_for`, the corrupt one
+/// half-way (then asks which certificate is served).
+fn reload_every_second(
+    s: &mut Suite<'_>,
+    stack: &Stack,
+    checks: &mut Checks,
+) -> anyhow::Result<Reloads> {
+    let reloads = s.scale.reload_for.as_secs().max(2) as usize;
+    let corrupt_at = reloads / 2;
+    let mut current = stack.leaf.clone();
+    let (mut good_sent, mut bad_sent) = (0usize, 0usize);
+    let mut kept_old = None;
+    let pid = Pid::from_raw(stack.pid() as i32);
+    let started = Instant::now();
+    for i in 1..=reloads {
+        s.sleep_until(started + RELOAD_EVERY * i as u32)?;
+        if i == corrupt_at {
+            certs::write_corrupt_cert(&stack.cert.cert)?;
+            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            bad_sent += 1;
+            s.sleep(RELOAD_SETTLE)?;
+            let client = s.client.clone();
+            let addr = stack.addr();
+            let served = s.on_client(async move { client.served_cert(addr).await });
+            kept_old = Some(matches!(&served, Ok(der) if *der == current.der));
+            if let Err(e) = &served {
+                checks.fact(format!("handshake after the corrupt reload failed: {e}"));
+            }
+        } else {
+            let leaf = s.pki.issue(&stack::LEAF_NAMES)?;
+            leaf.install(&stack.cert)?;
+            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            good_sent += 1;
+            current = leaf;
+        }
+    }
+    Ok(Reloads {
+        count: reloads,
+        corrupt_at,
+        good_sent,
+        bad_sent,
+        kept_old,
+        newest: current,
+        started,
+    })
+}
+
+/// Scenario 7, SIGTERM under load, with one slow request (a body sent in pieces over 2 s) in flight
+/// at the signal. Criteria: good-client errors 0 (requests in flight complete); the slow
+/// request completes and echoes correctly; no new connection is accepted after the signal;
+/// exit code 0, within the grace period.
+pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
+    let mut row = FaultRow::new(7, "sigterm");
+    let mut checks = Checks::default();
+    let grace = s.scale.grace;
+    let mut stack = Stack::start(
+        s,
+        "7-sigterm",
+        ProxyOpts {
+            shutdown_grace: grace,
+            ..ProxyOpts::default()
+        },
+    )?;
+    let opts = load_opts(s);
+    let load = Load::start(s, stack.addr(), "7-sigterm", &opts)?;
+    s.sleep(opts.warmup + TAIL)?;
+    row.proxy_rss_before_kib = stack.rss_kib();
+    row.proxy_fds_before = stack.fds();
+    let addr = stack.addr();
+    let slow = spawn_slow_request(s, addr);
+    // The signal lands while the slow request is still sending its body.
+    s.sleep(SLOW_PIECE_EVERY * 2)?;
+    // The proxy is gone once it has stopped: read its peak memory while it still runs.
+    row.proxy_max_rss_kib = memory_kib(stack.pid(), "VmHWM").ok();
+    let signalled = Instant::now();
+    kill(Pid::from_raw(stack.pid() as i32), Signal::SIGTERM).context("sending SIGTERM")?;
+    s.sleep(AFTER_SIGNAL)?;
+    let attempts = connections_accepted_after_signal(s, addr);
+    s.sleep_until(signalled + DRAIN_LOAD)?;
+    let report = load.finish(s.ctx.stop)?;
+    good_clients(&mut row, &mut checks, &report);
+    let slow = match s.rt.block_on(slow) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let status = stack.proxy.wait_for(grace + CLOSE_SLACK, s.ctx.stop)?;
+    let exited_after = signalled.elapsed();
+    checks.require(slow.is_ok(), || {
+        format!(
+            "the request in flight at the signal completes: {}",
+            slow.as_ref().err().map_or("", |e| e)
+        )
+    });
+    checks.require(attempts == 0, || {
+        format!(
+            "no new connection accepted after the signal: {attempts} of {NEW_AFTER_SIGNAL} were"
+        )
+    });
+    exit_checks(&mut checks, status, exited_after, grace, &stack);
+    row.proxy_max_rss_kib =
+        stack::max_opt(row.proxy_max_rss_kib, memory_kib(stack.pid(), "VmHWM").ok());
+    stack.expect_exit();
+    stack.finish(&mut row, &mut checks)?;
+    row.conclude(&checks);
+    Ok(row)
+}
+
+/// Scenario 7: a request whose body is sent slowly, in pieces, so the signal lands while it
+/// is in flight; the task's result says whether it was echoed whole.
+fn spawn_slow_request(
+    s: &Suite<'_>,
+    addr: SocketAddr,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let client = s.client.clone();
+    s.rt.spawn(async move {
+        let mut tls = client.connect(addr, client::PROBE_LIMIT).await?;
+        let body: Vec<u8> = (0..SLOW_BODY).map(|i| (i % 251) as u8).collect();
+        tls.write_all(&request_head(SLOW_BODY)).await?;
+        for piece in body.chunks(SLOW_BODY / SLOW_PIECES) {
+            tls.write_all(piece).await?;
+            tls.flush().await?;
+            tokio::time::sleep(SLOW_PIECE_EVERY).await;
+        }
+        let (status, got) = within(HANG_WATCH, client::read_response(&mut tls)).await?;
+        if status != 200 || got != body {
+            return Err(std::io::Error::other(format!(
+                "status {status}, {} of {} bytes echoed",
+                got.len(),
+                body.len()
+            )));
+        }
+        Ok::<_, std::io::Error>(())
+    })
+}
+
+/// Scenario 7: how many of [`NEW_AFTER_SIGNAL`] new connections the proxy still accepts
+/// after the signal.
+fn connections_accepted_after_signal(s: &Suite<'_>, addr: SocketAddr) -> usize {
+    s.on_client({
+        let client = s.client.clone();
+        async move {
+            let mut accepted = 0;
+            for _ in 0..NEW_AFTER_SIGNAL {
+                if client.connect(addr, client::PROBE_LIMIT).await.is_ok() {
+                    accepted += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            accepted
+        }
+    })
+}
+
+/// Scenario 7: the proxy exited, with code 0, within the grace period.
+fn exit_checks(
+    checks: &mut Checks,
+    status: Option<ExitStatus>,
+    exited_after: Duration,
+    grace: Duration,
+    stack: &Stack,
+) {
+    match status {
+        Some(status) => {
+            checks.require(status.success(), || {
+                format!(
+                    "exit code 0 after SIGTERM: {}{}",
+                    crate::procs::describe(status),
+                    stack.proxy.stderr_tail()
+                )
+            });
+            checks.require(exited_after <= grace + EXIT_SLACK, || {
+                format!("exit within the grace period ({grace:?}): after {exited_after:.2?}")
+            });
+            checks.fact(format!(
+                "exited {} {exited_after:.2?} after SIGTERM (grace {grace:?}); {NEW_AFTER_SIGNAL} \
+                 connection attempts after it refused",
+                crate::procs::describe(status)
+            ));
+        }
+        None => {
+            checks.require(false, || {
+                format!("the proxy exits after SIGTERM: still running {exited_after:.2?} later")
+            });
+        }
+    }
+}
+
+/// Scenario 6: reload period, the handshake rate of the good clients, the wait before
+/// asking which certificate is served.
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+const RELOAD_RATE: u32 = 300;
+const RELOAD_SETTLE: Duration = Duration::from_millis(300);
+/// Scenario 7: the slow request (body, pieces, pause between), the wait before trying new
+/// connections, how many, how long the good clients run after the signal, and the slack
+/// on the exit time.
+const SLOW_BODY: usize = 64 * 1024;
+const SLOW_PIECES: usize = 8;
+const SLOW_PIECE_EVERY: Duration = Duration::from_millis(250);
+const AFTER_SIGNAL: Duration = Duration::from_millis(100);
+const NEW_AFTER_SIGNAL: usize = 5;
+const DRAIN_LOAD: Duration = Duration::from_secs(1);
+const EXIT_SLACK: Duration = Duration::from_millis(500);
