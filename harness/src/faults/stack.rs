@@ -1,6 +1,7 @@
 //! What every scenario stands on: the proxy's TOML config (certificates from the suite's
-//! CA, [`crate::certs::Pki`]), the echo-server and proxy processes started as the sweep
-//! starts them (pinned to the server CPUs, echo on a Unix socket), the good-client load
+//! CA, [`crate::certs::Pki`]), the echo-server and proxy processes started by the same
+//! [`crate::stack`] as every measurement (pinned to the server CPUs, echo on a Unix
+//! socket), the good-client load
 //! generator (pinned to the client CPUs, open loop), and the proxy's figures (RSS and
 //! descriptors through [`crate::procs`], its `/metrics` page).
 
@@ -14,12 +15,15 @@ use anyhow::{bail, Context};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proxy::tls::CertPaths;
+use std::process::ExitStatus;
 
 use super::report::{Checks, FaultRow};
 use super::Suite;
 use crate::certs::Leaf;
 use crate::loadgen::{duration_arg, Report};
 use crate::procs::{describe, fd_count, memory_kib, Proc, Spec, Stop};
+use crate::stack::recipe::{Ready, Recipe, Role, Server};
+use crate::stack::{Stack, Waits};
 
 /// The proxy settings a scenario changes; everything else is the proxy's default.
 #[derive(Debug, Clone)]
@@ -103,14 +107,16 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
     out
 }
 
-/// The echo-server and the proxy of one scenario.
+/// The echo-server and the proxy of one scenario: a [`crate::stack::Stack`] started from
+/// the suite's own recipe (the proxy reads a TOML file; it may run under a lowered
+/// descriptor limit), with what the scenarios read from it.
 #[derive(Debug)]
-pub struct Stack {
+pub struct ScenarioStack {
     /// `3-flood-a`: names the log files and the ledger entries.
     pub tag: String,
-    pub echo: Option<Proc>,
-    pub echo_socket: PathBuf,
-    pub proxy: Proc,
+    stack: Stack,
+    /// The echo-server's Unix socket, where [`ScenarioStack::restart_echo`] starts it again.
+    echo_socket: PathBuf,
     /// Every TLS listener, in config order.
     pub addrs: Vec<SocketAddr>,
     pub metrics: SocketAddr,
@@ -122,14 +128,11 @@ pub struct Stack {
     exit_expected: bool,
 }
 
-impl Stack {
+impl ScenarioStack {
     /// Starts echo-server and proxy for scenario `tag` and waits for both to listen.
-    pub fn start(suite: &mut Suite<'_>, tag: &str, opts: ProxyOpts) -> anyhow::Result<Stack> {
+    pub fn start(suite: &mut Suite<'_>, tag: &str, opts: ProxyOpts) -> anyhow::Result<Self> {
         let dir = suite.scenario_dir(tag)?;
         let echo_socket = dir.join("echo.sock");
-        let mut echo = start_echo(suite, tag, &echo_socket)?;
-        echo.wait_ready(suite.ctx.stop, READY_TIMEOUT)
-            .context("starting echo-server")?;
         let leaf = suite.pki.issue(&LEAF_NAMES)?;
         let cert = CertPaths {
             cert: dir.join("cert.pem"),
@@ -138,39 +141,23 @@ impl Stack {
         leaf.install(&cert)?;
         let config = dir.join("proxy.toml");
         let threads = suite.ctx.split.server.len();
-        std::fs::write(&config, proxy_toml(&opts, &cert, &echo_socket, threads))
-            .with_context(|| format!("writing {}", config.display()))?;
-        let bins = suite.ctx.bins;
-        let (program, args): (PathBuf, Vec<OsString>) = match opts.nofile {
-            // The shell lowers soft and hard limit (so the proxy cannot raise it back) and
-            // then becomes the proxy: same PID, so the figures and signals reach it.
-            Some(n) => (
-                "/bin/sh".into(),
-                vec![
-                    "-c".into(),
-                    format!("ulimit -n {n} && exec \"$0\" \"$@\"").into(),
-                    bins.proxy.clone().into(),
-                    config.clone().into(),
-                ],
-            ),
-            None => (bins.proxy.clone(), vec![config.clone().into()]),
+        let toml = proxy_toml(&opts, &cert, &echo_socket, threads);
+        let recipe = Recipe {
+            servers: vec![
+                echo_server(suite, tag, &echo_socket),
+                proxy_server(suite, tag, &config, opts.nofile),
+            ],
+            scheme: "https",
+            socket: Some(echo_socket.clone()),
+            files: vec![(config, toml)],
+            scratch: None,
         };
-        let spec = Spec {
-            name: "proxy".into(),
-            program,
-            args,
-            cpus: suite.ctx.split.server.clone(),
-            stdout_log: suite.log(tag, "proxy", "out"),
-            stderr_log: suite.log(tag, "proxy", "err"),
-            wait_ready: true,
-        };
-        let mut proxy = Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))?;
-        proxy
-            .wait_ready(suite.ctx.stop, READY_TIMEOUT)
-            .context("starting the proxy")?;
+        let label = format!("faults-{tag}");
+        let stack = Stack::start(&recipe, &label, suite.ctx.ledger, waits(suite))?;
         // One line per listener, then the metrics line.
         let want = 2 + usize::from(opts.second_upstream.is_some());
-        let lines = ready_lines(&spec.stdout_log, want, suite.ctx.stop)?;
+        let stdout = &recipe.servers[1].spec.stdout_log;
+        let lines = ready_lines(stdout, want, suite.ctx.stop)?;
         let parse = |s: &String| -> anyhow::Result<SocketAddr> {
             s.parse()
                 .with_context(|| format!("proxy printed `listening on {s}`"))
@@ -180,11 +167,10 @@ impl Stack {
             .map(parse)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let metrics = parse(&lines[want - 1])?;
-        Ok(Stack {
+        Ok(ScenarioStack {
             tag: tag.to_owned(),
-            echo: Some(echo),
+            stack,
             echo_socket,
-            proxy,
             addrs,
             metrics,
             cert,
@@ -199,13 +185,34 @@ impl Stack {
         self.addrs[0]
     }
 
+    /// The proxy's process.
+    pub fn proxy(&self) -> &Proc {
+        self.stack
+            .proc(Role::Terminator)
+            .expect("a scenario stack always has its proxy")
+    }
+
     pub fn pid(&self) -> u32 {
-        self.proxy.pid
+        self.proxy().pid
     }
 
     /// True while the proxy runs.
     pub fn proxy_alive(&mut self) -> bool {
-        matches!(self.proxy.try_wait(), Ok(None))
+        self.stack
+            .proc_mut(Role::Terminator)
+            .is_some_and(|p| matches!(p.try_wait(), Ok(None)))
+    }
+
+    /// Waits up to `limit` for the proxy to exit; its status if it did.
+    pub fn wait_proxy(
+        &mut self,
+        limit: Duration,
+        stop: &Stop,
+    ) -> anyhow::Result<Option<ExitStatus>> {
+        match self.stack.proc_mut(Role::Terminator) {
+            Some(p) => p.wait_for(limit, stop),
+            None => Ok(None),
+        }
     }
 
     pub fn rss_kib(&self) -> Option<u64> {
@@ -242,21 +249,17 @@ impl Stack {
 
     /// Kills the echo-server with SIGKILL (a crashed backend) and reaps it.
     pub fn kill_echo(&mut self) -> anyhow::Result<()> {
-        if let Some(mut echo) = self.echo.take() {
-            let _ = kill(Pid::from_raw(echo.pid as i32), Signal::SIGKILL);
-            let _ = echo.stop(Duration::from_secs(5))?;
-        }
-        Ok(())
+        self.stack.kill(Role::Backend)
     }
 
     /// Starts a new echo-server on the same socket (it replaces the stale socket file).
     pub fn restart_echo(&mut self, suite: &mut Suite<'_>) -> anyhow::Result<()> {
         let tag = format!("{}-restarted", self.tag);
-        let mut echo = start_echo(suite, &tag, &self.echo_socket)?;
-        echo.wait_ready(suite.ctx.stop, READY_TIMEOUT)
-            .context("restarting echo-server")?;
-        self.echo = Some(echo);
-        Ok(())
+        let echo = echo_server(suite, &tag, &self.echo_socket);
+        let label = format!("faults-{tag}");
+        self.stack
+            .restart(&echo, &label, suite.ctx.ledger, waits(suite))
+            .context("restarting echo-server")
     }
 
     /// The scenario signals the proxy itself: its exit is not a crash.
@@ -269,62 +272,101 @@ impl Stack {
     pub fn finish(mut self, row: &mut FaultRow, checks: &mut Checks) -> anyhow::Result<()> {
         let pid = self.pid();
         row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, memory_kib(pid, "VmHWM").ok());
-        if let Some(status) = self.proxy.try_wait()? {
-            if self.exit_expected {
-                return self.stop_echo();
-            }
+        let proxy_grace = self.opts.shutdown_grace + STOP_SLACK;
+        let exit_expected = self.exit_expected;
+        let stopped = self.stack.stop_with(|role| match role {
+            Role::Terminator => proxy_grace,
+            Role::Backend => STOP_SLACK,
+        })?;
+        let Some((_, proxy, how)) = stopped.iter().find(|(r, _, _)| *r == Role::Terminator) else {
+            return Ok(());
+        };
+        if how.early && !exit_expected {
             row.proxy_exits += 1;
             checks.require(false, || {
                 format!(
                     "the proxy (pid {pid}) exited during the scenario ({}){}",
-                    describe(status),
-                    self.proxy.stderr_tail()
+                    describe(how.status),
+                    proxy.stderr_tail()
                 )
             });
-        } else {
-            let grace = self.opts.shutdown_grace + STOP_SLACK;
-            let stopped = self.proxy.stop(grace)?;
-            checks.require(stopped.status.success() && !stopped.killed, || {
+        } else if !how.early {
+            checks.require(how.status.success() && !how.killed, || {
                 format!(
                     "the proxy stops cleanly on SIGTERM: {}{}",
-                    stopped
-                        .problem("proxy")
-                        .unwrap_or_else(|| describe(stopped.status)),
-                    self.proxy.stderr_tail()
+                    how.problem("proxy").unwrap_or_else(|| describe(how.status)),
+                    proxy.stderr_tail()
                 )
             });
         }
-        self.stop_echo()
-    }
-
-    fn stop_echo(&mut self) -> anyhow::Result<()> {
-        if let Some(mut echo) = self.echo.take() {
-            echo.stop(STOP_SLACK)?;
-        }
-        let _ = std::fs::remove_file(&self.echo_socket);
         Ok(())
     }
 }
 
-fn start_echo(suite: &mut Suite<'_>, tag: &str, socket: &Path) -> anyhow::Result<Proc> {
+/// How long the suite waits for a server to be ready, and its stop flag.
+fn waits<'a>(suite: &Suite<'a>) -> Waits<'a> {
+    Waits {
+        stop: suite.ctx.stop,
+        ready_timeout: READY_TIMEOUT,
+    }
+}
+
+/// The echo-server of scenario `tag`, on a Unix socket, pinned to the server CPUs.
+fn echo_server(suite: &Suite<'_>, tag: &str, socket: &Path) -> Server {
     let threads = suite.ctx.split.server.len().to_string();
-    let spec = Spec {
-        name: "echo".into(),
-        program: suite.ctx.bins.echo.clone(),
-        args: vec![
-            "--mode".into(),
-            "unix".into(),
-            "--listen".into(),
-            socket.into(),
-            "--threads".into(),
-            threads.into(),
-        ],
-        cpus: suite.ctx.split.server.clone(),
-        stdout_log: suite.log(tag, "echo", "out"),
-        stderr_log: suite.log(tag, "echo", "err"),
-        wait_ready: true,
+    Server {
+        role: Role::Backend,
+        spec: Spec {
+            name: "echo".into(),
+            program: suite.ctx.bins.echo.clone(),
+            args: vec![
+                "--mode".into(),
+                "unix".into(),
+                "--listen".into(),
+                socket.into(),
+                "--threads".into(),
+                threads.into(),
+            ],
+            cpus: suite.ctx.split.server.clone(),
+            stdout_log: suite.log(tag, "echo", "out"),
+            stderr_log: suite.log(tag, "echo", "err"),
+            wait_ready: true,
+        },
+        ready: Ready::Line,
+    }
+}
+
+/// The proxy of scenario `tag`, reading `config`; with `nofile`, under that descriptor
+/// limit.
+fn proxy_server(suite: &Suite<'_>, tag: &str, config: &Path, nofile: Option<u64>) -> Server {
+    let proxy = suite.ctx.bins.proxy.clone();
+    let (program, args): (PathBuf, Vec<OsString>) = match nofile {
+        // The shell lowers soft and hard limit (so the proxy cannot raise it back) and
+        // then becomes the proxy: same PID, so the figures and signals reach it.
+        Some(n) => (
+            "/bin/sh".into(),
+            vec![
+                "-c".into(),
+                format!("ulimit -n {n} && exec \"$0\" \"$@\"").into(),
+                proxy.into(),
+                config.into(),
+            ],
+        ),
+        None => (proxy, vec![config.into()]),
     };
-    Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))
+    Server {
+        role: Role::Terminator,
+        spec: Spec {
+            name: "proxy".into(),
+            program,
+            args,
+            cpus: suite.ctx.split.server.clone(),
+            stdout_log: suite.log(tag, "proxy", "out"),
+            stderr_log: suite.log(tag, "proxy", "err"),
+            wait_ready: true,
+        },
+        ready: Ready::Line,
+    }
 }
 
 /// The addresses of the first `want` `listening on` lines of a log (the first is already

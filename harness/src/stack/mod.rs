@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::procs::{Interrupted, Ledger, Proc, Stop, Stopped};
-use recipe::{Ready, Recipe, Role};
+use recipe::{Ready, Recipe, Role, Server};
 
 /// The servers of one measurement, started, ready and their pinning verified. Dropping it
 /// kills whatever still runs and removes the Unix socket between them.
@@ -59,21 +59,15 @@ impl Stack {
         }
         let mut servers = Vec::new();
         let mut front = String::new();
-        let mut cpus = String::new();
         for server in &recipe.servers {
-            let mut p = Proc::spawn(&server.spec, ledger, label)?;
-            front = match server.ready {
-                Ready::Line => p.wait_ready(waits.stop, waits.ready_timeout),
-                Ready::Port(port) => p.wait_port(port, waits.stop, waits.ready_timeout),
-            }
-            .with_context(|| format!("starting {}", server.spec.name))?;
-            cpus = p.verify_affinity()?.to_string();
-            servers.push(Running {
-                role: server.role,
-                proc: p,
-                peer: matches!(server.ready, Ready::Port(_)),
-            });
+            let (running, addr) = start_server(server, label, ledger, waits)?;
+            front = addr;
+            servers.push(running);
         }
+        let cpus = servers
+            .last()
+            .map(|s| s.proc.cpus.to_string())
+            .unwrap_or_default();
         Ok(Stack {
             url: recipe::url(recipe.scheme, &front),
             cpus,
@@ -139,18 +133,111 @@ impl Stack {
             .collect()
     }
 
+    /// The running process of the `role` server, if the stack has one.
+    pub fn proc(&self, role: Role) -> Option<&Proc> {
+        self.servers
+            .iter()
+            .find(|s| s.role == role)
+            .map(|s| &s.proc)
+    }
+
+    /// [`Stack::proc`], to wait for or signal it.
+    pub fn proc_mut(&mut self, role: Role) -> Option<&mut Proc> {
+        self.servers
+            .iter_mut()
+            .find(|s| s.role == role)
+            .map(|s| &mut s.proc)
+    }
+
+    /// Kills the `role` server with SIGKILL (the crash a fault scenario wants) and reaps
+    /// it; the stack goes on without it until [`Stack::restart`].
+    pub fn kill(&mut self, role: Role) -> anyhow::Result<()> {
+        if let Some(i) = self.servers.iter().position(|s| s.role == role) {
+            let mut server = self.servers.remove(i);
+            let pid = nix::unistd::Pid::from_raw(server.proc.pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            server.proc.stop(KILLED_REAP)?;
+        }
+        Ok(())
+    }
+
+    /// Starts `server` (again, after [`Stack::kill`]) and waits for it, in start order:
+    /// a backend goes first, so it is stopped last.
+    pub fn restart(
+        &mut self,
+        server: &Server,
+        label: &str,
+        ledger: &mut Ledger,
+        waits: Waits<'_>,
+    ) -> anyhow::Result<()> {
+        let (running, _) = start_server(server, label, ledger, waits)?;
+        let at = match server.role {
+            Role::Backend => 0,
+            Role::Terminator => self.servers.len(),
+        };
+        self.servers.insert(at, running);
+        Ok(())
+    }
+
     /// Stops the servers, the front first, so the backend sees its clients leave before its
     /// own stop; returns what went wrong on the way, one remark per server, for the row.
     pub fn stop(&mut self) -> anyhow::Result<Vec<String>> {
         let mut problems = Vec::new();
-        for server in self.servers.iter_mut().rev() {
-            let stopped = server.proc.stop(STOP_GRACE)?;
+        for (server, stopped) in self.stop_each(|_| STOP_GRACE)? {
             if let Some(problem) = stop_problem(&stopped, server) {
                 problems.push(format!("{problem}{}", server.proc.stderr_tail()));
             }
         }
         Ok(problems)
     }
+
+    /// Stops the servers, the front first, each with `grace(role)` between SIGTERM and
+    /// SIGKILL; returns each one's role, process and how it stopped, for a caller with its
+    /// own rules (the fault suite's).
+    pub fn stop_with(
+        &mut self,
+        grace: impl Fn(Role) -> Duration,
+    ) -> anyhow::Result<Vec<(Role, &Proc, Stopped)>> {
+        Ok(self
+            .stop_each(grace)?
+            .into_iter()
+            .map(|(s, stopped)| (s.role, &s.proc, stopped))
+            .collect())
+    }
+
+    fn stop_each(
+        &mut self,
+        grace: impl Fn(Role) -> Duration,
+    ) -> anyhow::Result<Vec<(&Running, Stopped)>> {
+        let mut stopped = Vec::new();
+        for server in self.servers.iter_mut().rev() {
+            stopped.push(server.proc.stop(grace(server.role))?);
+        }
+        Ok(self.servers.iter().rev().zip(stopped).collect())
+    }
+}
+
+/// Spawns one server, waits for it to be ready and checks its pinning; returns it and the
+/// address it is ready on.
+fn start_server(
+    server: &Server,
+    label: &str,
+    ledger: &mut Ledger,
+    waits: Waits<'_>,
+) -> anyhow::Result<(Running, String)> {
+    let mut p = Proc::spawn(&server.spec, ledger, label)?;
+    let addr = match server.ready {
+        Ready::Line => p.wait_ready(waits.stop, waits.ready_timeout),
+        Ready::Port(port) => p.wait_port(port, waits.stop, waits.ready_timeout),
+    }
+    .with_context(|| format!("starting {}", server.spec.name))?;
+    p.verify_affinity()?;
+    let running = Running {
+        role: server.role,
+        proc: p,
+        peer: matches!(server.ready, Ready::Port(_)),
+    };
+    Ok((running, addr))
 }
 
 /// What went wrong when `server` was stopped, if anything. Ours must exit 0 on SIGTERM (the
@@ -197,3 +284,5 @@ impl Drop for SocketFile {
 
 /// A server gets this long to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// A server killed with SIGKILL is reaped within this.
+const KILLED_REAP: Duration = Duration::from_secs(5);

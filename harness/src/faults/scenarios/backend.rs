@@ -15,7 +15,7 @@ use super::checks::{
 use crate::faults::backend::{BadBackend, Mode};
 use crate::faults::client::{self, request_head, wait_close, Closed};
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{self, Load, ProxyOpts, Stack};
+use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 
 /// Scenario 4, The backend killed (SIGKILL) mid-run and restarted on the same socket. Criteria: the
@@ -27,7 +27,7 @@ use crate::faults::Suite;
 pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(4, "backend-restart");
     let mut checks = Checks::default();
-    let mut stack = Stack::start(s, "4-backend-restart", ProxyOpts::default())?;
+    let mut stack = ScenarioStack::start(s, "4-backend-restart", ProxyOpts::default())?;
     let opts = load_opts(s);
     let load = Load::start(s, stack.addr(), "4-backend-restart-outage", &opts)?;
     s.sleep(opts.warmup)?;
@@ -81,7 +81,7 @@ pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 /// half of another), the backend killed, and how fast the proxy closes them.
 fn in_flight_closed_on_crash(
     s: &Suite<'_>,
-    stack: &mut Stack,
+    stack: &mut ScenarioStack,
     row: &mut FaultRow,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
@@ -134,7 +134,7 @@ fn in_flight_closed_on_crash(
 }
 
 /// Scenario 4, the outage: new connections fail fast, and the proxy keeps running.
-fn new_connections_fail_while_down(s: &Suite<'_>, stack: &mut Stack, checks: &mut Checks) {
+fn new_connections_fail_while_down(s: &Suite<'_>, stack: &mut ScenarioStack, checks: &mut Checks) {
     let addr = stack.addr();
     let probes = s.on_client({
         let client = s.client.clone();
@@ -176,7 +176,7 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut checks = Checks::default();
     let dir = s.scenario_dir("5-bad-backend")?;
     let bad = BadBackend::start(&dir.join("bad.sock"), &s.ctx.split.server)?;
-    let stack = Stack::start(
+    let stack = ScenarioStack::start(
         s,
         "5-bad-backend",
         ProxyOpts {
@@ -220,7 +220,7 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 /// proxy listener that leads to it, and how many connections each phase opens.
 struct BadTarget<'a> {
     bad: &'a BadBackend,
-    stack: &'a Stack,
+    stack: &'a ScenarioStack,
     addr: SocketAddr,
     conns: usize,
 }

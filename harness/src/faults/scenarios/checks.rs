@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::faults::report::{rss_near, Checks, FaultRow};
-use crate::faults::stack::{self, LoadOpts, Stack};
+use crate::faults::stack::{self, LoadOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::loadgen::Report;
 use crate::procs::{fd_count, memory_kib};
@@ -44,7 +44,11 @@ pub(super) fn errors_text(r: &Report) -> String {
 
 /// Waits until the proxy's descriptors are back to their count before the fault (up to
 /// [`SETTLE_LIMIT`]), then records descriptors and RSS "after".
-pub(super) fn settle(s: &Suite<'_>, stack: &Stack, row: &mut FaultRow) -> anyhow::Result<()> {
+pub(super) fn settle(
+    s: &Suite<'_>,
+    stack: &ScenarioStack,
+    row: &mut FaultRow,
+) -> anyhow::Result<()> {
     let target = row.proxy_fds_before.unwrap_or(0);
     row.proxy_fds_after = stack.settle_fds(target, SETTLE_LIMIT, s.ctx.stop)?;
     // An allocator hands freed memory back to the OS lazily (mimalloc purges freed pages

@@ -11,7 +11,7 @@ use super::checks::{
 };
 use crate::faults::attack::{self, Garbage, Tally};
 use crate::faults::report::{p99_within, Checks, FaultRow};
-use crate::faults::stack::{self, Load, ProxyOpts, Stack, HANDSHAKE_TIMEOUT};
+use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack, HANDSHAKE_TIMEOUT};
 use crate::faults::Suite;
 use crate::loadgen::Report;
 use crate::procs::{memory_kib, nofile_limits};
@@ -25,7 +25,7 @@ use crate::procs::{memory_kib, nofile_limits};
 pub(super) fn slowloris(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(1, "slowloris");
     let mut checks = Checks::default();
-    let stack = Stack::start(s, "1-slowloris", ProxyOpts::default())?;
+    let stack = ScenarioStack::start(s, "1-slowloris", ProxyOpts::default())?;
     let n = s.scale.slowloris;
     let watch = HANDSHAKE_TIMEOUT + CLOSE_SLACK;
     // Both runs measure this long: the ramp, the timeout, and a little of the aftermath.
@@ -117,7 +117,7 @@ pub(super) fn slowloris(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 pub(super) fn garbage(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(2, "garbage");
     let mut checks = Checks::default();
-    let stack = Stack::start(s, "2-garbage", ProxyOpts::default())?;
+    let stack = ScenarioStack::start(s, "2-garbage", ProxyOpts::default())?;
     let n = s.scale.garbage;
     let opts = load_opts(s);
     let load = Load::start(s, stack.addr(), "2-garbage", &opts)?;
@@ -223,7 +223,7 @@ fn flood_beyond_max_connections(
 ) -> anyhow::Result<(Report, Option<u64>)> {
     let n = s.scale.flood;
     let opts = load_opts(s);
-    let stack = Stack::start(
+    let stack = ScenarioStack::start(
         s,
         "3-flood-max-connections",
         ProxyOpts {
@@ -285,7 +285,7 @@ fn flood_beyond_fd_limit(
 ) -> anyhow::Result<(Report, Option<u64>)> {
     let n = s.scale.flood;
     let opts = load_opts(s);
-    let mut stack = Stack::start(
+    let mut stack = ScenarioStack::start(
         s,
         "3-flood-fd-limit",
         ProxyOpts {
@@ -335,7 +335,7 @@ fn flood_beyond_fd_limit(
         "(b) the proxy survives its descriptor limit".into()
     });
     recovery_check(checks, "(b)", &recovery);
-    let stderr = std::fs::read_to_string(&stack.proxy.stderr_log).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&stack.proxy().stderr_log).unwrap_or_default();
     checks.fact(format!(
         "(b) {} of {n} connected, peak {} proxy fds of {FLOOD_NOFILE}, proxy logged \
          `accept failed` {} time(s); good clients {} requests, {} errors",
@@ -359,7 +359,7 @@ fn flood_beyond_fd_limit(
 pub(super) fn client_resets(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(8, "client-resets");
     let mut checks = Checks::default();
-    let stack = Stack::start(s, "8-client-resets", ProxyOpts::default())?;
+    let stack = ScenarioStack::start(s, "8-client-resets", ProxyOpts::default())?;
     let opts = load_opts(s);
     let load = Load::start(s, stack.addr(), "8-client-resets", &opts)?;
     s.sleep(opts.warmup)?;
@@ -368,7 +368,7 @@ pub(super) fn client_resets(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let active = "tlsoff_connections_active";
     let active_before = stack.metric(active);
     // Connections the proxy finished with: closed after a handshake, or failed in one.
-    let ended = |st: &Stack| {
+    let ended = |st: &ScenarioStack| {
         st.metric("tlsoff_connections_closed_total")
             .map_or(0, |v| v as u64)
             + st.metric("tlsoff_handshake_failures_total")

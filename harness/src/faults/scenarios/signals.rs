@@ -14,7 +14,7 @@ use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
 use crate::certs::{self, Leaf};
 use crate::faults::client::{self, request_head, within};
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, Stack};
+use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::procs::memory_kib;
 
@@ -27,7 +27,7 @@ use crate::procs::memory_kib;
 pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(6, "cert-reload");
     let mut checks = Checks::default();
-    let stack = Stack::start(s, "6-cert-reload", ProxyOpts::default())?;
+    let stack = ScenarioStack::start(s, "6-cert-reload", ProxyOpts::default())?;
     let opts = LoadOpts {
         rate: RELOAD_RATE,
         keepalive: false,
@@ -56,7 +56,7 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.proxy_rss_after_kib = stack.rss_kib();
     row.proxy_fds_after = stack.fds();
 
-    let log = std::fs::read_to_string(&stack.proxy.stderr_log).unwrap_or_default();
+    let log = std::fs::read_to_string(&stack.proxy().stderr_log).unwrap_or_default();
     let ok = log
         .matches("certificates and TLS settings reloaded")
         .count();
@@ -120,7 +120,7 @@ struct Reloads {
 /// half-way (then asks which certificate is served).
 fn reload_every_second(
     s: &mut Suite<'_>,
-    stack: &Stack,
+    stack: &ScenarioStack,
     checks: &mut Checks,
 ) -> anyhow::Result<Reloads> {
     let reloads = s.scale.reload_for.as_secs().max(2) as usize;
@@ -171,7 +171,7 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(7, "sigterm");
     let mut checks = Checks::default();
     let grace = s.scale.grace;
-    let mut stack = Stack::start(
+    let mut stack = ScenarioStack::start(
         s,
         "7-sigterm",
         ProxyOpts {
@@ -201,7 +201,7 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let status = stack.proxy.wait_for(grace + CLOSE_SLACK, s.ctx.stop)?;
+    let status = stack.wait_proxy(grace + CLOSE_SLACK, s.ctx.stop)?;
     let exited_after = signalled.elapsed();
     checks.require(slow.is_ok(), || {
         format!(
@@ -275,7 +275,7 @@ fn exit_checks(
     status: Option<ExitStatus>,
     exited_after: Duration,
     grace: Duration,
-    stack: &Stack,
+    stack: &ScenarioStack,
 ) {
     match status {
         Some(status) => {
@@ -283,7 +283,7 @@ fn exit_checks(
                 format!(
                     "exit code 0 after SIGTERM: {}{}",
                     crate::procs::describe(status),
-                    stack.proxy.stderr_tail()
+                    stack.proxy().stderr_tail()
                 )
             });
             checks.require(exited_after <= grace + EXIT_SLACK, || {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::checks::{flat_mean, flat_median, good_clients, load_opts};
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{Load, LoadOpts, ProxyOpts, Stack};
+use crate::faults::stack::{Load, LoadOpts, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::output::CsvSink;
 
@@ -17,7 +17,7 @@ pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(9, "soak");
     let mut checks = Checks::default();
     let duration = s.ctx.soak.unwrap_or(Duration::from_secs(1800));
-    let mut stack = Stack::start(s, "9-soak", ProxyOpts::default())?;
+    let mut stack = ScenarioStack::start(s, "9-soak", ProxyOpts::default())?;
     let opts = load_opts(s);
     let load = Load::start(s, stack.addr(), "9-soak", &opts)?;
     let churn = Load::start(
