@@ -653,7 +653,7 @@ fn start_servers(
     label: &str,
     ledger: &mut Ledger,
 ) -> anyhow::Result<Started> {
-    let (cert, combined) = ctx.certs.get(m.cert_type(ctx.plan))?;
+    let (cert, combined) = ctx.certs.get(m.tls.cert)?;
     let peer_port = if m.variant.config.is_peer() {
         free_port()?
     } else {
@@ -863,7 +863,7 @@ fn measure_idle(ctx: &RunCtx<'_>, m: &Measurement, ledger: &mut Ledger) -> anyho
         row.tls_cipher_suite = t.cipher_suite.clone();
         row.tls_kx_group = t.kx_group.clone();
     }
-    for mismatch in report.tls_mismatches(plan, m) {
+    for mismatch in report.tls_mismatches(m) {
         row.flag(Status::Error, mismatch);
     }
     let Some(after) = after else {
@@ -926,7 +926,7 @@ fn loadgen_spec(ctx: &RunCtx<'_>, m: &Measurement, url: &str, stem: &Path) -> an
             cacert: if remote {
                 ctx.cacert
             } else {
-                Some(&ctx.certs.get(m.cert_type(plan))?.0.cert)
+                Some(&ctx.certs.get(m.tls.cert)?.0.cert)
             },
             insecure: remote && ctx.cacert.is_none(),
         }
@@ -1056,7 +1056,7 @@ fn fill(row: &mut Row, report: &Report, plan: &Plan, m: &Measurement, tls: bool)
         row.flag(Status::Error, "no request completed in the measured period");
     }
     if tls {
-        for mismatch in report.tls_mismatches(plan, m) {
+        for mismatch in report.tls_mismatches(m) {
             row.flag(Status::Error, mismatch);
         }
     }
@@ -1119,7 +1119,7 @@ fn base_row(ctx: &RunCtx<'_>, m: &Measurement) -> Row {
         },
         connections: plan.connections.get(),
         rate: plan.rate.map(Num),
-        cert_type: (tls && !remote).then(|| m.cert_type(plan).name().to_owned()),
+        cert_type: (tls && !remote).then(|| m.tls.cert.name().to_owned()),
         handshake: m.kind.handshake_name().to_owned(),
         server_cpus: (!remote).then(|| ctx.split.server.to_string()),
         client_cpus: Some(ctx.split.client.to_string()),
@@ -1139,7 +1139,7 @@ fn base_idle_row(ctx: &RunCtx<'_>, m: &Measurement) -> IdleRow {
         tls_backend: m.variant.backend_name().to_owned(),
         iteration: m.iteration,
         connections: ctx.plan.idle_connections.get(),
-        cert_type: Some(m.cert_type(ctx.plan).name().to_owned()),
+        cert_type: Some(m.tls.cert.name().to_owned()),
         server_cpus: Some(ctx.split.server.to_string()),
         client_cpus: Some(ctx.split.client.to_string()),
         ..IdleRow::default()
