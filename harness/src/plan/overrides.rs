@@ -130,8 +130,9 @@ impl Overrides {
         Overrides::parse(&text).with_context(|| format!("plan file {}", path.display()))
     }
 
-    /// Parses a plan file's text. A bad value is reported as `key `name`: why`; errors
-    /// that belong to no one key (syntax, an unknown key) keep toml's line and column.
+    /// Parses a plan file's text. An error at a key (an unknown key, a bad value) is
+    /// reported as `key `name`: why`; one at no key (TOML syntax) keeps toml's excerpt of
+    /// the line.
     pub(super) fn parse(text: &str) -> anyhow::Result<Overrides> {
         serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let key = e.path().to_string();
@@ -272,9 +273,23 @@ where
     D: Deserializer<'de>,
 {
     let text = String::deserialize(d)?;
-    parse(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
+    parse(&text).map(Some).map_err(custom)
+}
+
+/// [`with`] for a list of strings parsed as a whole (an empty list is an error there).
+fn with_list<'de, D, T>(
+    d: D,
+    parse: impl Fn(&[String]) -> anyhow::Result<T>,
+) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let items = Vec::<String>::deserialize(d)?;
+    parse(&items).map(Some).map_err(custom)
+}
+
+fn custom<E: serde::de::Error>(e: anyhow::Error) -> E {
+    E::custom(format!("{e:#}"))
 }
 
 fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -301,23 +316,45 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonZeroU32>, D
 }
 
 fn configs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ConfigPick>>, D::Error> {
-    let items = Vec::<String>::deserialize(d)?;
-    ConfigPick::parse_list(&items)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
+    with_list(d, ConfigPick::parse_list)
 }
 
 fn backends<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Backend>>, D::Error> {
-    let items = Vec::<String>::deserialize(d)?;
-    parse_backends(&items)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("{e:#}")))
+    with_list(d, parse_backends)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::Variant;
+
+    #[test]
+    fn a_plan_file_and_the_flags_fill_the_same_overrides() {
+        let file = Overrides::parse(
+            r#"
+            configs = ["http", "all"]
+            duration = "500ms"
+            tls_version = "TLSv1.2"
+            tls_backends = ["rustls-ring"]
+            cipher_suites = ["TLS_AES_256_GCM_SHA384"]
+            idle_connections = 3
+            server_cpus = "0-1"
+            "#,
+        )
+        .unwrap();
+        let flags = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "harness",
+            "--configs=http,all",
+            "--duration=500ms",
+            "--tls-version=TLSv1.2",
+            "--tls-backends=rustls-ring",
+            "--cipher-suite=TLS_AES_256_GCM_SHA384",
+            "--idle-connections=3",
+            "--server-cpus=0-1",
+        ])
+        .unwrap();
+        assert_eq!(flags.overrides, file);
+    }
 
     #[test]
     fn cli_overrides_file_overrides_preset() {
