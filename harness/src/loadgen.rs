@@ -16,7 +16,7 @@ use crate::plan::{Kind, Measurement, Plan};
 pub struct Invocation<'a> {
     pub url: &'a str,
     pub plan: &'a Plan,
-    /// Body size, kind of load and certificate (for the TLS 1.2 suite).
+    /// Body size, kind of load and the TLS parameters to offer.
     pub measurement: &'a Measurement,
     pub threads: u32,
     /// CA certificate to verify the server with (the run's self-signed one).
@@ -195,8 +195,8 @@ impl Report {
         Ok(report)
     }
 
-    /// Differences between what the plan asked for and what was negotiated; empty when the
-    /// handshakes ran the parameters asked for.
+    /// Differences between what measurement `m` asked for and what was negotiated; empty
+    /// when the handshakes ran the parameters asked for.
     pub fn tls_mismatches(&self, m: &Measurement) -> Vec<String> {
         let Some(tls) = &self.tls else {
             return vec!["loadgen reported no TLS parameters for a TLS config".to_owned()];
