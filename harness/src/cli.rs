@@ -1,17 +1,13 @@
 //! The command line: clap flags, each an override of the plan (see `plan`), plus the
 //! run options; and the mapping from outcome to exit code.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use proxy::tls::{Backend, TlsVersion};
 
-use crate::cpus::CpuList;
-use crate::plan::{self, CertType, ConfigName, Overrides, Plan, Preset, Scenario};
+use crate::plan::{self, Overrides, Plan};
 use crate::procs::Stop;
 use crate::run::{self, Options, Outcome, SetupError};
 
@@ -21,84 +17,14 @@ use crate::run::{self, Options, Outcome, SetupError};
 #[derive(Debug, Parser)]
 #[command(name = "harness", version)]
 pub struct Cli {
-    /// Built-in plan to start from: smoke (seconds, CI), quick (default, a few minutes),
-    /// seed (the original experiment: 30 s runs, 5 iterations, 3000 connections).
-    #[arg(long, value_enum)]
-    pub preset: Option<Preset>,
+    /// The plan flags, which are also the plan file's keys.
+    #[command(flatten)]
+    pub overrides: Overrides,
     /// A TOML plan file (see harness/plans/example.toml), or a preset name.
-    #[arg(long, value_name = "FILE|PRESET")]
+    // Shown right after --preset, as it always was: display orders that tie sort by name,
+    // and the flattened --preset and --scenario have 0 and 1.
+    #[arg(long, value_name = "FILE|PRESET", display_order = 1)]
     pub plan: Option<String>,
-    /// What to measure: sweep (body sizes, keep-alive; the default), handshakes (full and
-    /// resumed, ECDSA and RSA), idle (memory per idle connection), all (those three),
-    /// faults (the fault suite under load), soak (its 30-minute long run).
-    #[arg(long, value_enum)]
-    pub scenario: Option<Scenario>,
-    /// Configs, comma-separated: http, https-rustls, https-openssl, proxy-rustls,
-    /// proxy-openssl, haproxy, nginx, hitch, stunnel, or all (peers that are not installed
-    /// are skipped with the Debian package to install).
-    #[arg(long, value_delimiter = ',')]
-    pub configs: Option<Vec<String>>,
-    /// Request body sizes in bytes, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub sizes: Option<Vec<u64>>,
-    /// Rounds over every config and size.
-    #[arg(long)]
-    pub iterations: Option<NonZeroU32>,
-    /// Measured period of each run (5s, 500ms, 1m).
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub duration: Option<Duration>,
-    /// Load before the measured period, not counted.
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub warmup: Option<Duration>,
-    /// Concurrent connections of the load generator.
-    #[arg(long)]
-    pub connections: Option<NonZeroU32>,
-    /// Load generator threads (default: one per client CPU).
-    #[arg(long)]
-    pub client_threads: Option<NonZeroU32>,
-    /// Open loop at this many requests per second (default: closed loop).
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Per-request timeout of the load generator.
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub timeout: Option<Duration>,
-    /// How long a server may take to print `listening on`.
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub ready_timeout: Option<Duration>,
-    /// TLS backends, comma-separated (rustls-aws-lc, rustls-ring, openssl): the rustls
-    /// configs run once per rustls flavour listed.
-    #[arg(long, value_delimiter = ',', value_parser = plan::parse_backend)]
-    pub tls_backends: Option<Vec<Backend>>,
-    /// Key type of the run's certificate.
-    #[arg(long, value_enum)]
-    pub cert_type: Option<CertType>,
-    /// TLS version the load generator offers (1.2 or 1.3).
-    #[arg(long, value_parser = plan::parse_tls_version)]
-    pub tls_version: Option<TlsVersion>,
-    /// Cipher suite the load generator offers (IANA name; repeatable or comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub cipher_suite: Option<Vec<String>>,
-    /// Key-exchange group the load generator offers (X25519, secp256r1, ...; repeatable).
-    #[arg(long, value_delimiter = ',')]
-    pub kx_group: Option<Vec<String>>,
-    /// CPUs for the servers, e.g. 0-2 (default: all but the last of the harness's mask).
-    #[arg(long)]
-    pub server_cpus: Option<CpuList>,
-    /// CPUs for the load generator, e.g. 3 (default: the last of the harness's mask).
-    #[arg(long)]
-    pub client_cpus: Option<CpuList>,
-    /// Connections the idle scenario holds open through each terminator.
-    #[arg(long)]
-    pub idle_connections: Option<NonZeroU32>,
-    /// How long the idle scenario holds them.
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub idle_hold: Option<Duration>,
-    /// Length of `--scenario soak` (default 30m).
-    #[arg(long, value_parser = plan::parse_duration)]
-    pub soak_duration: Option<Duration>,
-    /// Measure this URL (a proxy elsewhere) instead of starting local servers.
-    #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
     /// CA certificate to verify a remote --target with (default: no verification).
     #[arg(long, value_name = "PEM")]
     pub cacert: Option<PathBuf>,
@@ -126,7 +52,7 @@ impl Cli {
             Some(value) => plan::preset_or_file(value)?,
             None => (None, None),
         };
-        if let (Some(a), Some(b)) = (plan_preset, self.preset) {
+        if let (Some(a), Some(b)) = (plan_preset, self.overrides.preset) {
             if a != b {
                 bail!(
                     "--plan {} and --preset {} name different presets",
@@ -136,33 +62,8 @@ impl Cli {
             }
         }
         let overrides = Overrides {
-            preset: self.preset.or(plan_preset),
-            scenario: self.scenario,
-            configs: self
-                .configs
-                .as_deref()
-                .map(ConfigName::parse_list)
-                .transpose()?,
-            sizes: self.sizes.clone(),
-            iterations: self.iterations,
-            duration: self.duration,
-            warmup: self.warmup,
-            connections: self.connections,
-            client_threads: self.client_threads,
-            rate: self.rate,
-            timeout: self.timeout,
-            ready_timeout: self.ready_timeout,
-            tls_backends: self.tls_backends.clone(),
-            cert_type: self.cert_type,
-            tls_version: self.tls_version,
-            cipher_suites: self.cipher_suite.clone(),
-            kx_groups: self.kx_group.clone(),
-            server_cpus: self.server_cpus.clone(),
-            client_cpus: self.client_cpus.clone(),
-            target: self.target.clone(),
-            idle_connections: self.idle_connections,
-            idle_hold: self.idle_hold,
-            soak_duration: self.soak_duration,
+            preset: self.overrides.preset.or(plan_preset),
+            ..self.overrides.clone()
         };
         Plan::resolve(file.as_deref(), overrides)
     }
@@ -226,6 +127,8 @@ pub fn main(cli: Cli) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(args: &[&str]) -> anyhow::Result<Plan> {

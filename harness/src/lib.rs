@@ -5,7 +5,8 @@
 //!
 //! Modules, in the order a run uses them:
 //! - [`cli`]: flags, and the exit code of a run.
-//! - [`plan`]: presets, the TOML plan file and overrides, resolved into a [`plan::Plan`].
+//! - [`plan`]: presets, then the TOML plan file and flags (one `Overrides` type), resolved
+//!   into a [`plan::Plan`] whose measurements carry their TLS parameters.
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
 //! - [`peers`]: HAProxy, nginx, hitch and stunnel (found, versioned, configured).

@@ -16,7 +16,7 @@ use crate::plan::{Kind, Measurement, Plan};
 pub struct Invocation<'a> {
     pub url: &'a str,
     pub plan: &'a Plan,
-    /// Body size, kind of load and certificate (for the TLS 1.2 suite).
+    /// Body size, kind of load and the TLS parameters to offer.
     pub measurement: &'a Measurement,
     pub threads: u32,
     /// CA certificate to verify the server with (the run's self-signed one).
@@ -58,12 +58,12 @@ impl Invocation<'_> {
             }
         }
         if is_tls_url(self.url) {
-            push(&mut args, "--tls-version", tls_version_arg(plan).to_owned());
-            for suite in plan.suites_for(m) {
-                push(&mut args, "--cipher-suite", suite);
+            push(&mut args, "--tls-version", tls_version_arg(m).to_owned());
+            for suite in &m.tls.cipher_suites {
+                push(&mut args, "--cipher-suite", suite.clone());
             }
-            for group in plan.kx_groups_for(m.kind) {
-                push(&mut args, "--kx-group", group);
+            for group in &m.tls.kx_groups {
+                push(&mut args, "--kx-group", group.clone());
             }
             if let Some(ca) = self.cacert {
                 args.push("--cacert".into());
@@ -78,8 +78,8 @@ impl Invocation<'_> {
     }
 }
 
-fn tls_version_arg(plan: &Plan) -> &'static str {
-    match plan.tls_version {
+fn tls_version_arg(m: &Measurement) -> &'static str {
+    match m.tls.version {
         proxy::tls::TlsVersion::Tls12 => "1.2",
         proxy::tls::TlsVersion::Tls13 => "1.3",
     }
@@ -96,17 +96,6 @@ pub fn duration_arg(d: Duration) -> String {
 
 pub fn is_tls_url(url: &str) -> bool {
     url.starts_with("https://")
-}
-
-/// A `--target` must be a URL loadgen understands.
-pub fn check_target(url: &str) -> anyhow::Result<()> {
-    let rest = ["http://", "https://", "unix://"]
-        .iter()
-        .find_map(|scheme| url.strip_prefix(scheme));
-    match rest {
-        Some(rest) if !rest.is_empty() => Ok(()),
-        _ => bail!("{url:?} is not an http://, https:// or unix:/// URL"),
-    }
 }
 
 /// loadgen's `--output json` report, schema 1.
@@ -231,14 +220,14 @@ impl Report {
         Ok(report)
     }
 
-    /// Differences between what the plan asked for and what was negotiated; empty when the
-    /// handshakes ran the parameters asked for.
-    pub fn tls_mismatches(&self, plan: &Plan, m: &Measurement) -> Vec<String> {
+    /// Differences between what measurement `m` asked for and what was negotiated; empty
+    /// when the handshakes ran the parameters asked for.
+    pub fn tls_mismatches(&self, m: &Measurement) -> Vec<String> {
         let Some(tls) = &self.tls else {
             return vec!["loadgen reported no TLS parameters for a TLS config".to_owned()];
         };
         let mut out = Vec::new();
-        let version = plan.tls_version.name();
+        let version = m.tls.version.name();
         check(
             &mut out,
             "TLS version",
@@ -249,13 +238,13 @@ impl Report {
             &mut out,
             "cipher suite",
             tls.cipher_suite.as_deref(),
-            &plan.suites_for(m),
+            &m.tls.cipher_suites,
         );
         check(
             &mut out,
             "key-exchange group",
             tls.kx_group.as_deref(),
-            &plan.kx_groups_for(m.kind),
+            &m.tls.kx_groups,
         );
         out
     }
@@ -287,6 +276,7 @@ pub(crate) mod tests {
             },
             size,
             kind,
+            tls: Preset::Smoke.plan().tls_params(kind),
         }
     }
 
@@ -305,9 +295,7 @@ pub(crate) mod tests {
         let report = Report::parse(SAMPLE).unwrap();
         assert_eq!(report.requests, 123456);
         let sweep = measurement(10, Kind::Sweep);
-        assert!(report
-            .tls_mismatches(&Preset::Smoke.plan(), &sweep)
-            .is_empty());
+        assert!(report.tls_mismatches(&sweep).is_empty());
     }
 
     #[test]
@@ -327,7 +315,7 @@ pub(crate) mod tests {
     fn mismatched_group_is_reported() {
         let hybrid = SAMPLE.replace("\"X25519\"", "\"X25519MLKEM768\"");
         let report = Report::parse(&hybrid).unwrap();
-        let issues = report.tls_mismatches(&Preset::Smoke.plan(), &measurement(10, Kind::Sweep));
+        let issues = report.tls_mismatches(&measurement(10, Kind::Sweep));
         assert_eq!(issues.len(), 1);
         assert!(issues[0].contains("X25519MLKEM768"), "{issues:?}");
         let asked_hybrid = Kind::Handshake {
@@ -335,9 +323,8 @@ pub(crate) mod tests {
             resumed: false,
             hybrid: true,
         };
-        let plan = Preset::Smoke.plan();
         assert!(report
-            .tls_mismatches(&plan, &measurement(10, asked_hybrid))
+            .tls_mismatches(&measurement(10, asked_hybrid))
             .is_empty());
     }
 
@@ -385,17 +372,19 @@ pub(crate) mod tests {
             .collect();
         assert!(!line.join(" ").contains("--tls-version"));
 
-        let resumed_rsa = measurement(
-            10,
-            Kind::Handshake {
-                cert: CertType::Rsa2048,
-                resumed: true,
-                hybrid: false,
-            },
-        );
         let tls12 = Plan {
             tls_version: proxy::tls::TlsVersion::Tls12,
             ..plan.clone()
+        };
+        let kind = Kind::Handshake {
+            cert: CertType::Rsa2048,
+            resumed: true,
+            hybrid: false,
+        };
+        // A measurement carries the TLS parameters of the plan it came from.
+        let resumed_rsa = Measurement {
+            tls: tls12.tls_params(kind),
+            ..measurement(10, kind)
         };
         let line = Invocation {
             plan: &tls12,
@@ -424,13 +413,5 @@ pub(crate) mod tests {
         .join(" ");
         assert!(line.contains("-c 200 -d 1s --idle"), "{line}");
         assert!(!line.contains("--warmup"), "{line}");
-    }
-
-    #[test]
-    fn targets_must_be_urls() {
-        assert!(check_target("https://10.0.0.2:8443/").is_ok());
-        assert!(check_target("unix:///tmp/x.sock").is_ok());
-        assert!(check_target("10.0.0.2:8443").is_err());
-        assert!(check_target("https://").is_err());
     }
 }

@@ -180,7 +180,7 @@ pub(super) fn loadgen_spec(
             cacert: if remote {
                 res.cacert
             } else {
-                Some(&res.certs.get(m.cert_type(plan))?.0.cert)
+                Some(&res.certs.get(m.tls.cert)?.0.cert)
             },
             insecure: remote && res.cacert.is_none(),
         }

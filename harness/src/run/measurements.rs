@@ -45,7 +45,7 @@ pub(super) struct Resources<'a> {
 impl Resources<'_> {
     /// The recipe of `m`'s stack, logging under `stem`; a peer gets a fresh free port.
     fn recipe(&self, m: &Measurement, stem: &Path) -> anyhow::Result<Recipe> {
-        let (cert, combined) = self.certs.get(m.cert_type(self.plan))?;
+        let (cert, combined) = self.certs.get(m.tls.cert)?;
         let peer_port = if m.variant.config.is_peer() {
             stack::free_port()?
         } else {

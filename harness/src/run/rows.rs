@@ -30,7 +30,7 @@ pub(super) fn base_row(res: &Resources<'_>, m: &Measurement) -> Row {
         },
         connections: plan.connections.get(),
         rate: plan.rate.map(Num),
-        cert_type: (tls && !remote).then(|| m.cert_type(plan).name().to_owned()),
+        cert_type: (tls && !remote).then(|| m.tls.cert.name().to_owned()),
         handshake: m.kind.handshake_name().to_owned(),
         server_cpus: (!remote).then(|| res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
@@ -50,7 +50,7 @@ pub(super) fn base_idle_row(res: &Resources<'_>, m: &Measurement) -> IdleRow {
         tls_backend: m.variant.backend_name().to_owned(),
         iteration: m.iteration,
         connections: res.plan.idle_connections.get(),
-        cert_type: Some(m.cert_type(res.plan).name().to_owned()),
+        cert_type: Some(m.tls.cert.name().to_owned()),
         server_cpus: Some(res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
         ..IdleRow::default()

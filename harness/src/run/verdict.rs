@@ -19,7 +19,7 @@ pub(super) fn load(report: &Report, plan: &Plan, m: &Measurement, tls: bool) -> 
     }
     out.extend(body_size(report, m));
     if tls {
-        out.extend(report.tls_mismatches(plan, m).into_iter().map(error));
+        out.extend(report.tls_mismatches(m).into_iter().map(error));
     }
     let e = &report.errors;
     if e.total > 0 {
@@ -99,11 +99,7 @@ pub(super) fn handshakes(
 /// The verdict on an idle run. `all_open`: loadgen said every connection was open, so
 /// the memory was sampled while they were held.
 pub(super) fn idle(report: &Report, plan: &Plan, m: &Measurement, all_open: bool) -> Vec<Remark> {
-    let mut out: Vec<Remark> = report
-        .tls_mismatches(plan, m)
-        .into_iter()
-        .map(error)
-        .collect();
+    let mut out: Vec<Remark> = report.tls_mismatches(m).into_iter().map(error).collect();
     out.extend(body_size(report, m));
     if !all_open {
         out.push(error(

@@ -1,0 +1,573 @@
+//! What a run measures: a preset (`smoke`, `quick`, `seed`), optionally a TOML plan file on
+//! top, then command-line overrides on top of that. Everything is parsed into typed values
+//! here, so a typo in a config name, a duration or a CPU list fails before anything starts.
+//!
+//! This module holds the resolved [`Plan`] and the [`Measurement`]s it expands to, each with
+//! the TLS parameters the load generator will be asked for; [`presets`] the built-in plans,
+//! [`overrides`] the one type that plan files and flags both fill, [`names`] the names a
+//! plan is written in.
+
+mod names;
+mod overrides;
+mod presets;
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use proxy::tls::{Backend, TlsVersion};
+use serde_json::json;
+
+use crate::cpus::CpuList;
+
+pub use names::{CertType, ConfigName, ConfigPick, Kind, Scenario};
+pub use overrides::{preset_or_file, Overrides};
+pub use presets::Preset;
+
+/// A fully resolved plan: what the run will do, every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Where it came from, for the plan printout and meta.json.
+    pub source: String,
+    pub scenario: Scenario,
+    pub configs: Vec<ConfigName>,
+    /// Request body sizes in bytes.
+    pub sizes: Vec<u64>,
+    pub iterations: NonZeroU32,
+    /// Measured period of each load generator run (after warm-up).
+    pub duration: Duration,
+    /// Load before the measured period, excluded from statistics.
+    pub warmup: Duration,
+    pub connections: NonZeroU32,
+    /// Load generator threads; `None`: one per client CPU.
+    pub client_threads: Option<NonZeroU32>,
+    /// Requests per second (open loop); `None`: closed loop, as fast as answers come.
+    pub rate: Option<f64>,
+    /// Per-request timeout of the load generator.
+    pub timeout: Duration,
+    /// How long a server may take to print its `listening on` line.
+    pub ready_timeout: Duration,
+    /// TLS backends; the rustls configs run once per rustls flavour listed here.
+    pub tls_backends: Vec<Backend>,
+    pub cert_type: CertType,
+    pub tls_version: TlsVersion,
+    /// IANA names the load generator offers; empty: [`Plan::effective_cipher_suites`].
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups the load generator offers; empty: X25519.
+    pub kx_groups: Vec<String>,
+    pub server_cpus: Option<CpuList>,
+    pub client_cpus: Option<CpuList>,
+    /// Measure this URL instead of local servers (config `remote`).
+    pub target: Option<String>,
+    /// Connections the idle scenario holds open through each terminator.
+    pub idle_connections: NonZeroU32,
+    /// How long they are held (the memory is sampled once all are open).
+    pub idle_hold: Duration,
+    /// Length of the fault suite's long run (`--scenario soak`).
+    pub soak_duration: Duration,
+    /// The fault suite's short version: seconds per scenario (the smoke preset, CI).
+    pub short_faults: bool,
+}
+
+/// One measurement variant: a config, and for TLS configs the backend that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub config: ConfigName,
+    /// `None` for plain HTTP.
+    pub backend: Option<Backend>,
+}
+
+impl Variant {
+    /// The CSV `config` column.
+    pub fn config_name(&self) -> &'static str {
+        self.config.name()
+    }
+
+    /// The CSV `tls_backend` column: the TLS library (peers use the system OpenSSL).
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Some(backend) => backend.name(),
+            None if self.config.is_peer() => "openssl",
+            None => "none",
+        }
+    }
+
+    /// A short unique label for file names and progress lines: `proxy-rustls-aws-lc`,
+    /// `https-openssl`, `http`.
+    pub fn label(&self) -> String {
+        match (self.config.is_rustls(), self.backend) {
+            (true, Some(backend)) => self.config.name().replace("rustls", backend.name()),
+            _ => self.config.name().to_owned(),
+        }
+    }
+}
+
+/// One row of the results: which variant, which body size, which iteration (1-based),
+/// and what kind of load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurement {
+    pub index: usize,
+    pub iteration: u32,
+    pub variant: Variant,
+    pub size: u64,
+    pub kind: Kind,
+    /// What the load generator offers and the servers present (used by TLS configs only).
+    pub tls: TlsParams,
+}
+
+/// The TLS side of one measurement, resolved from the plan and the kind of load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    pub version: TlsVersion,
+    /// The certificate the servers present.
+    pub cert: CertType,
+    /// IANA names the load generator offers (TLS 1.2 suites follow the certificate).
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups the load generator offers.
+    pub kx_groups: Vec<String>,
+}
+
+impl Plan {
+    /// The plan after `file` (if any) and then `cli` are laid over the base preset. The base
+    /// is `cli.preset`, else the file's `preset` key, else `quick`.
+    pub fn resolve(file: Option<&Path>, cli: Overrides) -> anyhow::Result<Plan> {
+        let file_overrides = match file {
+            Some(path) => Some((path, Overrides::load(path)?)),
+            None => None,
+        };
+        let preset = cli
+            .preset
+            .or(file_overrides.as_ref().and_then(|(_, f)| f.preset))
+            .unwrap_or(Preset::Quick);
+        let mut plan = preset.plan();
+        if let Some((path, f)) = file_overrides {
+            plan.source = format!("{} + file {}", plan.source, path.display());
+            f.apply(&mut plan);
+        }
+        if cli.any_set() {
+            plan.source.push_str(" + command-line overrides");
+        }
+        cli.apply(&mut plan);
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.sizes.is_empty() {
+            bail!("--sizes / sizes: no body size given");
+        }
+        if self.target.is_some() && self.scenario != Scenario::Sweep {
+            bail!(
+                "--target measures a remote server with the sweep only, not scenario {}",
+                self.scenario.name()
+            );
+        }
+        if let Some(&size) = self.sizes.iter().find(|&&s| s > MAX_BODY_BYTES) {
+            bail!("--sizes / sizes: {size} bytes is above the echo-server's limit of {MAX_BODY_BYTES}");
+        }
+        if self.duration.is_zero() {
+            bail!("--duration / duration: must be above zero");
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                bail!("--rate / rate: {rate} is not a positive number of requests per second");
+            }
+        }
+        if self.target.is_none() {
+            if self.configs.is_empty() {
+                bail!("--configs / configs: no config given");
+            }
+            let rustls = self.configs.iter().any(|c| c.is_rustls());
+            if rustls && self.rustls_backends().is_empty() {
+                bail!(
+                    "--tls-backends / tls_backends {:?} names no rustls flavour (rustls-aws-lc, \
+                     rustls-ring) but a rustls config is selected",
+                    self.tls_backends
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        if let Some(target) = &self.target {
+            check_target(target).context("--target / target")?;
+        }
+        Ok(())
+    }
+
+    fn rustls_backends(&self) -> Vec<Backend> {
+        self.tls_backends
+            .iter()
+            .copied()
+            .filter(|b| *b != Backend::Openssl)
+            .collect()
+    }
+
+    /// Every variant in run order; the rustls configs expand to one per rustls flavour.
+    pub fn variants(&self) -> Vec<Variant> {
+        let mut out = Vec::new();
+        for &config in &self.configs {
+            match config {
+                ConfigName::Http => out.push(Variant {
+                    config,
+                    backend: None,
+                }),
+                ConfigName::HttpsOpenssl | ConfigName::ProxyOpenssl => out.push(Variant {
+                    config,
+                    backend: Some(Backend::Openssl),
+                }),
+                ConfigName::HttpsRustls | ConfigName::ProxyRustls => {
+                    out.extend(self.rustls_backends().into_iter().map(|b| Variant {
+                        config,
+                        backend: Some(b),
+                    }))
+                }
+                ConfigName::Haproxy
+                | ConfigName::Nginx
+                | ConfigName::Hitch
+                | ConfigName::Stunnel => out.push(Variant {
+                    config,
+                    backend: None,
+                }),
+            }
+        }
+        out
+    }
+
+    /// Every measurement in run order: iteration-major, then size, then variant, so that
+    /// drift (thermal, background load) hits every config alike and neighbours in time are
+    /// the configs being compared.
+    ///
+    /// Scenarios follow each other (`all`: sweep, handshakes, idle). The handshake scenario
+    /// runs full and resumed handshakes with ECDSA and RSA certificates for every variant,
+    /// plus full ECDSA handshakes over the post-quantum hybrid group for the variants that
+    /// can speak it (rustls with aws-lc-rs; OpenSSL 3.0 and ring cannot).
+    pub fn measurements(&self) -> Vec<Measurement> {
+        let variants = self.variants();
+        let mut out = Vec::new();
+        let mut push = |iteration, variant, size, kind| {
+            out.push(Measurement {
+                index: out.len(),
+                iteration,
+                variant,
+                size,
+                kind,
+                tls: self.tls_params(kind),
+            })
+        };
+        for scenario in self.scenario.parts() {
+            for iteration in 1..=self.iterations.get() {
+                match scenario {
+                    Scenario::Sweep => {
+                        for &size in &self.sizes {
+                            for &variant in &variants {
+                                push(iteration, variant, size, Kind::Sweep);
+                            }
+                        }
+                    }
+                    Scenario::Handshakes => {
+                        for cert in [CertType::EcdsaP256, CertType::Rsa2048] {
+                            for resumed in [false, true] {
+                                for &variant in variants.iter().filter(|v| v.config.is_tls()) {
+                                    let kind = Kind::Handshake {
+                                        cert,
+                                        resumed,
+                                        hybrid: false,
+                                    };
+                                    push(iteration, variant, HANDSHAKE_BODY_BYTES, kind);
+                                }
+                            }
+                        }
+                        let hybrid = Kind::Handshake {
+                            cert: CertType::EcdsaP256,
+                            resumed: false,
+                            hybrid: true,
+                        };
+                        for &variant in variants
+                            .iter()
+                            .filter(|v| v.backend == Some(Backend::RustlsAwsLc))
+                        {
+                            push(iteration, variant, HANDSHAKE_BODY_BYTES, hybrid);
+                        }
+                    }
+                    Scenario::Idle => {
+                        for &variant in variants.iter().filter(|v| v.config.is_tls()) {
+                            push(iteration, variant, HANDSHAKE_BODY_BYTES, Kind::Idle);
+                        }
+                    }
+                    Scenario::All | Scenario::Faults | Scenario::Soak => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Cipher suites the load generator offers: as given, else AES-128-GCM for the
+    /// protocol version (and, for TLS 1.2, the certificate's signature type).
+    pub fn effective_cipher_suites(&self) -> Vec<String> {
+        self.cipher_suites_for(self.cert_type)
+    }
+
+    /// [`Plan::effective_cipher_suites`] for a certificate of type `cert`.
+    fn cipher_suites_for(&self, cert: CertType) -> Vec<String> {
+        if !self.cipher_suites.is_empty() {
+            return self.cipher_suites.clone();
+        }
+        let suite = match (self.tls_version, cert) {
+            (TlsVersion::Tls13, _) => "TLS_AES_128_GCM_SHA256",
+            (TlsVersion::Tls12, CertType::EcdsaP256) => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            (TlsVersion::Tls12, CertType::Rsa2048) => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        };
+        vec![suite.to_owned()]
+    }
+
+    /// Key-exchange groups the load generator offers: as given, else X25519 (which every
+    /// backend here speaks; rustls would otherwise pick a post-quantum hybrid OpenSSL 3.0
+    /// lacks, and the comparison would not be like for like).
+    pub fn effective_kx_groups(&self) -> Vec<String> {
+        if self.kx_groups.is_empty() {
+            vec!["X25519".to_owned()]
+        } else {
+            self.kx_groups.clone()
+        }
+    }
+
+    /// The TLS parameters of a measurement of `kind`: the handshake scenario brings its own
+    /// certificate, and its hybrid handshakes offer only the hybrid group.
+    pub fn tls_params(&self, kind: Kind) -> TlsParams {
+        let cert = match kind {
+            Kind::Handshake { cert, .. } => cert,
+            Kind::Sweep | Kind::Idle => self.cert_type,
+        };
+        let kx_groups = match kind {
+            Kind::Handshake { hybrid: true, .. } => vec![HYBRID_GROUP.to_owned()],
+            _ => self.effective_kx_groups(),
+        };
+        TlsParams {
+            version: self.tls_version,
+            cert,
+            cipher_suites: self.cipher_suites_for(cert),
+            kx_groups,
+        }
+    }
+
+    /// A rough duration of the measurements alone (the build comes on top).
+    pub fn estimate(&self) -> Duration {
+        let load = self.warmup
+            + self.duration
+            + PER_MEASUREMENT_OVERHEAD
+            + PER_CONNECTION_OVERHEAD * self.connections.get();
+        if self.target.is_some() {
+            let count = self.sizes.len() * self.iterations.get() as usize;
+            return load * u32::try_from(count).unwrap_or(u32::MAX);
+        }
+        let idle = self.idle_hold
+            + PER_MEASUREMENT_OVERHEAD
+            + PER_CONNECTION_OVERHEAD * self.idle_connections.get();
+        self.measurements()
+            .iter()
+            .map(|m| if m.kind == Kind::Idle { idle } else { load })
+            .sum()
+    }
+
+    /// The plan for meta.json: every resolved setting, in the words of the plan file.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "source": self.source,
+            "scenario": self.scenario.name(),
+            "configs": self.configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "variants": self.variants().iter().map(Variant::label).collect::<Vec<_>>(),
+            "sizes": self.sizes,
+            "iterations": self.iterations.get(),
+            "duration": humantime::format_duration(self.duration).to_string(),
+            "warmup": humantime::format_duration(self.warmup).to_string(),
+            "connections": self.connections.get(),
+            "client_threads": self.client_threads.map(NonZeroU32::get),
+            "rate": self.rate,
+            "timeout": humantime::format_duration(self.timeout).to_string(),
+            "ready_timeout": humantime::format_duration(self.ready_timeout).to_string(),
+            "tls_backends": self.tls_backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+            "cert_type": self.cert_type.name(),
+            "tls_version": self.tls_version.name(),
+            "cipher_suites": self.effective_cipher_suites(),
+            "kx_groups": self.effective_kx_groups(),
+            "server_cpus": self.server_cpus.as_ref().map(ToString::to_string),
+            "client_cpus": self.client_cpus.as_ref().map(ToString::to_string),
+            "target": self.target,
+            "idle_connections": self.idle_connections.get(),
+            "idle_hold": humantime::format_duration(self.idle_hold).to_string(),
+            "soak_duration": humantime::format_duration(self.soak_duration).to_string(),
+            "short_faults": self.short_faults,
+        })
+    }
+}
+
+/// Start and stop of the servers around each load generator run, for the estimate.
+const PER_MEASUREMENT_OVERHEAD: Duration = Duration::from_millis(800);
+/// Connecting (and handshaking) each connection, for the estimate.
+const PER_CONNECTION_OVERHEAD: Duration = Duration::from_micros(300);
+/// The echo-server's default `--max-body` (64 MiB).
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A `--target` must be a URL loadgen understands.
+pub fn check_target(url: &str) -> anyhow::Result<()> {
+    let rest = ["http://", "https://", "unix://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme));
+    match rest {
+        Some(rest) if !rest.is_empty() => Ok(()),
+        _ => bail!("{url:?} is not an http://, https:// or unix:/// URL"),
+    }
+}
+
+/// The key-exchange group the handshake scenario uses to show the hybrid's cost.
+pub const HYBRID_GROUP: &str = "X25519MLKEM768";
+/// Request body of the handshake and idle scenarios: small, the handshake is the point.
+pub const HANDSHAKE_BODY_BYTES: u64 = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::presets::nz;
+
+    #[test]
+    fn quick_is_the_default_and_interleaves_configs() {
+        let plan = Plan::resolve(None, Overrides::default()).unwrap();
+        assert_eq!(plan.source, "preset quick");
+        let m = plan.measurements();
+        // Every config, ours and the four peers.
+        let v = plan.variants().len();
+        assert_eq!(v, 9);
+        assert_eq!(m.len(), v * 3 * 2);
+        // Iteration-major, then size, then config.
+        assert_eq!(m[0].iteration, 1);
+        assert_eq!(m[0].size, 10);
+        assert_eq!(m[1].size, 10);
+        assert_ne!(m[0].variant, m[1].variant);
+        assert_eq!(m[v].size, 1000);
+        assert_eq!(m[3 * v].iteration, 2);
+        assert!(m.iter().enumerate().all(|(i, m)| m.index == i));
+        assert!(m.iter().all(|m| m.kind == Kind::Sweep));
+    }
+
+    #[test]
+    fn scenario_all_adds_handshakes_and_idle_for_tls_configs() {
+        let plan = Plan {
+            scenario: "all".parse().unwrap(),
+            configs: vec![
+                ConfigName::Http,
+                ConfigName::ProxyRustls,
+                ConfigName::Haproxy,
+            ],
+            tls_backends: vec![Backend::RustlsAwsLc, Backend::RustlsRing],
+            sizes: vec![10],
+            iterations: nz(1),
+            ..Preset::Smoke.plan()
+        };
+        let m = plan.measurements();
+        let count = |f: &dyn Fn(&Measurement) -> bool| m.iter().filter(|m| f(m)).count();
+        assert_eq!(count(&|m| m.kind == Kind::Sweep), 4);
+        // 3 TLS variants x full/resumed x ECDSA/RSA, plus the hybrid for aws-lc only.
+        assert_eq!(count(&|m| m.kind.scenario() == Scenario::Handshakes), 13);
+        let hybrid: Vec<_> = m
+            .iter()
+            .filter(|m| matches!(m.kind, Kind::Handshake { hybrid: true, .. }))
+            .collect();
+        assert_eq!(hybrid.len(), 1);
+        assert_eq!(hybrid[0].variant.backend, Some(Backend::RustlsAwsLc));
+        assert_eq!(hybrid[0].tls.kx_groups, vec![HYBRID_GROUP]);
+        assert_eq!(count(&|m| m.kind == Kind::Idle), 3);
+        assert!(m
+            .iter()
+            .filter(|m| m.kind != Kind::Sweep)
+            .all(|m| m.variant.config.is_tls() && m.size == HANDSHAKE_BODY_BYTES));
+        let rsa = m
+            .iter()
+            .find(|m| {
+                matches!(
+                    m.kind,
+                    Kind::Handshake {
+                        cert: CertType::Rsa2048,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert_eq!(rsa.tls.cert, CertType::Rsa2048);
+        let tls12 = Plan {
+            tls_version: TlsVersion::Tls12,
+            ..plan.clone()
+        };
+        assert_eq!(
+            tls12.tls_params(rsa.kind).cipher_suites,
+            vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+        );
+        assert_eq!(
+            Scenario::Faults.parts(),
+            Vec::<Scenario>::new(),
+            "the fault suite measures nothing of the sweep kind"
+        );
+        let err = "everything".parse::<Scenario>().unwrap_err().to_string();
+        assert!(
+            err.contains("sweep, handshakes, idle, all, faults, soak"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn resolve_reads_a_file_and_cli_preset_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "preset = \"seed\"\niterations = 3\n").unwrap();
+        let plan = Plan::resolve(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(plan.iterations.get(), 3);
+        assert_eq!(plan.connections.get(), 3000);
+        let cli = Overrides {
+            preset: Some(Preset::Smoke),
+            ..Overrides::default()
+        };
+        let plan = Plan::resolve(Some(&path), cli).unwrap();
+        assert_eq!(plan.connections.get(), 10);
+        assert_eq!(plan.iterations.get(), 3);
+        assert!(plan.source.contains("p.toml"), "{}", plan.source);
+    }
+
+    #[test]
+    fn rustls_configs_need_a_rustls_backend() {
+        let cli = Overrides {
+            tls_backends: Some(vec![Backend::Openssl]),
+            ..Overrides::default()
+        };
+        let err = Plan::resolve(None, cli).unwrap_err().to_string();
+        assert!(err.contains("--tls-backends"), "{err}");
+        let cli = Overrides {
+            tls_backends: Some(vec![Backend::Openssl]),
+            configs: Some(vec![ConfigPick::One(ConfigName::ProxyOpenssl)]),
+            ..Overrides::default()
+        };
+        let plan = Plan::resolve(None, cli).unwrap();
+        assert_eq!(plan.variants().len(), 1);
+    }
+
+    #[test]
+    fn tls_defaults_follow_version_and_cert() {
+        let mut plan = Preset::Smoke.plan();
+        assert_eq!(plan.effective_cipher_suites(), ["TLS_AES_128_GCM_SHA256"]);
+        assert_eq!(plan.effective_kx_groups(), ["X25519"]);
+        plan.tls_version = TlsVersion::Tls12;
+        plan.cert_type = CertType::Rsa2048;
+        assert_eq!(
+            plan.effective_cipher_suites(),
+            ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+        );
+    }
+
+    #[test]
+    fn targets_must_be_urls() {
+        assert!(check_target("https://10.0.0.2:8443/").is_ok());
+        assert!(check_target("unix:///tmp/x.sock").is_ok());
+        assert!(check_target("10.0.0.2:8443").is_err());
+        assert!(check_target("https://").is_err());
+    }
+}

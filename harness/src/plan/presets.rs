@@ -1,0 +1,131 @@
+//! The built-in plans (`--preset`, the plan file's `preset` key): every setting's default.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use proxy::tls::{Backend, TlsVersion};
+
+use super::{CertType, ConfigName, Plan, Scenario};
+
+/// Built-in plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// Seconds in total: every config, two sizes, one short iteration (CI).
+    Smoke,
+    /// The default: a few minutes on two cores.
+    Quick,
+    /// The original experiment: 30 s runs, 5 iterations, 3000 connections, one client thread.
+    Seed,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Smoke => "smoke",
+            Preset::Quick => "quick",
+            Preset::Seed => "seed",
+        }
+    }
+
+    pub const ALL: [Preset; 3] = [Preset::Smoke, Preset::Quick, Preset::Seed];
+
+    /// The plan this preset stands for, with every default filled in.
+    pub fn plan(self) -> Plan {
+        let base = Plan {
+            source: format!("preset {}", self.name()),
+            scenario: Scenario::Sweep,
+            configs: ConfigName::ALL.to_vec(),
+            sizes: vec![10, 1000, 10_000],
+            iterations: nz(2),
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            connections: nz(50),
+            client_threads: None,
+            rate: None,
+            timeout: Duration::from_secs(5),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            tls_backends: vec![Backend::RustlsAwsLc],
+            cert_type: CertType::EcdsaP256,
+            tls_version: TlsVersion::Tls13,
+            cipher_suites: Vec::new(),
+            kx_groups: Vec::new(),
+            server_cpus: None,
+            client_cpus: None,
+            target: None,
+            idle_connections: nz(10_000),
+            idle_hold: Duration::from_secs(3),
+            soak_duration: Duration::from_secs(30 * 60),
+            short_faults: false,
+        };
+        match self {
+            Preset::Quick => base,
+            Preset::Smoke => Plan {
+                // Ours and one peer (HAProxy, installed by .ci/run), so CI runs a peer.
+                configs: ConfigName::OURS
+                    .into_iter()
+                    .chain([ConfigName::Haproxy])
+                    .collect(),
+                idle_connections: nz(200),
+                idle_hold: Duration::from_secs(1),
+                short_faults: true,
+                sizes: vec![10, 1000],
+                iterations: nz(1),
+                duration: Duration::from_secs(1),
+                warmup: Duration::from_millis(500),
+                connections: nz(10),
+                ..base
+            },
+            Preset::Seed => Plan {
+                sizes: vec![10, 100, 1000, 10_000],
+                iterations: nz(5),
+                duration: Duration::from_secs(30),
+                warmup: Duration::from_secs(2),
+                connections: nz(3000),
+                client_threads: Some(nz(1)),
+                ..base
+            },
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .with_context(|| format!("unknown preset {s:?}; presets: smoke, quick, seed"))
+    }
+}
+
+pub(super) fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("preset constants are above zero")
+}
+
+/// A server that has not printed `listening on` by then is reported as failed. Generous:
+/// on a busy two-core machine a cold start of a TLS server can take a second or more.
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_their_promises() {
+        let smoke = Preset::Smoke.plan();
+        // Ours and HAProxy, two sizes.
+        assert_eq!(smoke.measurements().len(), 12);
+        assert_eq!(smoke.duration, Duration::from_secs(1));
+        let seed = Preset::Seed.plan();
+        assert_eq!(seed.sizes, vec![10, 100, 1000, 10_000]);
+        assert_eq!(seed.connections.get(), 3000);
+        assert_eq!(seed.iterations.get(), 5);
+        assert_eq!(seed.duration, Duration::from_secs(30));
+        assert_eq!(seed.client_threads.map(NonZeroU32::get), Some(1));
+        assert!(Preset::Quick.plan().estimate() < Duration::from_secs(8 * 60));
+        assert!(smoke.estimate() < Duration::from_secs(40));
+    }
+}
