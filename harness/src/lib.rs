@@ -10,7 +10,7 @@
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
 //! - [`peers`]: HAProxy, nginx, hitch and stunnel (found, versioned, configured).
-//! - [`procs`]: pinned child processes, readiness, stop, and `/proc` figures.
+//! - [`procs`]: pinned child processes, readiness, stop; [`procfs`]: the `/proc` figures.
 //! - [`stack`]: the servers of one measured config: its recipe (which processes, which
 //!   files), started, sampled and stopped.
 //! - [`loadgen`]: the load generator's command line and JSON report.
@@ -33,6 +33,7 @@ pub mod output;
 pub mod peers;
 pub mod plan;
 pub mod plot;
+pub mod procfs;
 pub mod procs;
 pub mod run;
 pub mod stack;

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use harness::bins::{self, Bins};
 use harness::cpus::{own_mask, CpuSplit};
 use harness::faults::report::COLUMNS;
-use harness::faults::{self, FaultCtx, Verdict};
-use harness::procs::{is_gone, Ledger, Stop};
+use harness::faults::{self, Inputs, Verdict};
+use harness::procfs::is_gone;
+use harness::procs::{Ledger, Stop};
 
 fn ledger_pids(path: &Path) -> Vec<u32> {
     std::fs::read_to_string(path)
@@ -38,7 +39,7 @@ fn short_fault_suite_passes_every_scenario() {
     let mut ledger = Ledger::create(&ledger_path).unwrap();
 
     let started = Instant::now();
-    let rows = faults::run(FaultCtx {
+    let rows = faults::run(Inputs {
         bins: &bins,
         split: &split,
         out_dir: out.path(),

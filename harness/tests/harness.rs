@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness::cpus::{own_mask, CpuSplit};
 use harness::output::COLUMNS;
-use harness::procs::is_gone;
+use harness::procfs::is_gone;
 
 /// Whether HAProxy (the smoke preset's peer) is installed. Under `CI=true` it must be:
 /// `.ci/run` installs it, and a run that skipped it would test less than it claims.

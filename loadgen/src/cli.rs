@@ -1,5 +1,5 @@
 //! The command line. Flags follow wrk's where wrk has them (`-c`, `-t`, `-d`, `-H`,
-//! `--timeout`) and wrk2's `--rate`; [`Args::into_config`] checks them all before any socket
+//! `--timeout`) and wrk2's `--rate`; [`Args::into_settings`] checks them all before any socket
 //! opens.
 
 use std::num::NonZeroUsize;
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, ConfigError, OutputFormat, MAX_BODY_BYTES};
 use crate::request;
+use crate::settings::{OutputFormat, Settings, SettingsError, MAX_BODY_BYTES};
 use crate::tls::{TlsClient, TlsOptions, TlsVersionArg};
 use crate::url::{Scheme, Url};
 
@@ -124,18 +124,18 @@ pub struct Args {
 
 impl Args {
     /// Checks every flag, reads the files they name and builds the request.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_settings(self) -> Result<Settings, SettingsError> {
         let args = self;
         let url = Url::parse(&args.url)?;
         if args.duration.is_zero() {
-            return Err(ConfigError::ZeroDuration);
+            return Err(SettingsError::ZeroDuration);
         }
         if args.timeout.is_zero() {
-            return Err(ConfigError::ZeroTimeout);
+            return Err(SettingsError::ZeroTimeout);
         }
         if let Some(rate) = args.rate {
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(ConfigError::Rate(rate));
+                return Err(SettingsError::Rate(rate));
             }
         }
         if args.idle {
@@ -143,13 +143,13 @@ impl Args {
         }
         let body: Arc<[u8]> = match (&args.body_file, args.body_size) {
             (Some(path), _) => {
-                let read_error = |source| ConfigError::BodyFile {
+                let read_error = |source| SettingsError::BodyFile {
                     path: path.clone(),
                     source,
                 };
                 let size = std::fs::metadata(path).map_err(read_error)?.len();
                 if size > MAX_BODY_BYTES {
-                    return Err(ConfigError::BodyTooLarge {
+                    return Err(SettingsError::BodyTooLarge {
                         what: format!("--body-file {}", path.display()),
                         size,
                     });
@@ -157,7 +157,7 @@ impl Args {
                 std::fs::read(path).map_err(read_error)?.into()
             }
             (None, Some(size)) => {
-                let too_large = || ConfigError::BodyTooLarge {
+                let too_large = || SettingsError::BodyTooLarge {
                     what: "--body-size".into(),
                     size,
                 };
@@ -203,21 +203,21 @@ impl Args {
             })?)
         } else {
             if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
-                return Err(ConfigError::TlsFlagWithoutTls { flag });
+                return Err(SettingsError::TlsFlagWithoutTls { flag });
             }
             None
         };
 
         if let Some(path) = &args.hdr_out {
             // Created now so a typo fails before the run, not after ten minutes of it.
-            std::fs::File::create(path).map_err(|source| ConfigError::HdrOut {
+            std::fs::File::create(path).map_err(|source| SettingsError::HdrOut {
                 path: path.clone(),
                 source,
             })?;
         }
 
         let threads = sysio::host::worker_count(args.threads).min(args.connections);
-        Ok(Config {
+        Ok(Settings {
             target: args.url.clone(),
             head_request: method.eq_ignore_ascii_case("HEAD"),
             url,
@@ -241,7 +241,7 @@ impl Args {
 
 /// `--idle` measures what holding connections costs: flags about sending requests over
 /// time have no meaning there, and are refused rather than silently ignored.
-fn check_idle_flags(args: &Args) -> Result<(), ConfigError> {
+fn check_idle_flags(args: &Args) -> Result<(), SettingsError> {
     let conflicts: [(&'static str, bool, &'static str); 3] = [
         (
             "--warmup",
@@ -260,7 +260,7 @@ fn check_idle_flags(args: &Args) -> Result<(), ConfigError> {
         ),
     ];
     match conflicts.into_iter().find(|(_, set, _)| *set) {
-        Some((flag, _, why)) => Err(ConfigError::IdleConflict { flag, why }),
+        Some((flag, _, why)) => Err(SettingsError::IdleConflict { flag, why }),
         None => Ok(()),
     }
 }
@@ -319,10 +319,10 @@ mod tests {
             argv.push("http://127.0.0.1:1/");
             <Args as clap::Parser>::try_parse_from(argv)
                 .unwrap()
-                .into_config()
+                .into_settings()
         };
-        let config = parse(&["-c", "200", "-b", "16"]).unwrap();
-        assert!(config.idle && config.keepalive);
+        let settings = parse(&["-c", "200", "-b", "16"]).unwrap();
+        assert!(settings.idle && settings.keepalive);
         // A zero warm-up is no warm-up: a harness may always pass one.
         assert!(parse(&["--warmup", "0s"]).is_ok());
         for (extra, flag) in [

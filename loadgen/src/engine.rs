@@ -33,12 +33,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::task::LocalSet;
 
-use crate::config::Config;
 use crate::connect::{
     self, ConnectError, Connector, Endpoint, TcpConnector, TlsConnector, UnixConnector,
 };
 use crate::cpu::CpuTimes;
 use crate::http::{Expect, Response, ResponseError, ResponseReader};
+use crate::settings::Settings;
 use crate::stats::{ErrorKind, Stats, LATE_AFTER};
 use crate::url::Scheme;
 
@@ -113,19 +113,19 @@ pub struct Progress {
     pub errors: AtomicU64,
 }
 
-/// Runs the load described by `config`. Both callbacks are called from the calling thread.
+/// Runs the load described by `settings`. Both callbacks are called from the calling thread.
 /// `on_open(opened, asked)` is called once, when every connection is open or has failed
 /// (not when none opened: the run then fails); an idle run starts its hold right after.
 /// `on_tick` is called about once a second with the requests and errors so far (warm-up
 /// included) and the time left; it drives the progress line. Setting `stop` (Ctrl-C) ends
 /// the run early: what was measured until then is reported, over the time it really took.
 pub fn run(
-    config: &Config,
+    settings: &Settings,
     on_open: &mut dyn FnMut(usize, usize),
     mut on_tick: Option<&mut dyn FnMut(u64, u64, Duration)>,
     stop: &AtomicBool,
 ) -> Result<RunResult, RunError> {
-    let connections = config.connections.get();
+    let connections = settings.connections.get();
     if let Ok(limit) = sysio::host::raise_nofile_limit() {
         if (connections as u64).saturating_add(FD_RESERVE) > limit {
             return Err(RunError::FileLimit {
@@ -134,18 +134,18 @@ pub fn run(
             });
         }
     }
-    let endpoint = connect::resolve(&config.url, config.timeout)?;
-    let threads = config.threads.get();
+    let endpoint = connect::resolve(&settings.url, settings.timeout)?;
+    let threads = settings.threads.get();
     // Idle runs open at most OPEN_IN_FLIGHT connections at once over all threads; other
     // runs open all of theirs at once, as they always have (a load test's connections are
     // tens to hundreds, not thousands).
-    let in_flight = if config.idle {
+    let in_flight = if settings.idle {
         OPEN_IN_FLIGHT.div_ceil(threads)
     } else {
         connections
     };
     let opening_from = Instant::now();
-    let shared = Arc::new(config.clone());
+    let shared = Arc::new(settings.clone());
     let (ready_tx, ready_rx) = mpsc::channel::<Opened>();
     let mut workers = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -154,7 +154,7 @@ pub fn run(
         let (abort_tx, abort_rx) = oneshot::channel::<()>();
         let progress = Arc::new(Progress::default());
         let job = Worker {
-            config: shared.clone(),
+            settings: shared.clone(),
             endpoint: endpoint.clone(),
             thread: t,
             count,
@@ -206,8 +206,8 @@ pub fn run(
     let start = Instant::now();
     let schedule = Schedule {
         start,
-        measure_from: start + config.warmup,
-        end: start + config.warmup + config.duration,
+        measure_from: start + settings.warmup,
+        end: start + settings.warmup + settings.duration,
     };
     // The open-loop schedule is spread over the connections that did open, numbered
     // across threads, so a missing connection does not lower the rate.
@@ -261,7 +261,7 @@ pub fn run(
         // Otherwise dropped: the threads then simply run to the end of the schedule.
     }
 
-    let mut stats = Stats::new(config.rate.is_some());
+    let mut stats = Stats::new(settings.rate.is_some());
     for (t, handle) in handles.into_iter().enumerate() {
         match handle.join() {
             Ok(s) => stats.merge(s),
@@ -282,7 +282,7 @@ pub fn run(
         open_time,
         measured: measured_until.saturating_duration_since(schedule.measure_from),
         interrupted: stopped_at.is_some(),
-        warmup: config.warmup,
+        warmup: settings.warmup,
         cpu,
         cpus,
     })
@@ -317,7 +317,7 @@ struct Start {
 
 /// One worker thread's job.
 struct Worker {
-    config: Arc<Config>,
+    settings: Arc<Settings>,
     endpoint: Endpoint,
     thread: usize,
     /// Connections to open.
@@ -334,9 +334,9 @@ struct Worker {
 
 impl Worker {
     fn run(self) -> Stats {
-        let config = self.config.clone();
-        match (self.endpoint.clone(), &config.tls) {
-            (Endpoint::Tcp(addr), Some(tls)) if config.url.scheme == Scheme::Https => {
+        let settings = self.settings.clone();
+        match (self.endpoint.clone(), &settings.tls) {
+            (Endpoint::Tcp(addr), Some(tls)) if settings.url.scheme == Scheme::Https => {
                 let connector =
                     TlsConnector::new(addr, tls.for_thread(), tls.server_name().clone());
                 self.run_with(connector)
@@ -347,7 +347,7 @@ impl Worker {
     }
 
     fn run_with<C: Connector + 'static>(self, connector: C) -> Stats {
-        let open_loop = self.config.rate.is_some();
+        let open_loop = self.settings.rate.is_some();
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -364,17 +364,17 @@ impl Worker {
         };
         let local = LocalSet::new();
         let connector = Rc::new(connector);
-        let config = self.config.clone();
-        let request = RequestSpec::of(&config);
+        let settings = self.settings.clone();
+        let request = RequestSpec::of(&settings);
 
         // Phase 1: open the connections (idle runs: each with its one request).
         let opening = Rc::new(Opening {
             connector: connector.clone(),
             count: self.count,
             next: Cell::new(0),
-            attempts: if config.idle { IDLE_OPEN_ATTEMPTS } else { 1 },
-            timeout: config.timeout,
-            first_request: config.idle.then(|| request.clone()),
+            attempts: if settings.idle { IDLE_OPEN_ATTEMPTS } else { 1 },
+            timeout: settings.timeout,
+            first_request: settings.idle.then(|| request.clone()),
             stats: RefCell::new(Stats::new(open_loop)),
             first_error: RefCell::new(None),
             progress: self.progress.clone(),
@@ -391,7 +391,7 @@ impl Worker {
             Ok(Some(start)) => start,
             _ => return stats,
         };
-        if config.idle {
+        if settings.idle {
             stats.closed_by_server =
                 local.block_on(&runtime, hold::<C>(streams, start.schedule.end, self.abort));
             return stats;
@@ -401,10 +401,10 @@ impl Worker {
         let ctx = Rc::new(Ctx {
             connector,
             request,
-            keepalive: config.keepalive,
-            timeout: config.timeout,
+            keepalive: settings.keepalive,
+            timeout: settings.timeout,
             schedule: start.schedule,
-            open: config.rate.map(|rate| OpenLoop {
+            open: settings.rate.map(|rate| OpenLoop {
                 interval_s: 1.0 / rate,
                 connections: start.connections,
             }),
@@ -460,12 +460,12 @@ struct RequestSpec {
 }
 
 impl RequestSpec {
-    fn of(config: &Config) -> RequestSpec {
+    fn of(settings: &Settings) -> RequestSpec {
         RequestSpec {
-            bytes: config.request.clone(),
-            body: config.body.clone(),
-            verify: config.verify,
-            head_request: config.head_request,
+            bytes: settings.request.clone(),
+            body: settings.body.clone(),
+            verify: settings.verify,
+            head_request: settings.head_request,
         }
     }
 

@@ -7,10 +7,10 @@
 //! connections, one request each, and hold them silent, for memory-per-connection
 //! measurements.
 //!
-//! Modules, from the command line to the report. Imports go one way: `cli` -> `config` ->
+//! Modules, from the command line to the report. Imports go one way: `cli` -> `settings` ->
 //! `request`, `tls`, `url`; nothing imports `cli`.
-//! - [`cli`]: the flags (clap), turned into a checked [`config::Config`].
-//! - [`config`]: the checked run settings and every input error.
+//! - [`cli`]: the flags (clap), turned into a checked [`settings::Settings`].
+//! - [`settings`]: the checked run settings and every input error.
 //! - [`url`]: the target URL (`http`, `https`, `unix`).
 //! - [`request`]: the request bytes (built once) and the generated body.
 //! - [`tls`]: the rustls client configuration (versions, suites, groups, roots, resumption).
@@ -25,17 +25,17 @@
 //! - [`cpu`]: the load generator's own CPU time.
 
 pub mod cli;
-pub mod config;
 pub mod connect;
 pub mod cpu;
 pub mod engine;
 pub mod http;
 pub mod report;
 pub mod request;
+pub mod settings;
 pub mod stats;
 pub mod tls;
 pub mod url;
 
-pub use config::{Config, ConfigError};
 pub use engine::{run, RunError};
 pub use report::Report;
+pub use settings::{Settings, SettingsError};

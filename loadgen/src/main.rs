@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use loadgen::cli::Args;
-use loadgen::config::OutputFormat;
 use loadgen::report::{self, Report};
+use loadgen::settings::OutputFormat;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() -> ExitCode {
@@ -21,8 +21,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match args.into_config() {
-        Ok(config) => config,
+    let settings = match args.into_settings() {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("loadgen: {e}");
             return ExitCode::from(2);
@@ -46,12 +46,12 @@ fn main() -> ExitCode {
     };
     // Idle runs: the contract line the harness waits for before it samples memory.
     let mut on_open = |opened: usize, asked: usize| {
-        if config.idle {
+        if settings.idle {
             eprintln!("{}", report::idle_line(opened, asked));
         }
     };
     let result = loadgen::run(
-        &config,
+        &settings,
         &mut on_open,
         if tty { Some(&mut progress) } else { None },
         &stop,
@@ -67,15 +67,15 @@ fn main() -> ExitCode {
         }
     };
 
-    let report = Report::new(&config, &result);
-    match config.output {
+    let report = Report::new(&settings, &result);
+    match settings.output {
         OutputFormat::Json => println!("{}", report.to_json()),
         OutputFormat::Text => print!("{}", report::text(&report, &result)),
     }
-    if let Some(path) = &config.hdr_out {
-        let what = if config.idle {
+    if let Some(path) = &settings.hdr_out {
+        let what = if settings.idle {
             "latency of connect, TLS handshake and first request"
-        } else if config.rate.is_some() {
+        } else if settings.rate.is_some() {
             "latency from intended start times (corrected for coordinated omission)"
         } else {
             "latency"

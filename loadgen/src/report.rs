@@ -9,8 +9,8 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::engine::RunResult;
+use crate::settings::Settings;
 use crate::stats::{Errors, LATE_AFTER};
 
 /// The JSON report. Field order and names are the schema: renaming, removing, reordering
@@ -110,7 +110,7 @@ pub const SATURATED_AT: f64 = 0.9;
 const LATE_WARN_SHARE: f64 = 0.01;
 
 impl Report {
-    pub fn new(config: &Config, result: &RunResult) -> Report {
+    pub fn new(settings: &Settings, result: &RunResult) -> Report {
         let s = &result.stats;
         let duration_s = result.measured.as_secs_f64();
         let cpu_s = result.cpu.total().as_secs_f64();
@@ -120,7 +120,7 @@ impl Report {
             0.0
         };
         let saturated = utilization >= SATURATED_AT;
-        let connections = config.connections.get();
+        let connections = settings.connections.get();
         let mut warnings = Vec::new();
         if result.connections_opened < connections {
             warnings.push(format!(
@@ -129,7 +129,7 @@ impl Report {
             ));
         }
         let closed = s.closed_by_server;
-        if config.idle && closed > 0 {
+        if settings.idle && closed > 0 {
             warnings.push(format!(
                 "{closed} of {} held connections were closed by the server during the hold",
                 result.connections_opened
@@ -139,7 +139,7 @@ impl Report {
             warnings.push(format!(
                 "interrupted: measured {:.3} s of the {:.3} s asked for",
                 duration_s,
-                config.duration.as_secs_f64()
+                settings.duration.as_secs_f64()
             ));
         }
         if saturated {
@@ -148,7 +148,7 @@ impl Report {
                 utilization * 100.0
             ));
         }
-        if config.rate.is_some() && s.requests > 0 {
+        if settings.rate.is_some() && s.requests > 0 {
             let share = s.late as f64 / s.requests as f64;
             if share > LATE_WARN_SHARE {
                 warnings.push(format!(
@@ -161,17 +161,17 @@ impl Report {
             }
         }
         // An idle run's requests all happen while opening, none during the hold.
-        let rps_over_s = if config.idle {
+        let rps_over_s = if settings.idle {
             result.open_time.as_secs_f64()
         } else {
             duration_s
         };
         Report {
             schema: SCHEMA,
-            target: config.target.clone(),
-            mode: if config.idle {
+            target: settings.target.clone(),
+            mode: if settings.idle {
                 "idle"
-            } else if config.rate.is_some() {
+            } else if settings.rate.is_some() {
                 "open"
             } else {
                 "closed"
@@ -179,11 +179,11 @@ impl Report {
             threads: result.threads,
             connections,
             connections_opened: result.connections_opened,
-            keepalive: config.keepalive,
+            keepalive: settings.keepalive,
             duration_s,
             warmup_s: result.warmup.as_secs_f64(),
-            rate: config.rate,
-            body_bytes: config.body.len() as u64,
+            rate: settings.rate,
+            body_bytes: settings.body.len() as u64,
             requests: s.requests,
             rps: if rps_over_s > 0.0 {
                 round2(s.requests as f64 / rps_over_s)
@@ -211,7 +211,7 @@ impl Report {
                 saturated,
             },
             warnings,
-            idle: config.idle.then(|| IdleReport {
+            idle: settings.idle.then(|| IdleReport {
                 asked: connections,
                 opened: result.connections_opened,
                 closed_by_server: closed,
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_short_handed_saturated_run_says_so() {
-        let config = crate::cli::Args::parse_from([
+        let settings = crate::cli::Args::parse_from([
             "loadgen",
             "-c",
             "100",
@@ -552,7 +552,7 @@ mod tests {
             "1000",
             "http://127.0.0.1:1/",
         ])
-        .into_config()
+        .into_settings()
         .unwrap();
         let mut stats = Stats::new(true);
         for _ in 0..100 {
@@ -574,7 +574,7 @@ mod tests {
             },
             cpus: 1,
         };
-        let report = Report::new(&config, &result);
+        let report = Report::new(&settings, &result);
         assert_eq!(report.cpu.utilization, 0.97);
         assert!(report.cpu.saturated);
         assert_eq!(report.warnings[0], "only 80 of 100 connections opened");
@@ -598,7 +598,7 @@ mod tests {
 
     #[test]
     fn an_idle_run_reports_what_it_held() {
-        let config = crate::cli::Args::parse_from([
+        let settings = crate::cli::Args::parse_from([
             "loadgen",
             "--idle",
             "-c",
@@ -607,7 +607,7 @@ mod tests {
             "10s",
             "http://127.0.0.1:1/",
         ])
-        .into_config()
+        .into_settings()
         .unwrap();
         let mut stats = Stats::new(false);
         for _ in 0..98 {
@@ -628,7 +628,7 @@ mod tests {
             cpu: CpuTimes::default(),
             cpus: 1,
         };
-        let report = Report::new(&config, &result);
+        let report = Report::new(&settings, &result);
         assert_eq!(report.mode, "idle");
         assert_eq!(
             report.idle,

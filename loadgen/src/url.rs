@@ -1,4 +1,4 @@
-//! The target URL: `http://`, `https://` or `unix://`, parsed once. Below config, request
+//! The target URL: `http://`, `https://` or `unix://`, parsed once. Below settings, request
 //! and connect, which all read it.
 
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ pub enum Scheme {
     Unix,
 }
 
-/// A URL loadgen cannot use; part of [`crate::ConfigError`], so exit code 2.
+/// A URL loadgen cannot use; part of [`crate::SettingsError`], so exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid URL {url:?}: {reason} (expected http://HOST:PORT/path, https://HOST:PORT/path or unix:///abs/path.sock)")]
 pub struct UrlError {

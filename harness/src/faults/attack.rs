@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::client::{request_head, reset_on_drop, wait_close, within, Closed, TlsClient};
+use super::client::{request_head, reset_on_drop, wait_close, within, Closed, ProbeClient};
 use super::hello::{self, Rng};
 
 /// What happened to one attacking connection.
@@ -336,7 +336,7 @@ impl Reset {
 /// Scenario 8: `n` connections, the kinds in turn, `concurrency` at once, each ended by
 /// RST (SO_LINGER 0). Returns how many reached the point of the reset.
 pub async fn resets(
-    client: TlsClient,
+    client: ProbeClient,
     addr: SocketAddr,
     n: usize,
     concurrency: usize,
@@ -371,7 +371,7 @@ pub async fn resets(
 }
 
 async fn reset_one(
-    client: &TlsClient,
+    client: &ProbeClient,
     addr: SocketAddr,
     kind: Reset,
     rng: &mut Rng,

@@ -21,19 +21,19 @@ pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Connects to loopback addresses, verifying the address as the certificate's name.
 #[derive(Clone)]
-pub struct TlsClient {
+pub struct ProbeClient {
     connector: TlsConnector,
 }
 
-impl std::fmt::Debug for TlsClient {
+impl std::fmt::Debug for ProbeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsClient").finish_non_exhaustive()
+        f.debug_struct("ProbeClient").finish_non_exhaustive()
     }
 }
 
-impl TlsClient {
+impl ProbeClient {
     /// A client that trusts the CA certificates in `ca_pem` and nothing else.
-    pub fn new(ca_pem: &[u8]) -> anyhow::Result<TlsClient> {
+    pub fn new(ca_pem: &[u8]) -> anyhow::Result<ProbeClient> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem) {
             roots
@@ -46,7 +46,7 @@ impl TlsClient {
             .context("building the TLS client")?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(TlsClient {
+        Ok(ProbeClient {
             connector: TlsConnector::from(Arc::new(config)),
         })
     }

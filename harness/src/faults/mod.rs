@@ -22,7 +22,7 @@
 //! `127.0.0.1`, and each is bounded in count and time.
 
 mod attack;
-mod backend;
+mod bad_upstream;
 mod client;
 mod hello;
 pub mod report;
@@ -45,7 +45,7 @@ pub use report::{FaultRow, Verdict};
 
 /// Everything the suite needs from the harness run that calls it.
 #[derive(Debug)]
-pub struct FaultCtx<'a> {
+pub struct Inputs<'a> {
     pub bins: &'a Bins,
     pub split: &'a CpuSplit,
     /// The run folder: `faults.csv` (and `soak.csv`) go here.
@@ -67,33 +67,33 @@ pub struct FaultCtx<'a> {
 /// the verdicts (the caller turns a `fail` into the exit code); `Err(Interrupted)` on a
 /// signal (the rows so far are written first); other `Err`s only when the suite cannot
 /// start at all.
-pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
+pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
     // Thousands of attacking sockets live in this process.
     if let Err(e) = sysio::host::raise_nofile_limit() {
         eprintln!("faults: cannot raise the open-file limit: {e}");
     }
-    let dir = ctx.runtime_dir.join("faults");
+    let dir = inputs.runtime_dir.join("faults");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let pki = Pki::create(&dir)?;
-    let client = client::TlsClient::new(pki.ca_pem().as_bytes())?;
-    let rt = attacker_runtime(&ctx.split.client)?;
+    let client = client::ProbeClient::new(pki.ca_pem().as_bytes())?;
+    let rt = attacker_runtime(&inputs.split.client)?;
     let seed = hello::Rng::seed_from_clock();
-    let scale = Scale::new(ctx.short);
-    let csv = ctx.out_dir.join("faults.csv");
+    let scale = Scale::new(inputs.short);
+    let csv = inputs.out_dir.join("faults.csv");
     eprintln!(
         "faults: {} suite, proxy and echo-server on CPUs {}, loadgen and attackers on CPUs {}, \
          garbage seed {seed:#x}",
-        match (ctx.soak, ctx.short) {
+        match (inputs.soak, inputs.short) {
             (Some(_), _) => "soak",
             (None, true) => "short",
             (None, false) => "full",
         },
-        ctx.split.server,
-        ctx.split.client
+        inputs.split.server,
+        inputs.split.client
     );
-    let soak = ctx.soak;
+    let soak = inputs.soak;
     let mut suite = Suite {
-        ctx,
+        inputs,
         rt,
         pki,
         client,
@@ -109,7 +109,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
     let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
     for scenario in list {
-        if suite.ctx.stop.requested() {
+        if suite.inputs.stop.requested() {
             break;
         }
         eprintln!("faults: scenario {} ({})", scenario.number, scenario.name);
@@ -145,7 +145,7 @@ pub fn run(ctx: FaultCtx<'_>) -> anyhow::Result<Vec<FaultRow>> {
     }
     println!("\n{}", report::render(&rows));
     println!("faults: {}", csv.display());
-    if suite.ctx.stop.requested() {
+    if suite.inputs.stop.requested() {
         return Err(Interrupted.into());
     }
     Ok(rows)
@@ -161,11 +161,11 @@ pub(crate) struct Scenario {
 
 /// The suite's shared state.
 pub(crate) struct Suite<'a> {
-    pub ctx: FaultCtx<'a>,
+    pub inputs: Inputs<'a>,
     /// The attackers' runtime (threads pinned to the client CPUs).
     pub rt: tokio::runtime::Runtime,
     pub pki: Pki,
-    pub client: client::TlsClient,
+    pub client: client::ProbeClient,
     pub scale: Scale,
     /// Garbage comes from this seed (printed, for replay).
     pub seed: u64,
@@ -184,14 +184,16 @@ impl Suite<'_> {
 
     /// `logs/faults-<tag>-<process>.<ext>`.
     pub fn log(&self, tag: &str, process: &str, ext: &str) -> PathBuf {
-        self.ctx.logs.join(format!("faults-{tag}-{process}.{ext}"))
+        self.inputs
+            .logs
+            .join(format!("faults-{tag}-{process}.{ext}"))
     }
 
     /// Sleeps, looking at the stop flag.
     pub fn sleep(&self, d: Duration) -> anyhow::Result<()> {
         let until = Instant::now() + d;
         loop {
-            self.ctx.stop.check()?;
+            self.inputs.stop.check()?;
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(());

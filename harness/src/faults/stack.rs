@@ -21,7 +21,8 @@ use super::report::{Checks, FaultRow};
 use super::Suite;
 use crate::certs::Leaf;
 use crate::loadgen::{duration_arg, Report};
-use crate::procs::{describe, fd_count, memory_kib, Proc, Spec, Stop};
+use crate::procfs::{fd_count, memory_kib};
+use crate::procs::{describe, Proc, Spec, Stop};
 use crate::stack::recipe::{Ready, Recipe, Role, Server};
 use crate::stack::{Stack, Waits};
 
@@ -140,7 +141,7 @@ impl ScenarioStack {
         };
         leaf.install(&cert)?;
         let config = dir.join("proxy.toml");
-        let threads = suite.ctx.split.server.len();
+        let threads = suite.inputs.split.server.len();
         let toml = proxy_toml(&opts, &cert, &echo_socket, threads);
         let recipe = Recipe {
             servers: vec![
@@ -153,11 +154,11 @@ impl ScenarioStack {
             scratch: None,
         };
         let label = format!("faults-{tag}");
-        let stack = Stack::start(&recipe, &label, suite.ctx.ledger, waits(suite))?;
+        let stack = Stack::start(&recipe, &label, suite.inputs.ledger, waits(suite))?;
         // One line per listener, then the metrics line.
         let want = 2 + usize::from(opts.second_upstream.is_some());
         let stdout = &recipe.servers[1].spec.stdout_log;
-        let lines = ready_lines(stdout, want, suite.ctx.stop)?;
+        let lines = ready_lines(stdout, want, suite.inputs.stop)?;
         let parse = |s: &String| -> anyhow::Result<SocketAddr> {
             s.parse()
                 .with_context(|| format!("proxy printed `listening on {s}`"))
@@ -249,7 +250,7 @@ impl ScenarioStack {
 
     /// Kills the echo-server with SIGKILL (a crashed backend) and reaps it.
     pub fn kill_echo(&mut self) -> anyhow::Result<()> {
-        self.stack.kill(Role::Backend)
+        self.stack.kill(Role::Upstream)
     }
 
     /// Starts a new echo-server on the same socket (it replaces the stale socket file).
@@ -258,7 +259,7 @@ impl ScenarioStack {
         let echo = echo_server(suite, &tag, &self.echo_socket);
         let label = format!("faults-{tag}");
         self.stack
-            .restart(&echo, &label, suite.ctx.ledger, waits(suite))
+            .restart(&echo, &label, suite.inputs.ledger, waits(suite))
             .context("restarting echo-server")
     }
 
@@ -276,7 +277,7 @@ impl ScenarioStack {
         let exit_expected = self.exit_expected;
         let stopped = self.stack.stop_with(|role| match role {
             Role::Terminator => proxy_grace,
-            Role::Backend => STOP_SLACK,
+            Role::Upstream => STOP_SLACK,
         })?;
         let Some((_, proxy, how)) = stopped.iter().find(|(r, _, _)| *r == Role::Terminator) else {
             return Ok(());
@@ -306,19 +307,19 @@ impl ScenarioStack {
 /// How long the suite waits for a server to be ready, and its stop flag.
 fn waits<'a>(suite: &Suite<'a>) -> Waits<'a> {
     Waits {
-        stop: suite.ctx.stop,
+        stop: suite.inputs.stop,
         ready_timeout: READY_TIMEOUT,
     }
 }
 
 /// The echo-server of scenario `tag`, on a Unix socket, pinned to the server CPUs.
 fn echo_server(suite: &Suite<'_>, tag: &str, socket: &Path) -> Server {
-    let threads = suite.ctx.split.server.len().to_string();
+    let threads = suite.inputs.split.server.len().to_string();
     Server {
-        role: Role::Backend,
+        role: Role::Upstream,
         spec: Spec {
             name: "echo".into(),
-            program: suite.ctx.bins.echo.clone(),
+            program: suite.inputs.bins.echo.clone(),
             args: vec![
                 "--mode".into(),
                 "unix".into(),
@@ -327,7 +328,7 @@ fn echo_server(suite: &Suite<'_>, tag: &str, socket: &Path) -> Server {
                 "--threads".into(),
                 threads.into(),
             ],
-            cpus: suite.ctx.split.server.clone(),
+            cpus: suite.inputs.split.server.clone(),
             stdout_log: suite.log(tag, "echo", "out"),
             stderr_log: suite.log(tag, "echo", "err"),
             wait_ready: true,
@@ -339,7 +340,7 @@ fn echo_server(suite: &Suite<'_>, tag: &str, socket: &Path) -> Server {
 /// The proxy of scenario `tag`, reading `config`; with `nofile`, under that descriptor
 /// limit.
 fn proxy_server(suite: &Suite<'_>, tag: &str, config: &Path, nofile: Option<u64>) -> Server {
-    let proxy = suite.ctx.bins.proxy.clone();
+    let proxy = suite.inputs.bins.proxy.clone();
     let (program, args): (PathBuf, Vec<OsString>) = match nofile {
         // The shell lowers soft and hard limit (so the proxy cannot raise it back) and
         // then becomes the proxy: same PID, so the figures and signals reach it.
@@ -360,7 +361,7 @@ fn proxy_server(suite: &Suite<'_>, tag: &str, config: &Path, nofile: Option<u64>
             name: "proxy".into(),
             program,
             args,
-            cpus: suite.ctx.split.server.clone(),
+            cpus: suite.inputs.split.server.clone(),
             stdout_log: suite.log(tag, "proxy", "out"),
             stderr_log: suite.log(tag, "proxy", "err"),
             wait_ready: true,
@@ -425,7 +426,12 @@ impl Load {
         tag: &str,
         opts: &LoadOpts,
     ) -> anyhow::Result<Load> {
-        let threads = suite.ctx.split.client.len().min(opts.connections as usize);
+        let threads = suite
+            .inputs
+            .split
+            .client
+            .len()
+            .min(opts.connections as usize);
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |flag: &str, value: String| {
             args.push(flag.into());
@@ -447,14 +453,14 @@ impl Load {
         let out = suite.log(tag, "loadgen", "out");
         let spec = Spec {
             name: "loadgen".into(),
-            program: suite.ctx.bins.loadgen.clone(),
+            program: suite.inputs.bins.loadgen.clone(),
             args,
-            cpus: suite.ctx.split.client.clone(),
+            cpus: suite.inputs.split.client.clone(),
             stdout_log: out.clone(),
             stderr_log: suite.log(tag, "loadgen", "err"),
             wait_ready: false,
         };
-        let proc = Proc::spawn(&spec, suite.ctx.ledger, &format!("faults-{tag}"))?;
+        let proc = Proc::spawn(&spec, suite.inputs.ledger, &format!("faults-{tag}"))?;
         Ok(Load { proc, out })
     }
 

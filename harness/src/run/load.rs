@@ -144,7 +144,7 @@ fn server_figures(row: &mut Row, watched: &Watched, requests: u64) {
                 row.proxy_cpu_us_per_req = per_req(secs);
                 row.proxy_peak_rss_kib = rss;
             }
-            Role::Backend => {
+            Role::Upstream => {
                 row.echo_cpu_s = Some(Num(secs));
                 row.echo_cpu_us_per_req = per_req(secs);
                 row.echo_peak_rss_kib = rss;

@@ -127,7 +127,7 @@ pub(super) fn run_measurements(
         .context("creating a temporary directory for sockets and certificates")?;
     meta["runtime_dir"] = json!(runtime.path());
     let certs = Certs::generate(runtime.path(), plan)?;
-    let nofile = crate::procs::raise_nofile(WANT_NOFILE).context("raising the open-file limit")?;
+    let nofile = crate::procfs::raise_nofile(WANT_NOFILE).context("raising the open-file limit")?;
     meta["nofile_limit"] = json!(nofile);
     meta["status"] = json!("running");
     meta["rows"] = json!(0);

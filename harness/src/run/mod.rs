@@ -91,7 +91,7 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
     // Idle connections need a descriptor each in the load generator and two in a proxy
     // (client and upstream): raise the limit every child inherits, and hold fewer
     // connections when even the raised limit cannot carry them.
-    let nofile = crate::procs::raise_nofile(WANT_NOFILE)
+    let nofile = crate::procfs::raise_nofile(WANT_NOFILE)
         .context("raising the open-file limit")
         .setup()?;
     if let Some(line) = fit_idle_connections(&mut plan, nofile) {
@@ -283,7 +283,7 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
     meta["status"] = json!("running");
     meta::write_json(&out.meta, meta)?;
     let mut ledger = Ledger::create(&out.logs.join("children.tsv"))?;
-    let rows = crate::faults::run(crate::faults::FaultCtx {
+    let rows = crate::faults::run(crate::faults::Inputs {
         bins: &bins,
         split,
         out_dir: &out.dir,

@@ -110,10 +110,10 @@ pub(super) fn fill(row: &mut Row, report: &Report, plan: &Plan, m: &Measurement,
 /// The handshake scenario's own figure (sockets in TIME_WAIT to the server's port) and
 /// its [`verdict::handshakes`].
 pub(super) fn handshake_checks(row: &mut Row, report: &Report, resumed: bool, url: &str) {
-    let time_wait = url_port(url).map(crate::procs::time_wait_sockets_to);
+    let time_wait = url_port(url).map(crate::procfs::time_wait_sockets_to);
     row.time_wait = time_wait;
-    let ports = crate::procs::ephemeral_ports();
-    let tw_reuse = crate::procs::tcp_tw_reuse() != Some(0);
+    let ports = crate::procfs::ephemeral_ports();
+    let tw_reuse = crate::procfs::tcp_tw_reuse() != Some(0);
     for (status, remark) in verdict::handshakes(report, resumed, time_wait, ports, tw_reuse) {
         row.flag(status, remark);
     }

@@ -162,7 +162,7 @@ impl Stack {
     }
 
     /// Starts `server` (again, after [`Stack::kill`]) and waits for it, in start order:
-    /// a backend goes first, so it is stopped last.
+    /// an upstream goes first, so it is stopped last.
     pub fn restart(
         &mut self,
         server: &Server,
@@ -172,14 +172,14 @@ impl Stack {
     ) -> anyhow::Result<()> {
         let (running, _) = start_server(server, label, ledger, waits)?;
         let at = match server.role {
-            Role::Backend => 0,
+            Role::Upstream => 0,
             Role::Terminator => self.servers.len(),
         };
         self.servers.insert(at, running);
         Ok(())
     }
 
-    /// Stops the servers, the front first, so the backend sees its clients leave before its
+    /// Stops the servers, the front first, so the upstream sees its clients leave before its
     /// own stop; returns what went wrong on the way, one remark per server, for the row.
     pub fn stop(&mut self) -> anyhow::Result<Vec<String>> {
         let mut problems = Vec::new();

@@ -1,4 +1,4 @@
-//! The recipe of one measured config: its server processes in start order (backend first,
+//! The recipe of one measured config: its server processes in start order (upstream first,
 //! then the TLS terminator in front of it) and how the load generator reaches the front one.
 //!
 //! The peer terminators (HAProxy, nginx, hitch, stunnel) run the same way as our proxy: the
@@ -21,9 +21,9 @@ use crate::procs::Spec;
 /// What a server process is for: decides which CSV columns its figures go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The echo backend (`echo_*` columns).
-    Backend,
-    /// A TLS terminator in front of the backend (`proxy_*` columns).
+    /// The upstream the terminator relays to: the echo-server (`echo_*` columns).
+    Upstream,
+    /// A TLS terminator in front of the upstream (`proxy_*` columns).
     Terminator,
 }
 
@@ -52,7 +52,7 @@ pub struct Recipe {
     pub servers: Vec<Server>,
     /// `http` or `https`: how the load generator talks to the last server.
     pub scheme: &'static str,
-    /// The Unix socket between terminator and backend, removed after the measurement.
+    /// The Unix socket between terminator and upstream, removed after the measurement.
     pub socket: Option<PathBuf>,
     /// Config files to write before starting the servers (peers').
     pub files: Vec<(PathBuf, String)>,
@@ -106,7 +106,7 @@ pub fn for_variant(variant: &Variant, inputs: &Inputs<'_>) -> Recipe {
         args.extend(extra);
         args.extend(["--threads".into(), threads.clone().into()]);
         Server {
-            role: Role::Backend,
+            role: Role::Upstream,
             spec: spec("echo", &inputs.bins.echo, args, inputs),
             ready: Ready::Line,
         }
@@ -293,7 +293,7 @@ mod tests {
         let [echo, proxy] = &recipe.servers[..] else {
             panic!("two servers expected")
         };
-        assert_eq!(echo.role, Role::Backend);
+        assert_eq!(echo.role, Role::Upstream);
         assert_eq!(
             args_of(echo),
             "--mode unix --listen /tmp/h/7.sock --threads 3"

@@ -8,7 +8,7 @@ use crate::faults::report::{rss_near, Checks, FaultRow};
 use crate::faults::stack::{self, LoadOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::loadgen::Report;
-use crate::procs::{fd_count, memory_kib};
+use crate::procfs::{fd_count, memory_kib};
 
 /// The default good-client load of the suite.
 pub(super) fn load_opts(s: &Suite<'_>) -> LoadOpts {
@@ -50,7 +50,7 @@ pub(super) fn settle(
     row: &mut FaultRow,
 ) -> anyhow::Result<()> {
     let target = row.proxy_fds_before.unwrap_or(0);
-    row.proxy_fds_after = stack.settle_fds(target, SETTLE_LIMIT, s.ctx.stop)?;
+    row.proxy_fds_after = stack.settle_fds(target, SETTLE_LIMIT, s.inputs.stop)?;
     // An allocator hands freed memory back to the OS lazily (mimalloc purges freed pages
     // after a delay): give RSS up to RSS_SETTLE_LIMIT to come back before it is judged.
     let deadline = Instant::now() + RSS_SETTLE_LIMIT;

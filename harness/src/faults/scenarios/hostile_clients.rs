@@ -14,7 +14,7 @@ use crate::faults::report::{p99_within, Checks, FaultRow};
 use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack, HANDSHAKE_TIMEOUT};
 use crate::faults::Suite;
 use crate::loadgen::Report;
-use crate::procs::{memory_kib, nofile_limits};
+use crate::procfs::{memory_kib, nofile_limits};
 
 /// Scenario 1, Slowloris: `slowloris` connections opened over one second, half silent, half
 /// dripping a ClientHello one byte a second, after a baseline run without them.
@@ -35,7 +35,7 @@ pub(super) fn slowloris(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     // The baseline: the same load for the same time, nobody attacking.
     let load = Load::start(s, stack.addr(), "1-slowloris-baseline", &opts)?;
     s.sleep(opts.warmup + window)?;
-    let base = load.finish(s.ctx.stop)?;
+    let base = load.finish(s.inputs.stop)?;
     checks.require(base.errors.total == 0, || {
         format!("baseline run without errors: {}", errors_text(&base))
     });
@@ -65,7 +65,7 @@ pub(super) fn slowloris(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let tally = Tally::of(&outcomes);
     settle(s, &stack, &mut row)?;
     s.sleep_until(measured_from + window)?;
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
 
     let p99 = report.latency_us.p99;
@@ -137,7 +137,7 @@ pub(super) fn garbage(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let took = started.elapsed();
     settle(s, &stack, &mut row)?;
     s.sleep(TAIL)?;
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
 
     let all = Tally::of(outcomes.iter().map(|(_, o)| o));
@@ -248,7 +248,7 @@ fn flood_beyond_max_connections(
         .zip(refused_before)
         .map(|(a, b)| a - b);
     s.sleep(TAIL)?;
-    let report_a = load.finish(s.ctx.stop)?;
+    let report_a = load.finish(s.inputs.stop)?;
     let tally = Tally::of(&outcomes);
     let beyond = n.saturating_sub(FLOOD_MAX_CONNECTIONS) as u64;
     checks.require(tally.closed >= beyond, || {
@@ -320,7 +320,7 @@ fn flood_beyond_fd_limit(
     let alive = stack.proxy_alive();
     settle(s, &stack, row)?;
     s.sleep(TAIL)?;
-    let report_b = load.finish(s.ctx.stop)?;
+    let report_b = load.finish(s.inputs.stop)?;
     let tally = Tally::of(&outcomes);
     let reached = peak
         .fds
@@ -389,7 +389,7 @@ pub(super) fn client_resets(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.attackers = n as u64;
     row.attackers_closed = ended(&stack).saturating_sub(ended_before);
     s.sleep(TAIL)?;
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
     checks.require(reached == n, || {
         format!(

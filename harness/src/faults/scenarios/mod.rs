@@ -3,11 +3,11 @@
 //! each function's doc comment, and in the note when one fails). One file per family of
 //! faults; what they share is in [`checks`].
 
-mod backend;
 mod checks;
 mod hostile_clients;
 mod signals;
 mod soak;
+mod upstream;
 
 use super::Scenario;
 
@@ -31,12 +31,12 @@ pub(crate) const ALL: [Scenario; 9] = [
     Scenario {
         number: 4,
         name: "backend-restart",
-        run: backend::backend_restart,
+        run: upstream::backend_restart,
     },
     Scenario {
         number: 5,
         name: "bad-backend",
-        run: backend::bad_backend,
+        run: upstream::bad_backend,
     },
     Scenario {
         number: 6,

@@ -16,7 +16,7 @@ use crate::faults::client::{self, request_head, within};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
-use crate::procs::memory_kib;
+use crate::procfs::memory_kib;
 
 /// Scenario 6, Certificate reload: every second for `reload_for`, a new certificate (same CA) and
 /// SIGHUP; once, half-way, a corrupt certificate file instead. Good clients open a new
@@ -51,7 +51,7 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         let (client, addr) = (s.client.clone(), stack.addr());
         async move { client.served_cert(addr).await }
     });
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
     row.proxy_rss_after_kib = stack.rss_kib();
     row.proxy_fds_after = stack.fds();
@@ -195,13 +195,13 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     s.sleep(AFTER_SIGNAL)?;
     let attempts = connections_accepted_after_signal(s, addr);
     s.sleep_until(signalled + DRAIN_LOAD)?;
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
     let slow = match s.rt.block_on(slow) {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let status = stack.wait_proxy(grace + CLOSE_SLACK, s.ctx.stop)?;
+    let status = stack.wait_proxy(grace + CLOSE_SLACK, s.inputs.stop)?;
     let exited_after = signalled.elapsed();
     checks.require(slow.is_ok(), || {
         format!(

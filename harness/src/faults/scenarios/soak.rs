@@ -16,7 +16,7 @@ use crate::output::CsvSink;
 pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(9, "soak");
     let mut checks = Checks::default();
-    let duration = s.ctx.soak.unwrap_or(Duration::from_secs(1800));
+    let duration = s.inputs.soak.unwrap_or(Duration::from_secs(1800));
     let mut stack = ScenarioStack::start(s, "9-soak", ProxyOpts::default())?;
     let opts = load_opts(s);
     let load = Load::start(s, stack.addr(), "9-soak", &opts)?;
@@ -35,7 +35,7 @@ pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let every = (duration / SOAK_SAMPLES).max(Duration::from_secs(1));
     let started = Instant::now();
     let mut samples: Vec<(f64, u64, u64)> = Vec::new();
-    let path = s.ctx.out_dir.join("soak.csv");
+    let path = s.inputs.out_dir.join("soak.csv");
     let mut csv = CsvSink::create_with(&path, &["elapsed_s", "proxy_rss_kib", "proxy_fds"])?;
     let mut died = false;
     while started.elapsed() < duration {
@@ -49,8 +49,8 @@ pub(super) fn soak(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         csv.write(&[format!("{t:.1}"), rss.to_string(), fds.to_string()])?;
         s.sleep(every.min(duration.saturating_sub(started.elapsed())))?;
     }
-    let report = load.finish(s.ctx.stop)?;
-    let churned = churn.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
+    let churned = churn.finish(s.inputs.stop)?;
     let total = report.merged(&churned);
     good_clients(&mut row, &mut checks, &total);
     checks.require(!died, || "the proxy runs for the whole soak".into());

@@ -12,7 +12,7 @@ use super::checks::{
     errors_text, fd_leak_check, good_clients, load_opts, mib, recovery_check, sample_peak, settle,
     wait_for, CLOSE_SLACK, EARLY_TOLERANCE, HANG_WATCH, RECOVERY_WATCH, SETTLE_LIMIT, TAIL,
 };
-use crate::faults::backend::{BadBackend, Mode};
+use crate::faults::bad_upstream::{BadUpstream, Mode};
 use crate::faults::client::{self, request_head, wait_close, Closed};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack};
@@ -49,13 +49,13 @@ pub(super) fn backend_restart(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         "the same proxy process serves after the restart".into()
     });
     s.sleep(TAIL)?;
-    let outage = load.finish(s.ctx.stop)?;
+    let outage = load.finish(s.inputs.stop)?;
 
     let load = Load::start(s, stack.addr(), "4-backend-restart-after", &opts)?;
     s.sleep(opts.warmup + AFTER_RUN)?;
     // Same load as before the crash: descriptors should be back to the count then.
     settle(s, &stack, &mut row)?;
-    let after = load.finish(s.ctx.stop)?;
+    let after = load.finish(s.inputs.stop)?;
     checks.require(after.errors.total == 0 && after.requests > 0, || {
         format!(
             "good clients without errors after the restart: {} requests, {}",
@@ -175,7 +175,7 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(5, "bad-backend");
     let mut checks = Checks::default();
     let dir = s.scenario_dir("5-bad-backend")?;
-    let bad = BadBackend::start(&dir.join("bad.sock"), &s.ctx.split.server)?;
+    let bad = BadUpstream::start(&dir.join("bad.sock"), &s.inputs.split.server)?;
     let stack = ScenarioStack::start(
         s,
         "5-bad-backend",
@@ -207,7 +207,7 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 
     settle(s, &stack, &mut row)?;
     s.sleep(TAIL)?;
-    let report = load.finish(s.ctx.stop)?;
+    let report = load.finish(s.inputs.stop)?;
     good_clients(&mut row, &mut checks, &report);
     fd_leak_check(&row, &mut checks);
     stack.finish(&mut row, &mut checks)?;
@@ -219,7 +219,7 @@ pub(super) fn bad_backend(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
 /// What each phase of scenario 5 works on: the bad backend, the stack in front of it, the
 /// proxy listener that leads to it, and how many connections each phase opens.
 struct BadTarget<'a> {
-    bad: &'a BadBackend,
+    bad: &'a BadUpstream,
     stack: &'a ScenarioStack,
     addr: SocketAddr,
     conns: usize,
@@ -418,7 +418,7 @@ fn client_does_not_read(
 /// Sends a request head announcing a huge body, then body bytes as fast as they go, for
 /// `push_for`; returns the bytes sent. The connection is reset at the end.
 async fn push_body(
-    client: &client::TlsClient,
+    client: &client::ProbeClient,
     addr: SocketAddr,
     push_for: Duration,
 ) -> std::io::Result<u64> {

@@ -1,4 +1,4 @@
-//! The checked run configuration: every flag parsed, every file read, the request built and
+//! The checked run settings: every flag parsed, every file read, the request built and
 //! the TLS client configured before any socket opens. Errors name the flag or file and map
 //! to exit code 2.
 
@@ -13,7 +13,7 @@ use crate::url::{Url, UrlError};
 
 /// Everything a run needs, already checked.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
     /// The URL as the user wrote it (the report's `target`).
     pub target: String,
     pub url: Url,
@@ -54,7 +54,7 @@ pub enum OutputFormat {
 
 /// A flag, URL or file that cannot be used. Exit code 2.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettingsError {
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error("cannot read --body-file {}: {source}", path.display())]

@@ -1,7 +1,7 @@
 //! A misbehaving upstream for scenario 5: a Unix-socket listener thread whose connections
 //! never answer, read slowly, or push bytes as fast as the proxy takes them. Each
 //! connection gets a thread (the scenario opens a handful); every thread stops by itself
-//! once the peer goes away or [`BadBackend`] is dropped.
+//! once the peer goes away or [`BadUpstream`] is dropped.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -51,7 +51,7 @@ pub struct Stats {
 
 /// The listener and its threads; dropping it stops them all and removes the socket.
 #[derive(Debug)]
-pub struct BadBackend {
+pub struct BadUpstream {
     pub path: PathBuf,
     pub stats: Arc<Stats>,
     mode: Arc<AtomicU8>,
@@ -59,9 +59,9 @@ pub struct BadBackend {
     thread: Option<JoinHandle<()>>,
 }
 
-impl BadBackend {
+impl BadUpstream {
     /// Listens on `path`; its threads run on `cpus` (the server side of the split).
-    pub fn start(path: &Path, cpus: &CpuList) -> anyhow::Result<BadBackend> {
+    pub fn start(path: &Path, cpus: &CpuList) -> anyhow::Result<BadUpstream> {
         let _ = std::fs::remove_file(path);
         let listener =
             UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -79,7 +79,7 @@ impl BadBackend {
                 .spawn(move || accept_loop(listener, &stats, &mode, &stop, &cpus))
                 .context("starting the bad backend")?
         };
-        Ok(BadBackend {
+        Ok(BadUpstream {
             path: path.to_owned(),
             stats,
             mode,
@@ -116,7 +116,7 @@ impl BadBackend {
     }
 }
 
-impl Drop for BadBackend {
+impl Drop for BadUpstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
@@ -230,7 +230,7 @@ mod tests {
     fn each_mode_misbehaves_and_notices_the_peer_leave() {
         let dir = tempfile::tempdir().unwrap();
         let cpus = crate::cpus::own_mask().unwrap();
-        let backend = BadBackend::start(&dir.path().join("bad.sock"), &cpus).unwrap();
+        let backend = BadUpstream::start(&dir.path().join("bad.sock"), &cpus).unwrap();
 
         backend.set_mode(Mode::Silent);
         let mut c = UnixStream::connect(&backend.path).unwrap();
