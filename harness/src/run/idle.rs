@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::load::{loadgen_report, loadgen_spec, LOADGEN_POLL, LOADGEN_SLACK};
-use super::measurements::{measurement_label, Resources};
+use super::resources::{measurement_label, Resources};
 use super::rows::{base_idle_row, fill_idle};
 use crate::output::{IdleRow, Status};
 use crate::plan::Measurement;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::measurements::{measurement_label, Resources};
+use super::resources::{measurement_label, Resources};
 use super::rows::{base_row, fill, handshake_checks};
 use crate::loadgen::{self, Invocation, Report};
 use crate::output::{Num, Row, Status};

@@ -1,100 +1,21 @@
 //! The measurement loop of the sweep, handshakes and idle scenarios: one measurement at a
 //! time, each row written as soon as it is complete, then the summary, paths and pictures.
 
-use std::path::Path;
-
 use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::folder::Sinks;
 use super::progress::Progress;
+use super::resources::Resources;
 use super::rows::{base_idle_row, base_row};
 use super::{binaries, idle, load, Outcome, Run, WANT_NOFILE};
-use crate::bins::Bins;
 use crate::certs::Certs;
-use crate::cpus::CpuSplit;
 use crate::meta;
 use crate::output::{IdleRow, Row, Status};
 use crate::peers::Peer;
 use crate::plan::{Kind, Measurement, Plan};
-use crate::procs::{Interrupted, Ledger, Stop};
-use crate::stack::recipe::{self, Recipe};
-use crate::stack::{self, Stack, Waits};
+use crate::procs::{Interrupted, Ledger};
 use crate::{plot, summary};
-
-/// What every measurement of a run shares: the plan, the CPUs, the binaries and
-/// certificates, the folders and the peers found.
-pub(super) struct Resources<'a> {
-    pub plan: &'a Plan,
-    pub split: &'a CpuSplit,
-    pub bins: &'a Bins,
-    pub certs: &'a Certs,
-    /// Sockets and certificates: a private temporary folder.
-    pub runtime_dir: &'a Path,
-    pub logs: &'a Path,
-    /// Peers' config files go here.
-    pub config_dir: &'a Path,
-    pub peers: &'a [Peer],
-    /// The open-file limit every child inherits.
-    pub nofile: u64,
-    pub stop: &'a Stop,
-    /// CA certificate for a remote `--target`.
-    pub cacert: Option<&'a Path>,
-}
-
-impl Resources<'_> {
-    /// The recipe of `m`'s stack, logging under `stem`; a peer gets a fresh free port.
-    fn recipe(&self, m: &Measurement, stem: &Path) -> anyhow::Result<Recipe> {
-        let (cert, combined) = self.certs.get(m.tls.cert)?;
-        let peer_port = if m.variant.config.is_peer() {
-            stack::free_port()?
-        } else {
-            0
-        };
-        Ok(recipe::for_variant(
-            &m.variant,
-            &recipe::Inputs {
-                bins: self.bins,
-                cert,
-                server_cpus: &self.split.server,
-                runtime_dir: self.runtime_dir,
-                log_stem: stem,
-                index: m.index,
-                combined_pem: combined,
-                peers: self.peers,
-                config_dir: self.config_dir,
-                peer_port,
-                // Room for the idle scenario's connections; a peer that sizes itself from
-                // this must still fit in the open-file limit (two descriptors a connection).
-                max_connections: (u64::from(self.plan.idle_connections.get()) + 1024)
-                    .min(self.nofile.saturating_sub(256) / 2)
-                    .max(1024),
-                root: stack::running_as_root(),
-            },
-        ))
-    }
-
-    /// Starts `m`'s stack. A peer's is tried up to [`PEER_START_TRIES`] times, each on a
-    /// new port: the free port picked for it can be taken before the peer binds it.
-    pub fn start_stack(
-        &self,
-        m: &Measurement,
-        stem: &Path,
-        label: &str,
-        ledger: &mut Ledger,
-    ) -> anyhow::Result<Stack> {
-        let tries = if m.variant.config.is_peer() {
-            PEER_START_TRIES
-        } else {
-            1
-        };
-        let waits = Waits {
-            stop: self.stop,
-            ready_timeout: self.plan.ready_timeout,
-        };
-        Stack::start_retrying(tries, || self.recipe(m, stem), label, ledger, waits)
-    }
-}
 
 /// One measurement's row: a load run (sweep, handshakes) or an idle run. Short-lived, one
 /// at a time: the size difference of the variants does not matter.
@@ -286,32 +207,3 @@ fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Names the measurement's log files: `1-proxy-rustls-aws-lc-1000` (sweep),
-/// `1-haproxy-full-rsa-2048` (handshakes; `-hybrid` for the post-quantum group),
-/// `1-nginx-idle`.
-pub(super) fn measurement_label(m: &Measurement, remote: bool) -> String {
-    let variant = if remote {
-        "remote".to_owned()
-    } else {
-        m.variant.label()
-    };
-    match m.kind {
-        Kind::Sweep => format!("{}-{variant}-{}", m.iteration, m.size),
-        Kind::Handshake {
-            cert,
-            resumed,
-            hybrid,
-        } => format!(
-            "{}-{variant}-{}-{}{}",
-            m.iteration,
-            if resumed { "resumed" } else { "full" },
-            cert.name(),
-            if hybrid { "-hybrid" } else { "" }
-        ),
-        Kind::Idle => format!("{}-{variant}-idle", m.iteration),
-    }
-}
-
-/// Starts of a peer's stack before its measurement counts as failed.
-const PEER_START_TRIES: u32 = 3;

@@ -8,6 +8,7 @@ mod idle;
 mod load;
 mod measurements;
 mod progress;
+mod resources;
 mod rows;
 mod verdict;
 

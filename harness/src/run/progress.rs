@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::measurements::measurement_label;
+use super::resources::measurement_label;
 use crate::cpus::CpuSplit;
 use crate::output::{IdleRow, Row, Status};
 use crate::plan::{Measurement, Plan, Scenario};

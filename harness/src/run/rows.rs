@@ -1,6 +1,6 @@
 //! The CSV rows: the columns known before a measurement runs, and the load generator's figures.
 
-use super::measurements::Resources;
+use super::resources::Resources;
 use super::verdict;
 use crate::loadgen::{self, Report};
 use crate::output::{IdleRow, Num, Row, Status};
