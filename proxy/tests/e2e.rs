@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 use proxy::tls::selfsigned::{self, KeyKind};
 use rstest::rstest;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use common::{ClientIdentity, Proxy, TestCa};
+use common::{client_builder, client_config, ClientIdentity, Pki, Proxy, TestCa};
 
 /// Generous bound for things that should happen "promptly": catches hangs, never flakes.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -122,45 +121,6 @@ impl Proxy {
     }
 }
 
-/// Certificate files plus a client config that trusts them.
-struct Pki {
-    dir: TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    client: Arc<rustls::ClientConfig>,
-}
-
-fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256).unwrap();
-    let client = client_config(&[&paths.cert]);
-    Pki {
-        cert: paths.cert,
-        key: paths.key,
-        client,
-        dir,
-    }
-}
-
-fn client_config(trust: &[&Path]) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for path in trust {
-        for cert in CertificateDer::pem_file_iter(path).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
-}
-
 async fn connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsStream<TcpStream> {
     connect_sni(addr, config, "localhost").await.unwrap()
 }
@@ -225,21 +185,6 @@ async fn exchange(stream: TlsStream<TcpStream>, data: &[u8]) -> Vec<u8> {
     got
 }
 
-fn base_args<'a>(pki: &'a Pki, upstream: &'a str, backend: &'a str) -> Vec<&'a str> {
-    vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        upstream,
-        "--cert",
-        pki.cert.to_str().unwrap(),
-        "--key",
-        pki.key.to_str().unwrap(),
-        "--tls-backend",
-        backend,
-    ]
-}
-
 #[rstest]
 #[case::rustls_unix("rustls-aws-lc", Up::Unix)]
 #[case::rustls_tcp("rustls-aws-lc", Up::Tcp)]
@@ -248,9 +193,9 @@ fn base_args<'a>(pki: &'a Pki, upstream: &'a str, backend: &'a str) -> Vec<&'a s
 #[case::openssl_tcp("openssl", Up::Tcp)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_round_trip_exactly_with_half_close(#[case] backend: &str, #[case] up: Up) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(up, pki.dir.path()).await;
-    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &pki.args(&upstream.spec, backend));
     for (i, size) in [
         0,
         1,
@@ -274,9 +219,9 @@ async fn bytes_round_trip_exactly_with_half_close(#[case] backend: &str, #[case]
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_connections_each_exchange_several_times(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &pki.args(&upstream.spec, backend));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..1000u64 {
         let config = pki.client.clone();
@@ -309,7 +254,7 @@ async fn thousand_concurrent_connections_each_exchange_several_times(#[case] bac
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_reaches_upstream_and_answer_still_arrives(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let path = pki.dir.path().join("late.sock");
     let l = UnixListener::bind(&path).unwrap();
     tokio::spawn(async move {
@@ -321,7 +266,7 @@ async fn half_close_reaches_upstream_and_answer_still_arrives(#[case] backend: &
         s.shutdown().await.unwrap();
     });
     let spec = format!("unix:{}", path.display());
-    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &pki.args(&spec, backend));
     let got = exchange(connect(proxy.addr, &pki.client).await, &pattern(100_000, 7)).await;
     assert_eq!(String::from_utf8(got).unwrap(), "got 100000 bytes");
 }
@@ -331,10 +276,10 @@ async fn half_close_reaches_upstream_and_answer_still_arrives(#[case] backend: &
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_upstream_closes_client_promptly_and_recovers(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let path = pki.dir.path().join("later.sock");
     let spec = format!("unix:{}", path.display());
-    let mut proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &spec, backend));
+    let mut proxy = Proxy::start_debug(pki.dir.path(), &pki.args(&spec, backend));
     // Nobody listens yet: the client must see the connection end, not hang.
     let started = Instant::now();
     let mut s = connect(proxy.addr, &pki.client).await;
@@ -362,9 +307,9 @@ async fn dead_upstream_closes_client_promptly_and_recovers(#[case] backend: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
+    let mut args = pki.args(&upstream.spec, "rustls-aws-lc");
     args.extend(["--handshake-timeout", "1s"]);
     let mut proxy = Proxy::start_debug(pki.dir.path(), &args);
 
@@ -400,9 +345,9 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
 async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
     const BURST: usize = 1000;
     sysio::host::raise_nofile_limit().unwrap();
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
+    let mut args = pki.args(&upstream.spec, "rustls-aws-lc");
     args.extend(["--handshake-timeout", "1s"]);
     let proxy = Proxy::start_debug(pki.dir.path(), &args);
     // The baseline is a proxy that has served: its workers' heaps and TLS state exist.
@@ -453,9 +398,9 @@ async fn memory_of_a_closed_burst_goes_back_to_the_os_while_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_is_enforced() {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut args = base_args(&pki, &upstream.spec, "rustls-aws-lc");
+    let mut args = pki.args(&upstream.spec, "rustls-aws-lc");
     args.extend(["--max-connections", "2"]);
     let proxy = Proxy::start_debug(pki.dir.path(), &args);
     let mut held = Vec::new();
@@ -491,9 +436,9 @@ async fn max_connections_is_enforced() {
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_connection_resumes_the_session(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let proxy = Proxy::start_debug(pki.dir.path(), &base_args(&pki, &upstream.spec, backend));
+    let proxy = Proxy::start_debug(pki.dir.path(), &pki.args(&upstream.spec, backend));
     for (i, want) in [
         (0, rustls::HandshakeKind::Full),
         (1, rustls::HandshakeKind::Resumed),
@@ -513,7 +458,7 @@ async fn second_connection_resumes_the_session(#[case] backend: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_selects_the_certificate() {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let other = selfsigned::generate(KeyKind::EcdsaP256, &["other.test"])
         .unwrap()
         .write(pki.dir.path(), "other.pem", "other.key")
@@ -558,9 +503,9 @@ upstream = "{}"
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut args = base_args(&pki, &upstream.spec, backend);
+    let mut args = pki.args(&upstream.spec, backend);
     args.extend(["--threads", "2"]);
     let mut proxy = Proxy::start_debug(pki.dir.path(), &args);
     let data = pattern(100 * 1024 * 1024, 3);
@@ -603,13 +548,13 @@ async fn sigterm_drains_an_in_flight_transfer_and_refuses_new_connections(#[case
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let dir = pki.dir.path();
     let ca = TestCa::new(dir, "client-ca");
     let ca_file = dir.join("ca.pem");
     std::fs::copy(&ca.path, &ca_file).unwrap();
     let upstream = Upstream::start(Up::Unix, dir).await;
-    let mut args = base_args(&pki, &upstream.spec, backend);
+    let mut args = pki.args(&upstream.spec, backend);
     args.extend([
         "--client-ca",
         ca_file.to_str().unwrap(),
@@ -654,7 +599,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca(#[case] b
 #[case::openssl("openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_the_certificate_under_load_without_failures(#[case] backend: &str) {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let dir = pki.dir.path();
     let upstream = Upstream::start(Up::Unix, dir).await;
     let file = dir.join("proxy.toml");
@@ -768,7 +713,7 @@ async fn sighup_rotates_the_certificate_under_load_without_failures(#[case] back
 
 #[test]
 fn check_validates_config_and_certificates() {
-    let pki = pki();
+    let pki = Pki::new(&[]);
     let good = pki.dir.path().join("good.toml");
     std::fs::write(
         &good,
@@ -1068,21 +1013,9 @@ fn client_with_identity(
     trust: &[&Path],
     (chain, key): ClientIdentity,
 ) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for path in trust {
-        for cert in CertificateDer::pem_file_iter(path).unwrap() {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap(),
+        client_builder(trust)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
     )
 }

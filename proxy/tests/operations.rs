@@ -7,21 +7,18 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proxy::proxy_protocol::{self, Addresses};
-use proxy::tls::selfsigned::{self, KeyKind};
-use rustls::pki_types::{CertificateDer, ServerName};
-use tempfile::TempDir;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use common::Proxy;
+use common::{Pki, Proxy};
 
 const PROMPT: Duration = Duration::from_secs(10);
 
@@ -43,53 +40,7 @@ impl Proxy {
     }
 }
 
-struct Pki {
-    dir: TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-    client: Arc<rustls::ClientConfig>,
-}
-
-fn pki(alpn: &[&str]) -> Pki {
-    use rustls::pki_types::pem::PemObject;
-    let dir = tempfile::tempdir().unwrap();
-    let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&paths.cert).unwrap())
-        .unwrap();
-    let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    client.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    Pki {
-        cert: paths.cert,
-        key: paths.key,
-        client: Arc::new(client),
-        dir,
-    }
-}
-
 impl Pki {
-    fn args<'a>(&'a self, upstream: &'a str, backend: &'a str) -> Vec<&'a str> {
-        vec![
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-            "--cert",
-            self.cert.to_str().unwrap(),
-            "--key",
-            self.key.to_str().unwrap(),
-            "--tls-backend",
-            backend,
-        ]
-    }
-
     async fn connect(&self, addr: SocketAddr) -> TlsStream<TcpStream> {
         self.connect_over(TcpStream::connect(addr).await.unwrap())
             .await
@@ -146,7 +97,7 @@ async fn ping(s: &mut TlsStream<TcpStream>) {
 #[case::v2_openssl("v2", "openssl")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_header_reaches_the_upstream_first(#[case] version: &str, #[case] backend: &str) {
-    let pki = pki(&["http/1.1"]);
+    let pki = Pki::new(&["http/1.1"]);
     let path = pki.dir.path().join("up.sock");
     let mut seen = recording_upstream(&path).await;
     let spec = format!("unix:{}", path.display());
@@ -188,7 +139,7 @@ async fn proxy_header_reaches_the_upstream_first(#[case] version: &str, #[case] 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_proxy_header_sets_the_client_address_and_bad_ones_are_closed() {
-    let pki = pki(&[]);
+    let pki = Pki::new(&[]);
     let path = pki.dir.path().join("up.sock");
     let mut seen = recording_upstream(&path).await;
     let spec = format!("unix:{}", path.display());
@@ -244,7 +195,7 @@ async fn accepted_proxy_header_sets_the_client_address_and_bad_ones_are_closed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_known_traffic() {
-    let pki = pki(&[]);
+    let pki = Pki::new(&[]);
     let path = pki.dir.path().join("up.sock");
     let _seen = recording_upstream(&path).await;
     let spec = format!("unix:{}", path.display());
@@ -337,7 +288,7 @@ async fn haproxy_behind_us_sees_the_real_client(#[case] version: &str) {
     if !need("haproxy", "haproxy") {
         return;
     }
-    let pki = pki(&[]);
+    let pki = Pki::new(&[]);
     let sock = pki.dir.path().join("haproxy.sock");
     let cfg = pki.dir.path().join("haproxy.cfg");
     std::fs::write(

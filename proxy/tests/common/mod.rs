@@ -1,5 +1,6 @@
-//! Helpers the proxy's integration tests share: the `proxy` process launcher and the test
-//! CA that issues client certificates. Each test binary includes this with `mod common;`.
+//! Helpers the proxy's integration tests share: the `proxy` process launcher, the server
+//! certificate with a client that trusts it ([`Pki`]), and the test CA that issues client
+//! certificates. Each test binary includes this with `mod common;`.
 
 // reason: every test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use proxy::tls::selfsigned::{self, KeyKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The proxy process and the listeners it announced; killed on drop.
@@ -126,4 +128,72 @@ impl TestCa {
         let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
         (vec![cert.der().clone()], key)
     }
+}
+
+/// A self-signed ECDSA P-256 server certificate for `localhost` in a temporary folder, and
+/// a client that trusts it.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl Pki {
+    /// The certificate, and a client offering the ALPN protocols `alpn`.
+    pub fn new(alpn: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256)
+            .expect("generating the test certificate");
+        let mut client = client_builder(&[&paths.cert]).with_no_client_auth();
+        client.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Pki {
+            cert: paths.cert,
+            key: paths.key,
+            client: std::sync::Arc::new(client),
+            dir,
+        }
+    }
+
+    /// The proxy's flags for one listener on a free loopback port in front of `upstream`,
+    /// serving this certificate with TLS backend `backend`.
+    pub fn args<'a>(&'a self, upstream: &'a str, backend: &'a str) -> Vec<&'a str> {
+        vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--cert",
+            self.cert.to_str().expect("a UTF-8 temporary path"),
+            "--key",
+            self.key.to_str().expect("a UTF-8 temporary path"),
+            "--tls-backend",
+            backend,
+        ]
+    }
+}
+
+/// A client (aws-lc-rs) that trusts the certificates in the PEM files `trust`.
+pub fn client_config(trust: &[&Path]) -> std::sync::Arc<rustls::ClientConfig> {
+    std::sync::Arc::new(client_builder(trust).with_no_client_auth())
+}
+
+/// A client config trusting `trust`, before its choice of client certificate.
+pub fn client_builder(
+    trust: &[&Path],
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for path in trust {
+        for cert in CertificateDer::pem_file_iter(path).expect("reading a trusted certificate") {
+            let cert = cert.expect("a PEM certificate");
+            roots.add(cert).expect("a certificate rustls accepts");
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports the default versions")
+    .with_root_certificates(roots)
 }
