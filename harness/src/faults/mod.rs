@@ -25,6 +25,7 @@ mod attack;
 mod bad_upstream;
 mod client;
 mod hello;
+mod load;
 pub mod report;
 mod scenarios;
 mod stack;

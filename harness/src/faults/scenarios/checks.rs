@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::faults::load::LoadOpts;
 use crate::faults::report::{rss_near, Checks, FaultRow};
-use crate::faults::stack::{self, LoadOpts, ScenarioStack};
+use crate::faults::stack::{self, ScenarioStack};
 use crate::faults::Suite;
 use crate::loadgen::Report;
 use crate::procfs::{fd_count, memory_kib};

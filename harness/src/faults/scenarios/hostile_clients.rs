@@ -10,8 +10,9 @@ use super::checks::{
     TAIL,
 };
 use crate::faults::attack::{self, Garbage, Tally};
+use crate::faults::load::Load;
 use crate::faults::report::{p99_within, Checks, FaultRow};
-use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack, HANDSHAKE_TIMEOUT};
+use crate::faults::stack::{self, ProxyOpts, ScenarioStack, HANDSHAKE_TIMEOUT};
 use crate::faults::Suite;
 use crate::loadgen::Report;
 use crate::procfs::{memory_kib, nofile_limits};

@@ -13,8 +13,9 @@ use tokio::io::AsyncWriteExt;
 use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
 use crate::certs::{self, Leaf};
 use crate::faults::client::{self, request_head, within};
+use crate::faults::load::{Load, LoadOpts};
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{self, Load, LoadOpts, ProxyOpts, ScenarioStack};
+use crate::faults::stack::{self, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::procfs::memory_kib;
 

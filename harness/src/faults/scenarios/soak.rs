@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use super::checks::{flat_mean, flat_median, good_clients, load_opts};
+use crate::faults::load::{Load, LoadOpts};
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{Load, LoadOpts, ProxyOpts, ScenarioStack};
+use crate::faults::stack::{ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 use crate::output::CsvSink;
 

@@ -14,8 +14,9 @@ use super::checks::{
 };
 use crate::faults::bad_upstream::{BadUpstream, Mode};
 use crate::faults::client::{self, request_head, wait_close, Closed};
+use crate::faults::load::Load;
 use crate::faults::report::{Checks, FaultRow};
-use crate::faults::stack::{self, Load, ProxyOpts, ScenarioStack};
+use crate::faults::stack::{self, ProxyOpts, ScenarioStack};
 use crate::faults::Suite;
 
 /// Scenario 4, The backend killed (SIGKILL) mid-run and restarted on the same socket. Criteria: the
