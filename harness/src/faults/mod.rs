@@ -69,78 +69,22 @@ pub struct Inputs<'a> {
 /// signal (the rows so far are written first); other `Err`s only when the suite cannot
 /// start at all.
 pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
-    // Thousands of attacking sockets live in this process.
-    if let Err(e) = sysio::host::raise_nofile_limit() {
-        eprintln!("faults: cannot raise the open-file limit: {e}");
-    }
-    let dir = inputs.runtime_dir.join("faults");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let pki = Pki::create(&dir)?;
-    let client = client::ProbeClient::new(pki.ca_pem().as_bytes())?;
-    let rt = attacker_runtime(&inputs.split.client)?;
-    let seed = hello::Rng::seed_from_clock();
-    let scale = Scale::new(inputs.short);
     let csv = inputs.out_dir.join("faults.csv");
-    eprintln!(
-        "faults: {} suite, proxy and echo-server on CPUs {}, loadgen and attackers on CPUs {}, \
-         garbage seed {seed:#x}",
-        match (inputs.soak, inputs.short) {
-            (Some(_), _) => "soak",
-            (None, true) => "short",
-            (None, false) => "full",
-        },
-        inputs.split.server,
-        inputs.split.client
-    );
-    let soak = inputs.soak;
-    let mut suite = Suite {
-        inputs,
-        rt,
-        pki,
-        client,
-        scale,
-        seed,
-        baseline_p99_us: None,
-        dir,
-    };
-    let list: Vec<&Scenario> = match soak {
-        Some(_) => scenarios::ALL.iter().filter(|s| s.number == 9).collect(),
-        None => scenarios::ALL.iter().filter(|s| s.number != 9).collect(),
-    };
+    let soak = inputs.soak.is_some();
+    let mut suite = Suite::prepare(inputs)?;
+    let list: Vec<&Scenario> = scenarios::ALL
+        .iter()
+        .filter(|s| (s.number == 9) == soak)
+        .collect();
     let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
     for scenario in list {
         if suite.inputs.stop.requested() {
             break;
         }
-        eprintln!("faults: scenario {} ({})", scenario.number, scenario.name);
-        let started = Instant::now();
-        let mut row = match (scenario.run)(&mut suite) {
-            Ok(row) => row,
-            Err(e) if e.is::<Interrupted>() => break,
-            Err(e) => {
-                let mut row = FaultRow::new(scenario.number, scenario.name);
-                let mut checks = report::Checks::default();
-                checks.require(false, || format!("the scenario could not run: {e:#}"));
-                row.conclude(&checks);
-                row
-            }
+        let Some(row) = run_one(&mut suite, scenario)? else {
+            break;
         };
-        if row.baseline_p99_us.is_none() {
-            row.baseline_p99_us = suite.baseline_p99_us;
-        }
-        eprintln!(
-            "faults: scenario {} {}: {} in {:.1} s{}",
-            row.scenario,
-            row.name,
-            row.verdict.name(),
-            started.elapsed().as_secs_f64(),
-            if row.verdict == Verdict::Fail {
-                format!(" ({})", row.note)
-            } else {
-                String::new()
-            }
-        );
         sink.write(&report::cells(&row))?;
         rows.push(row);
     }
@@ -150,6 +94,40 @@ pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
         return Err(Interrupted.into());
     }
     Ok(rows)
+}
+
+/// Runs one scenario and says how it went; a scenario that cannot run is a failed row.
+/// `None` on a signal.
+fn run_one(suite: &mut Suite<'_>, scenario: &Scenario) -> anyhow::Result<Option<FaultRow>> {
+    eprintln!("faults: scenario {} ({})", scenario.number, scenario.name);
+    let started = Instant::now();
+    let mut row = match (scenario.run)(suite) {
+        Ok(row) => row,
+        Err(e) if e.is::<Interrupted>() => return Ok(None),
+        Err(e) => {
+            let mut row = FaultRow::new(scenario.number, scenario.name);
+            let mut checks = report::Checks::default();
+            checks.require(false, || format!("the scenario could not run: {e:#}"));
+            row.conclude(&checks);
+            row
+        }
+    };
+    if row.baseline_p99_us.is_none() {
+        row.baseline_p99_us = suite.baseline_p99_us;
+    }
+    eprintln!(
+        "faults: scenario {} {}: {} in {:.1} s{}",
+        row.scenario,
+        row.name,
+        row.verdict.name(),
+        started.elapsed().as_secs_f64(),
+        if row.verdict == Verdict::Fail {
+            format!(" ({})", row.note)
+        } else {
+            String::new()
+        }
+    );
+    Ok(Some(row))
 }
 
 /// One scenario of the suite.
@@ -173,6 +151,44 @@ pub(crate) struct Suite<'a> {
     /// Good clients' p99 without attack, from scenario 1.
     pub baseline_p99_us: Option<f64>,
     dir: PathBuf,
+}
+
+impl<'a> Suite<'a> {
+    /// The suite's CA, probe client, attackers' runtime and garbage seed, announced on
+    /// stderr.
+    fn prepare(inputs: Inputs<'a>) -> anyhow::Result<Suite<'a>> {
+        // Thousands of attacking sockets live in this process.
+        if let Err(e) = sysio::host::raise_nofile_limit() {
+            eprintln!("faults: cannot raise the open-file limit: {e}");
+        }
+        let dir = inputs.runtime_dir.join("faults");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pki = Pki::create(&dir)?;
+        let client = client::ProbeClient::new(pki.ca_pem().as_bytes())?;
+        let rt = attacker_runtime(&inputs.split.client)?;
+        let seed = hello::Rng::seed_from_clock();
+        eprintln!(
+            "faults: {} suite, proxy and echo-server on CPUs {}, loadgen and attackers on \
+             CPUs {}, garbage seed {seed:#x}",
+            match (inputs.soak, inputs.short) {
+                (Some(_), _) => "soak",
+                (None, true) => "short",
+                (None, false) => "full",
+            },
+            inputs.split.server,
+            inputs.split.client
+        );
+        Ok(Suite {
+            scale: Scale::new(inputs.short),
+            inputs,
+            rt,
+            pki,
+            client,
+            seed,
+            baseline_p99_us: None,
+            dir,
+        })
+    }
 }
 
 impl Suite<'_> {

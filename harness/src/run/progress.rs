@@ -13,54 +13,50 @@ use crate::plan::{Measurement, Plan, Scenario};
 
 /// The plan as printed before the run starts.
 pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
-    let mut s = String::new();
-    let measurements = if plan.target.is_some() {
-        plan.sizes.len() * plan.iterations.get() as usize
-    } else {
-        plan.measurements().len()
-    };
-    s.push_str(&format!(
+    let mut s = format!(
         "plan: {} (scenario {})\n",
         plan.source,
         plan.scenario.name()
-    ));
+    );
     if plan.scenario.is_fault_suite() {
-        let what = match plan.scenario {
-            Scenario::Soak => format!(
-                "scenario 9 (long run), {}",
-                humantime::format_duration(plan.soak_duration)
-            ),
-            _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
-            _ => "scenarios 1-8".to_owned(),
-        };
-        s.push_str(&format!(
-            "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
-             a steady good-client load\n  cpus:        servers {}, clients {}\n",
-            split.server, split.client
-        ));
-        return s;
+        s.push_str(&describe_faults(plan, split));
+    } else {
+        s.push_str(&describe_what(plan));
+        s.push_str(&describe_how(plan, split));
     }
-    match &plan.target {
-        Some(t) => s.push_str(&format!("  target:      {t} (remote: no local servers)\n")),
-        None => s.push_str(&format!(
+    s
+}
+
+/// The fault suite's lines: which scenarios, and where its processes run.
+fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
+    let what = match plan.scenario {
+        Scenario::Soak => format!(
+            "scenario 9 (long run), {}",
+            humantime::format_duration(plan.soak_duration)
+        ),
+        _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
+        _ => "scenarios 1-8".to_owned(),
+    };
+    format!(
+        "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
+         a steady good-client load\n  cpus:        servers {}, clients {}\n",
+        split.server, split.client
+    )
+}
+
+/// What is measured: the target or configs, and each scenario's own line.
+fn describe_what(plan: &Plan) -> String {
+    let mut s = match &plan.target {
+        Some(t) => format!("  target:      {t} (remote: no local servers)\n"),
+        None => format!(
             "  configs:     {}\n",
-            plan.variants()
-                .iter()
-                .map(|v| v.label())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
+            join(plan.variants().iter().map(|v| v.label()))
+        ),
+    };
     let parts = plan.scenario.parts();
     if parts.contains(&Scenario::Sweep) {
-        s.push_str(&format!(
-            "  sizes:       {} bytes\n",
-            plan.sizes
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        let sizes = join(plan.sizes.iter().map(u64::to_string));
+        s.push_str(&format!("  sizes:       {sizes} bytes\n"));
     }
     if parts.contains(&Scenario::Handshakes) {
         s.push_str(
@@ -75,14 +71,24 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
             humantime::format_duration(plan.idle_hold)
         ));
     }
-    s.push_str(&format!(
+    s
+}
+
+/// How each measurement runs: load, TLS parameters, CPUs and the estimate.
+fn describe_how(plan: &Plan, split: &CpuSplit) -> String {
+    let measurements = if plan.target.is_some() {
+        plan.sizes.len() * plan.iterations.get() as usize
+    } else {
+        plan.measurements().len()
+    };
+    let mut s = format!(
         "  each:        {} warm-up + {} measured, {} connections{}\n",
         humantime::format_duration(plan.warmup),
         humantime::format_duration(plan.duration),
         plan.connections,
         plan.rate
             .map_or(String::new(), |r| format!(", {r} req/s (open loop)"))
-    ));
+    );
     s.push_str(&format!(
         "  tls:         {} certificate, {}, {}, {}\n",
         plan.cert_type.name(),
@@ -104,6 +110,10 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
         humantime::format_duration(estimate)
     ));
     s
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
 /// A progress bar with ETA on a terminal, plain lines otherwise (CI logs).

@@ -89,122 +89,151 @@ pub struct Inputs<'a> {
 
 /// The recipe for `variant`.
 pub fn for_variant(variant: &Variant, inputs: &Inputs<'_>) -> Recipe {
-    let threads = inputs.server_cpus.len().to_string();
-    let tls_args = |backend: &str| -> Vec<OsString> {
-        vec![
-            "--tls-backend".into(),
-            backend.into(),
-            "--cert".into(),
-            inputs.cert.cert.as_os_str().to_owned(),
-            "--key".into(),
-            inputs.cert.key.as_os_str().to_owned(),
-        ]
-    };
     let backend = variant.backend_name();
-    let echo = |mode: &str, listen: OsString, extra: Vec<OsString>| -> Server {
-        let mut args: Vec<OsString> = vec!["--mode".into(), mode.into(), "--listen".into(), listen];
-        args.extend(extra);
-        args.extend(["--threads".into(), threads.clone().into()]);
-        Server {
-            role: Role::Upstream,
-            spec: spec("echo", &inputs.bins.echo, args, inputs),
-            ready: Ready::Line,
-        }
-    };
-    let socket = inputs.runtime_dir.join(format!("{}.sock", inputs.index));
     match variant.config {
-        ConfigName::Http => Recipe {
-            servers: vec![echo("http", LOOPBACK_ANY_PORT.into(), Vec::new())],
-            scheme: "http",
-            socket: None,
-            files: Vec::new(),
-            scratch: None,
-        },
-        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Recipe {
-            servers: vec![echo("https", LOOPBACK_ANY_PORT.into(), tls_args(backend))],
-            scheme: "https",
-            socket: None,
-            files: Vec::new(),
-            scratch: None,
-        },
-        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => {
-            let mut upstream = OsString::from("unix:");
-            upstream.push(&socket);
-            let mut args: Vec<OsString> = vec![
-                "--listen".into(),
-                LOOPBACK_ANY_PORT.into(),
-                "--upstream".into(),
-                upstream,
-            ];
-            args.extend(tls_args(backend));
-            args.extend(["--threads".into(), threads.clone().into()]);
-            Recipe {
-                servers: vec![
-                    echo("unix", socket.clone().into_os_string(), Vec::new()),
-                    Server {
-                        role: Role::Terminator,
-                        spec: spec("proxy", &inputs.bins.proxy, args, inputs),
-                        ready: Ready::Line,
-                    },
-                ],
-                scheme: "https",
-                socket: Some(socket),
-                files: Vec::new(),
-                scratch: None,
-            }
+        ConfigName::Http => alone(
+            echo(inputs, "http", LOOPBACK_ANY_PORT.into(), Vec::new()),
+            "http",
+        ),
+        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => {
+            let listen = LOOPBACK_ANY_PORT.into();
+            alone(
+                echo(inputs, "https", listen, tls_args(inputs, backend)),
+                "https",
+            )
         }
+        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => proxied(inputs, backend),
         peer @ (ConfigName::Haproxy
         | ConfigName::Nginx
         | ConfigName::Hitch
-        | ConfigName::Stunnel) => {
-            let program = inputs
-                .peers
-                .iter()
-                .find(|p| p.config == peer)
-                .map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
-            let scratch = inputs.runtime_dir.join(format!("{}-{peer}", inputs.index));
-            let (ext, text) = peers::config_file(
-                peer,
-                &peers::Setup {
-                    port: inputs.peer_port,
-                    upstream: &socket,
-                    cert: &inputs.cert.cert,
-                    key: &inputs.cert.key,
-                    combined: inputs.combined_pem,
-                    threads: inputs.server_cpus.len(),
-                    max_connections: inputs.max_connections,
-                    scratch: &scratch,
-                    root: inputs.root,
-                },
-            );
-            let stem = inputs
-                .log_stem
-                .file_name()
-                .map(OsString::from)
-                .unwrap_or_default();
-            let mut name = stem;
-            name.push(format!("-{peer}.{ext}"));
-            let conf = inputs.config_dir.join(name);
-            let args = peers::args(peer, &conf, &scratch);
-            Recipe {
-                servers: vec![
-                    echo("unix", socket.clone().into_os_string(), Vec::new()),
-                    Server {
-                        role: Role::Terminator,
-                        spec: Spec {
-                            wait_ready: false,
-                            ..spec(peer.name(), &program, args, inputs)
-                        },
-                        ready: Ready::Port(inputs.peer_port),
-                    },
-                ],
-                scheme: "https",
-                socket: Some(socket),
-                files: vec![(conf, text)],
-                scratch: Some(scratch),
-            }
-        }
+        | ConfigName::Stunnel) => peer_in_front(inputs, peer),
     }
+}
+
+/// One server that answers the load generator itself.
+fn alone(server: Server, scheme: &'static str) -> Recipe {
+    Recipe {
+        servers: vec![server],
+        scheme,
+        socket: None,
+        files: Vec::new(),
+        scratch: None,
+    }
+}
+
+/// The echo-server on a Unix socket and our proxy in front of it.
+fn proxied(inputs: &Inputs<'_>, backend: &str) -> Recipe {
+    let socket = socket_path(inputs);
+    let mut upstream = OsString::from("unix:");
+    upstream.push(&socket);
+    let mut args: Vec<OsString> = vec![
+        "--listen".into(),
+        LOOPBACK_ANY_PORT.into(),
+        "--upstream".into(),
+        upstream,
+    ];
+    args.extend(tls_args(inputs, backend));
+    args.extend([
+        "--threads".into(),
+        inputs.server_cpus.len().to_string().into(),
+    ]);
+    Recipe {
+        servers: vec![
+            echo(inputs, "unix", socket.clone().into_os_string(), Vec::new()),
+            Server {
+                role: Role::Terminator,
+                spec: spec("proxy", &inputs.bins.proxy, args, inputs),
+                ready: Ready::Line,
+            },
+        ],
+        scheme: "https",
+        socket: Some(socket),
+        files: Vec::new(),
+        scratch: None,
+    }
+}
+
+/// The echo-server on a Unix socket and `peer` in front of it, from a config file written
+/// into the run folder; the peer is ready when its port accepts.
+fn peer_in_front(inputs: &Inputs<'_>, peer: ConfigName) -> Recipe {
+    let socket = socket_path(inputs);
+    let program = inputs
+        .peers
+        .iter()
+        .find(|p| p.config == peer)
+        .map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
+    let scratch = inputs.runtime_dir.join(format!("{}-{peer}", inputs.index));
+    let (ext, text) = peers::config_file(
+        peer,
+        &peers::Setup {
+            port: inputs.peer_port,
+            upstream: &socket,
+            cert: &inputs.cert.cert,
+            key: &inputs.cert.key,
+            combined: inputs.combined_pem,
+            threads: inputs.server_cpus.len(),
+            max_connections: inputs.max_connections,
+            scratch: &scratch,
+            root: inputs.root,
+        },
+    );
+    let mut name = inputs
+        .log_stem
+        .file_name()
+        .map(OsString::from)
+        .unwrap_or_default();
+    name.push(format!("-{peer}.{ext}"));
+    let conf = inputs.config_dir.join(name);
+    let args = peers::args(peer, &conf, &scratch);
+    Recipe {
+        servers: vec![
+            echo(inputs, "unix", socket.clone().into_os_string(), Vec::new()),
+            Server {
+                role: Role::Terminator,
+                spec: Spec {
+                    wait_ready: false,
+                    ..spec(peer.name(), &program, args, inputs)
+                },
+                ready: Ready::Port(inputs.peer_port),
+            },
+        ],
+        scheme: "https",
+        socket: Some(socket),
+        files: vec![(conf, text)],
+        scratch: Some(scratch),
+    }
+}
+
+/// The echo-server in `mode` (`http`, `https`, `unix`) on `listen`, with `extra` flags.
+fn echo(inputs: &Inputs<'_>, mode: &str, listen: OsString, extra: Vec<OsString>) -> Server {
+    let mut args: Vec<OsString> = vec!["--mode".into(), mode.into(), "--listen".into(), listen];
+    args.extend(extra);
+    args.extend([
+        "--threads".into(),
+        inputs.server_cpus.len().to_string().into(),
+    ]);
+    Server {
+        role: Role::Upstream,
+        spec: spec("echo", &inputs.bins.echo, args, inputs),
+        ready: Ready::Line,
+    }
+}
+
+/// The TLS flags our binaries share: backend, certificate and key.
+fn tls_args(inputs: &Inputs<'_>, backend: &str) -> Vec<OsString> {
+    vec![
+        "--tls-backend".into(),
+        backend.into(),
+        "--cert".into(),
+        inputs.cert.cert.as_os_str().to_owned(),
+        "--key".into(),
+        inputs.cert.key.as_os_str().to_owned(),
+    ]
+}
+
+/// The Unix socket between terminator and upstream, one per measurement.
+fn socket_path(inputs: &Inputs<'_>) -> PathBuf {
+    inputs.runtime_dir.join(format!("{}.sock", inputs.index))
 }
 
 fn spec(name: &str, program: &Path, args: Vec<OsString>, inputs: &Inputs<'_>) -> Spec {
