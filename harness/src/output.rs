@@ -265,6 +265,36 @@ impl IdleRow {
     }
 }
 
+/// The original experiment's line for one sweep row (`tls-bench.csv`: no header, these
+/// eight columns, latencies in microseconds): the first eight cells of `results.csv`.
+#[derive(Debug, Serialize)]
+pub struct OriginalRow<'a> {
+    config: &'a str,
+    size: u64,
+    requests: Option<u64>,
+    mean: Option<Num>,
+    stdev: Option<Num>,
+    p50: Option<Num>,
+    p90: Option<Num>,
+    p99: Option<Num>,
+}
+
+impl Row {
+    /// This row in the original experiment's layout.
+    pub fn original(&self) -> OriginalRow<'_> {
+        OriginalRow {
+            config: &self.config,
+            size: self.size,
+            requests: self.requests,
+            mean: self.mean,
+            stdev: self.stdev,
+            p50: self.p50,
+            p90: self.p90,
+            p99: self.p99,
+        }
+    }
+}
+
 /// A CSV file open for appending rows.
 #[derive(Debug)]
 pub struct CsvSink {
@@ -279,7 +309,7 @@ impl CsvSink {
         CsvSink::create_with(path, &COLUMNS)
     }
 
-    /// Creates the file (refusing to overwrite one) and writes `header`.
+    /// Creates the file (refusing to overwrite one) and writes `header` (none if empty).
     pub fn create_with(path: &Path, header: &[&str]) -> anyhow::Result<CsvSink> {
         let file = OpenOptions::new()
             .write(true)
@@ -303,6 +333,9 @@ impl CsvSink {
             path: path.to_owned(),
             rows: 0,
         };
+        if header.is_empty() {
+            return Ok(sink);
+        }
         sink.writer
             .write_record(header)
             .map_err(anyhow::Error::from)
@@ -360,6 +393,32 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert_eq!(header, COLUMNS.join(","));
         assert!(header.starts_with("config,size,requests,mean,stdev,p50,p90,p99,"));
+    }
+
+    #[test]
+    fn the_original_layout_is_the_first_eight_cells_without_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let (results, original) = (dir.path().join("r.csv"), dir.path().join("o.csv"));
+        let row = Row {
+            mean: Some(Num(261.5)),
+            stdev: Some(Num(40.25)),
+            p90: Some(Num(300.0)),
+            p99: Some(Num(1234.5678)),
+            ..sample()
+        };
+        CsvSink::create(&results).unwrap().write(&row).unwrap();
+        CsvSink::create_with(&original, &[])
+            .unwrap()
+            .write(&row.original())
+            .unwrap();
+        let full = std::fs::read_to_string(&results).unwrap();
+        let first_eight: Vec<&str> = full.lines().nth(1).unwrap().split(',').take(8).collect();
+        let text = std::fs::read_to_string(&original).unwrap();
+        assert_eq!(text, format!("{}\n", first_eight.join(",")));
+        assert_eq!(
+            text,
+            "proxy-rustls,1000,1200,261.5,40.25,250,300,1234.568\n"
+        );
     }
 
     #[test]

@@ -204,6 +204,53 @@ fn smoke_preset_end_to_end() {
         );
     }
     assert!(pids.iter().all(|(pid, _)| is_gone(*pid)), "{pids:?}");
+    original_layout_matches_results(&run, &rows, &header);
+}
+
+/// `tls-bench.csv`: no header, one line per sweep row that is not an error, its cells the
+/// first eight of `results.csv`'s; and the original experiment's R analysis reads it.
+fn original_layout_matches_results(run: &Path, rows: &[csv::StringRecord], header: &[String]) {
+    let path = run.join("tls-bench.csv");
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(&path)
+        .unwrap();
+    let lines = reader.records().collect::<Result<Vec<_>, _>>().unwrap();
+    let status = header.iter().position(|h| h == "status").unwrap();
+    let expected: Vec<Vec<&str>> = rows
+        .iter()
+        .filter(|r| &r[status] != "error")
+        .map(|r| r.iter().take(8).collect())
+        .collect();
+    let got: Vec<Vec<&str>> = lines.iter().map(|r| r.iter().collect()).collect();
+    assert_eq!(got, expected, "{}", path.display());
+
+    let rscript = Command::new("Rscript")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !rscript {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI=true but Rscript is not installed"
+        );
+        eprintln!("Rscript not installed: the original analysis is not run");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../analysis/original.R");
+    let png = run.join("original.png");
+    let out = Command::new("Rscript")
+        .arg(&script)
+        .arg(&path)
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::metadata(&png).unwrap().len() > 1000,
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 
 use crate::bins;
 use crate::meta::{self, Host};
-use crate::output::{CsvSink, IDLE_COLUMNS};
+use crate::output::{CsvSink, Row, Status, IDLE_COLUMNS};
 use crate::plan::{Kind, Plan, Scenario};
 
 /// The run folder and its files.
@@ -68,6 +68,9 @@ impl OutDir {
                 &crate::output::COLUMNS,
             )?,
             idle: sink("idle.csv", Scenario::Idle, &IDLE_COLUMNS)?,
+            // No header: the original R script reads every line as data.
+            original: sink(ORIGINAL_CSV, Scenario::Sweep, &[])?,
+            original_left_out: 0,
         };
         let out = OutDir {
             meta: dir.join("meta.json"),
@@ -79,12 +82,18 @@ impl OutDir {
     }
 }
 
-/// The CSV files of a run, one per scenario it runs.
+/// The CSV files of a run, one per scenario it runs, and the sweep's rows again in the
+/// original experiment's layout.
 #[derive(Debug)]
 pub(super) struct Sinks {
     sweep: Option<CsvSink>,
     handshakes: Option<CsvSink>,
     idle: Option<CsvSink>,
+    /// `tls-bench.csv`: no header, the first eight columns of each sweep row that is not an
+    /// error, as the original experiment's R script reads them.
+    original: Option<CsvSink>,
+    /// Error rows not written to `tls-bench.csv`.
+    original_left_out: usize,
 }
 
 impl Sinks {
@@ -111,6 +120,25 @@ impl Sinks {
             .filter(|s| s.rows() > 0)
             .map(|s| s.path().to_owned())
             .collect()
+    }
+
+    /// Writes a sweep `row` to `results.csv`, and to `tls-bench.csv` unless it is an error
+    /// row (those have no figures to plot).
+    pub fn write_sweep(&mut self, row: &Row) -> anyhow::Result<()> {
+        self.for_kind(Kind::Sweep)?.write(row)?;
+        match (&mut self.original, row.status) {
+            (_, Status::Error) => self.original_left_out += 1,
+            (Some(sink), _) => sink.write(&row.original())?,
+            (None, _) => {}
+        }
+        Ok(())
+    }
+
+    /// `tls-bench.csv` and the error rows it leaves out, when the run has a sweep.
+    pub fn original(&self) -> Option<(&Path, usize)> {
+        self.original
+            .as_ref()
+            .map(|s| (s.path(), self.original_left_out))
     }
 
     pub fn for_kind(&mut self, kind: Kind) -> anyhow::Result<&mut CsvSink> {
@@ -168,6 +196,9 @@ pub(super) fn fresh_run_dir(
     )
 }
 
+/// The sweep's rows in the original experiment's layout.
+const ORIGINAL_CSV: &str = "tls-bench.csv";
+
 /// Run folders one host may start within one second.
 const MAX_SAME_SECOND_RUNS: u32 = 100;
 
@@ -209,6 +240,28 @@ mod tests {
             OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap_err()
         );
         assert!(err.contains("results.csv"), "{err}");
+    }
+
+    #[test]
+    fn error_rows_stay_out_of_the_original_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Preset::Smoke.plan();
+        let (out, mut sinks) =
+            OutDir::create(Some(dir.path()), &host(), SystemTime::now(), &plan).unwrap();
+        let ok = Row {
+            config: "http".into(),
+            size: 10,
+            ..Row::default()
+        };
+        let mut failed = ok.clone();
+        failed.flag(Status::Error, "no request completed in the measured period");
+        sinks.write_sweep(&ok).unwrap();
+        sinks.write_sweep(&failed).unwrap();
+        let (path, left_out) = sinks.original().unwrap();
+        assert_eq!(left_out, 1);
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "http,10,,,,,,\n");
+        let results = std::fs::read_to_string(out.dir.join("results.csv")).unwrap();
+        assert_eq!(results.lines().count(), 3, "header and both rows");
     }
 
     #[test]

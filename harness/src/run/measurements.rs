@@ -1,6 +1,8 @@
 //! The measurement loop of the sweep, handshakes and idle scenarios: one measurement at a
 //! time, each row written as soon as it is complete, then the summary, paths and pictures.
 
+use std::path::Path;
+
 use anyhow::Context;
 use serde_json::{json, Value};
 
@@ -132,16 +134,18 @@ fn measure_all(
             Err(e) if e.is::<Interrupted>() => break,
             other => other?,
         };
-        let sink = sinks.for_kind(m.kind)?;
         let failed = match measured {
             Measured::Load(row) => {
-                sink.write(&row)?;
+                match m.kind {
+                    Kind::Sweep => sinks.write_sweep(&row)?,
+                    _ => sinks.for_kind(m.kind)?.write(&row)?,
+                }
                 progress.finish(m, &row, remote);
                 rows.load.push(row);
                 rows.load.last().is_some_and(|r| r.status == Status::Error)
             }
             Measured::Idle(row) => {
-                sink.write(&row)?;
+                sinks.for_kind(m.kind)?.write(&row)?;
                 progress.finish_idle(m, &row);
                 rows.idle.push(row);
                 rows.idle.last().is_some_and(|r| r.status == Status::Error)
@@ -187,13 +191,19 @@ fn measure_one(
 
 /// The summary table (stdout and `summary.txt`), the paths, and the pictures.
 fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
-    let table = summary::render_all(&rows.load, &rows.idle);
+    let mut table = summary::render_all(&rows.load, &rows.idle);
+    if let Some((path, left_out)) = sinks.original() {
+        table.push_str(&original_line(path, left_out));
+    }
     let summary_path = run.out.dir.join("summary.txt");
     std::fs::write(&summary_path, &table)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     println!("\n{table}");
     for path in sinks.paths() {
         println!("results: {}", path.display());
+    }
+    if let Some((path, _)) = sinks.original() {
+        println!("original: {}", path.display());
     }
     println!("meta:    {}", run.out.meta.display());
     println!("logs:    {}", run.out.logs.display());
@@ -206,4 +216,16 @@ fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The summary's line on `tls-bench.csv`.
+fn original_line(path: &Path, left_out: usize) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    match left_out {
+        0 => format!("\n{name}: every sweep row, in the original experiment's layout\n"),
+        n => format!(
+            "\n{name}: the sweep rows in the original experiment's layout, less {n} error \
+             row(s) (no figures)\n"
+        ),
+    }
 }
