@@ -24,8 +24,8 @@ pub(super) struct OutDir {
 impl OutDir {
     /// Creates the run folder (a fresh one under `results/` unless `out` is given), its
     /// `logs/` and `configs/`, and the CSV file of each scenario of the plan with its
-    /// header (`results.csv`, `handshakes.csv`, `idle.csv`), so that an unwritable place
-    /// fails now.
+    /// header (`results.csv`, `handshakes.csv`, `idle.csv`; `tls-bench.csv` beside the sweep,
+    /// headerless), so that an unwritable place fails now.
     pub fn create(
         out: Option<&Path>,
         host: &Host,
