@@ -97,26 +97,23 @@ pub(super) struct Sinks {
 }
 
 impl Sinks {
-    pub fn rows(&self) -> usize {
+    /// The scenarios' CSV files the run has (not `tls-bench.csv`, a copy of the sweep's).
+    fn scenario_files(&self) -> impl Iterator<Item = &CsvSink> {
         [&self.sweep, &self.handshakes, &self.idle]
             .into_iter()
             .flatten()
-            .map(CsvSink::rows)
-            .sum()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.scenario_files().map(CsvSink::rows).sum()
     }
 
     pub fn paths(&self) -> Vec<PathBuf> {
-        [&self.sweep, &self.handshakes, &self.idle]
-            .into_iter()
-            .flatten()
-            .map(|s| s.path().to_owned())
-            .collect()
+        self.scenario_files().map(|s| s.path().to_owned()).collect()
     }
 
     pub fn paths_with_rows(&self) -> Vec<PathBuf> {
-        [&self.sweep, &self.handshakes, &self.idle]
-            .into_iter()
-            .flatten()
+        self.scenario_files()
             .filter(|s| s.rows() > 0)
             .map(|s| s.path().to_owned())
             .collect()

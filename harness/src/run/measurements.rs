@@ -141,14 +141,16 @@ fn measure_all(
                     _ => sinks.for_kind(m.kind)?.write(&row)?,
                 }
                 progress.finish(m, &row, remote);
+                let failed = row.status == Status::Error;
                 rows.load.push(row);
-                rows.load.last().is_some_and(|r| r.status == Status::Error)
+                failed
             }
             Measured::Idle(row) => {
                 sinks.for_kind(m.kind)?.write(&row)?;
                 progress.finish_idle(m, &row);
+                let failed = row.status == Status::Error;
                 rows.idle.push(row);
-                rows.idle.last().is_some_and(|r| r.status == Status::Error)
+                failed
             }
         };
         meta["rows"] = json!(sinks.rows());
