@@ -1,7 +1,8 @@
 //! Command-line interface: `proxy [CONFIG] [FLAGS]` and `proxy check CONFIG`.
 //!
 //! Flags override the config file key by key; without a file they make the whole config
-//! (`--listen`, `--upstream`, `--cert` and `--key` are then required).
+//! (`--listen`, `--upstream`, `--cert` and `--key` are then required; `--no-tls` makes the
+//! certificate unnecessary).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -17,7 +18,7 @@ use crate::config::{
 use crate::tls::{Backend, TlsVersion};
 
 /// tls-off: a TLS terminating proxy. Decrypts TLS from clients and relays the bytes to a
-/// Unix-socket or TCP upstream.
+/// Unix-socket or TCP upstream (with --no-tls, relays plain TCP).
 #[derive(Debug, Parser)]
 #[command(name = "proxy", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -57,7 +58,7 @@ pub enum Command {
 /// Settings that can be given as flags; each overrides the config key of the same name.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
-    /// Address to accept TLS on (replaces the config's listeners), e.g. 127.0.0.1:8443.
+    /// Address to accept connections on (replaces the config's listeners), e.g. 127.0.0.1:8443.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Upstream: unix:/path/to.sock or tcp:HOST:PORT.
@@ -115,6 +116,11 @@ pub struct Flags {
     /// [listener.accept_proxy].
     #[arg(long)]
     pub accept_proxy: bool,
+    /// No TLS on any listener: relay the client's bytes as they come (plain TCP forwarding,
+    /// with PROXY headers if asked; the benchmark's no-TLS floor). No certificate is needed
+    /// [listener.tls = false].
+    #[arg(long)]
+    pub no_tls: bool,
     /// CA certificates (PEM) for client certificates, on every listener [listener.client_ca].
     #[arg(long)]
     pub client_ca: Option<PathBuf>,
@@ -172,10 +178,13 @@ impl Flags {
                 l.proxy_protocol = self.proxy_protocol;
             }
             l.accept_proxy |= self.accept_proxy;
+            l.tls &= !self.no_tls;
             if self.client_ca.is_some() {
                 l.client_ca = self.client_ca.clone();
             }
-            set(&mut l.client_auth, self.client_auth);
+            if self.client_auth.is_some() {
+                l.client_auth = self.client_auth;
+            }
         }
         if self.metrics_listen.is_some() {
             config.metrics_listen = self.metrics_listen;
@@ -184,8 +193,12 @@ impl Flags {
         set(&mut config.log_format, self.log_format);
         config.access_log |= self.access_log;
         let tls = &mut config.tls;
-        set(&mut tls.cert, self.cert.clone());
-        set(&mut tls.key, self.key.clone());
+        if self.cert.is_some() {
+            tls.cert = self.cert.clone();
+        }
+        if self.key.is_some() {
+            tls.key = self.key.clone();
+        }
         set(&mut tls.backend, self.tls_backend);
         set(&mut tls.min_version, self.min_tls_version);
         set(&mut tls.cipher_suites, self.cipher_suites.clone());
@@ -221,13 +234,13 @@ impl Flags {
                 "--upstream"
             }));
         };
-        let (Some(cert), Some(key)) = (self.cert.clone(), self.key.clone()) else {
+        if !self.no_tls && (self.cert.is_none() || self.key.is_none()) {
             return Err(missing(if self.cert.is_none() {
                 "--cert"
             } else {
                 "--key"
             }));
-        };
+        }
         Ok(Config {
             threads: None,
             runtime: RuntimeModel::default(),
@@ -238,18 +251,8 @@ impl Flags {
             top_clients: DEFAULT_TOP_CLIENTS,
             log_format: LogFormat::default(),
             access_log: false,
-            tls: TlsConfig {
-                backend: Backend::default(),
-                min_version: TlsVersion::default(),
-                cipher_suites: Vec::new(),
-                kx_groups: Vec::new(),
-                alpn: Vec::new(),
-                session_resumption: true,
-                strict_sni: false,
-                cert,
-                key,
-                sni: Vec::new(),
-            },
+            // `resolve` sets the certificate and TLS keys from the flags.
+            tls: TlsConfig::default(),
             listeners: vec![ListenerConfig::new(listen, upstream)],
         })
     }
@@ -301,6 +304,60 @@ mod tests {
         let cli = Cli::parse_from(["proxy", "--listen", "127.0.0.1:0"]);
         let err = cli.flags.resolve(None).unwrap_err().to_string();
         assert!(err.contains("--upstream"), "{err}");
+    }
+
+    #[test]
+    fn no_tls_needs_no_certificate_and_turns_every_listener_plain() {
+        let cli = Cli::parse_from([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "unix:/tmp/x.sock",
+            "--no-tls",
+        ]);
+        let c = cli.flags.resolve(None).unwrap();
+        assert!(c.listeners.iter().all(|l| !l.tls));
+        assert_eq!(c.tls.cert, None);
+
+        // A file's TLS listeners all turn plain (the file is checked on its own first).
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:1\"\nupstream = \"unix:/a\"\n\
+             [[listener]]\nlisten = \"127.0.0.1:2\"\nupstream = \"unix:/b\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["proxy", "--no-tls"]);
+        let c = cli.flags.resolve(Some(file.path())).unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        assert!(!c.uses_tls());
+        let c = Cli::parse_from(["proxy"])
+            .flags
+            .resolve(Some(file.path()))
+            .unwrap();
+        assert!(c.listeners.iter().all(|l| l.tls));
+        // Without --no-tls the certificate flags are still required.
+        let cli = Cli::parse_from(["proxy", "--listen", "127.0.0.1:0", "--upstream", "unix:/a"]);
+        let err = cli.flags.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("--cert"), "{err}");
+    }
+
+    #[test]
+    fn no_tls_refuses_client_certificate_flags() {
+        let cli = Cli::parse_from([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "unix:/tmp/x.sock",
+            "--no-tls",
+            "--client-ca",
+            "ca.pem",
+        ]);
+        let err = cli.flags.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("listener.client_ca"), "{err}");
     }
 
     #[test]

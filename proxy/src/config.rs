@@ -41,6 +41,9 @@ pub struct Config {
     /// One log event per connection at close (client, TLS facts, bytes, duration, reason).
     #[serde(default)]
     pub access_log: bool,
+    /// Certificates and TLS settings of every TLS listener; may be left out when every
+    /// listener is plain (`tls = false`).
+    #[serde(default)]
     pub tls: TlsConfig,
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
@@ -69,7 +72,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// From accept to a finished TLS handshake.
+    /// From accept to a finished TLS handshake (on a plain listener: to the end of the
+    /// inbound PROXY header, with `accept_proxy`).
     #[serde(deserialize_with = "duration")]
     pub handshake: Duration,
     /// Connecting to the upstream.
@@ -111,9 +115,12 @@ pub struct TlsConfig {
     pub session_resumption: bool,
     #[serde(default)]
     pub strict_sni: bool,
-    /// Default certificate chain (PEM) and key.
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// Default certificate chain (PEM) and key; required unless every listener is plain
+    /// (`check` says so, naming the key).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
     /// Extra certificates chosen by SNI.
     #[serde(default)]
     pub sni: Vec<SniCert>,
@@ -125,6 +132,25 @@ pub struct SniCert {
     pub name: String,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    /// No certificate, every setting at its documented default: what a config whose
+    /// listeners are all plain may leave as is.
+    fn default() -> Self {
+        TlsConfig {
+            backend: Backend::default(),
+            min_version: TlsVersion::default(),
+            cipher_suites: Vec::new(),
+            kx_groups: Vec::new(),
+            alpn: Vec::new(),
+            session_resumption: true,
+            strict_sni: false,
+            cert: None,
+            key: None,
+            sni: Vec::new(),
+        }
+    }
 }
 
 impl TlsConfig {
@@ -139,16 +165,21 @@ impl TlsConfig {
             session_resumption: self.session_resumption,
             client_auth: listener.client_ca.as_ref().map(|ca| ClientAuth {
                 ca: ca.clone(),
-                required: listener.client_auth == ClientAuthMode::Required,
+                required: listener.client_auth != Some(ClientAuthMode::Optional),
             }),
         }
     }
 
-    pub fn cert_set(&self) -> CertSet {
-        CertSet {
+    /// The certificates to serve; `None` when no default certificate is configured (a
+    /// checked config allows that only when every listener is plain).
+    pub fn cert_set(&self) -> Option<CertSet> {
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return None;
+        };
+        Some(CertSet {
             default: CertPaths {
-                cert: self.cert.clone(),
-                key: self.key.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
             },
             by_sni: self
                 .sni
@@ -164,30 +195,35 @@ impl TlsConfig {
                 })
                 .collect(),
             strict_sni: self.strict_sni,
-        }
+        })
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Address to accept TLS on, e.g. `0.0.0.0:443` or `[::1]:8443`.
+    /// Address to accept connections on, e.g. `0.0.0.0:443` or `[::1]:8443`.
     pub listen: SocketAddr,
     /// Where the decrypted bytes go.
     pub upstream: Upstream,
+    /// `false`: a plain listener, which relays the client's bytes as they come, with no TLS
+    /// (plain TCP forwarding with PROXY headers; the benchmark's no-TLS floor).
+    #[serde(default = "yes")]
+    pub tls: bool,
     /// Send a PROXY protocol header to the upstream before any client byte.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
     /// Read a PROXY protocol header (v1 or v2) from a load balancer in front, before the
-    /// TLS handshake, and use its source address as the client's.
+    /// TLS handshake (if any), and use its source address as the client's.
     #[serde(default)]
     pub accept_proxy: bool,
     /// PEM CA certificates that client certificates must chain to (mutual TLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// With `client_ca`: must a client present a certificate?
+    /// With `client_ca`: must a client present a certificate? `None` means required;
+    /// kept apart so that a key given on a plain listener can be refused.
     #[serde(default)]
-    pub client_auth: ClientAuthMode,
+    pub client_auth: Option<ClientAuthMode>,
 }
 
 impl ListenerConfig {
@@ -195,10 +231,11 @@ impl ListenerConfig {
         ListenerConfig {
             listen,
             upstream,
+            tls: true,
             proxy_protocol: None,
             accept_proxy: false,
             client_ca: None,
-            client_auth: ClientAuthMode::default(),
+            client_auth: None,
         }
     }
 }
@@ -314,6 +351,11 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether any listener runs TLS (and so needs the certificate).
+    pub fn uses_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.tls)
+    }
+
     /// Cross-key rules that types alone cannot express.
     pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
@@ -355,13 +397,29 @@ impl Config {
             ));
         }
         for l in &self.listeners {
-            if l.client_auth == ClientAuthMode::Optional && l.client_ca.is_none() {
+            if l.client_auth == Some(ClientAuthMode::Optional) && l.client_ca.is_none() {
                 return Err(invalid(
                     "listener.client_auth",
                     format!("{}: client_auth needs client_ca", l.listen),
                 ));
             }
+            if !l.tls {
+                let plain = |key: &str| {
+                    let message = format!(
+                        "{}: a plain listener (tls = false) cannot check a client certificate",
+                        l.listen
+                    );
+                    Err(invalid(key, message))
+                };
+                if l.client_ca.is_some() {
+                    return plain("listener.client_ca");
+                }
+                if l.client_auth.is_some() {
+                    return plain("listener.client_auth");
+                }
+            }
         }
+        self.check_certificate(path)?;
         for s in &self.tls.sni {
             if s.name.is_empty() || s.name.contains(['*', ' ', '/']) {
                 return Err(invalid(
@@ -371,6 +429,31 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `tls.cert` and `tls.key` go together, and a TLS listener needs them.
+    fn check_certificate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_string(),
+            message,
+        };
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), Some(_)) => Ok(()),
+            (Some(_), None) => Err(invalid("tls.key", "required with tls.cert".into())),
+            (None, Some(_)) => Err(invalid("tls.cert", "required with tls.key".into())),
+            (None, None) => match self.listeners.iter().find(|l| l.tls) {
+                Some(l) => Err(invalid(
+                    "tls.cert",
+                    format!(
+                        "required: listener {} uses TLS (only when every listener has \
+                         tls = false may the certificate be left out)",
+                        l.listen
+                    ),
+                )),
+                None => Ok(()),
+            },
+        }
     }
 }
 
@@ -499,6 +582,67 @@ upstream = "unix:/run/app.sock"
         assert_eq!(example.log_format, minimal.log_format);
         assert_eq!(example.access_log, minimal.access_log);
         assert_eq!(example.tls.strict_sni, minimal.tls.strict_sni);
+        assert_eq!(example.listeners[0].tls, minimal.listeners[0].tls);
+    }
+
+    const PLAIN: &str = r#"
+[[listener]]
+listen = "127.0.0.1:8080"
+upstream = "unix:/run/app.sock"
+tls = false
+"#;
+
+    #[test]
+    fn listeners_use_tls_unless_told_otherwise() {
+        assert!(parse(MINIMAL).unwrap().listeners[0].tls);
+        let c = parse(PLAIN).unwrap();
+        assert!(!c.listeners[0].tls);
+        assert!(!c.uses_tls());
+    }
+
+    #[test]
+    fn plain_listeners_alone_need_no_certificate() {
+        let c = parse(PLAIN).unwrap();
+        assert_eq!(c.tls.cert, None);
+        assert_eq!(c.tls.cert_set(), None);
+        // A [tls] section without a certificate is fine too.
+        parse(&format!("[tls]\nbackend = \"openssl\"\n{PLAIN}")).unwrap();
+    }
+
+    #[test]
+    fn a_tls_listener_still_needs_the_certificate() {
+        let tls_listener = "[[listener]]\nlisten = \"127.0.0.1:8443\"\nupstream = \"unix:/a\"\n";
+        let err = parse(&format!("{PLAIN}{tls_listener}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("proxy.toml: tls.cert:"), "{err}");
+        assert!(
+            err.contains("127.0.0.1:8443"),
+            "names the TLS listener: {err}"
+        );
+        let err = parse(&format!("[tls]\ncert = \"c.pem\"\n{PLAIN}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.key"), "{err}");
+    }
+
+    #[test]
+    fn client_certificates_on_a_plain_listener_are_refused() {
+        for (line, key) in [
+            ("client_ca = \"ca.pem\"", "listener.client_ca"),
+            ("client_auth = \"required\"", "listener.client_auth"),
+        ] {
+            let err = parse(&format!("{PLAIN}{line}\n")).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains("tls = false"), "{err}");
+        }
+        // On a TLS listener both stay allowed.
+        let c = parse(&format!(
+            "{MINIMAL}client_ca = \"ca.pem\"\nclient_auth = \"optional\"\n"
+        ))
+        .unwrap();
+        let auth = c.tls.settings(&c.listeners[0]).client_auth.unwrap();
+        assert!(!auth.required);
     }
 
     #[test]

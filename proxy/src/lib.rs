@@ -3,7 +3,8 @@
 //! Modules, in data-path order:
 //! - [`cli`]: flags and `proxy check`; flags override config keys.
 //! - [`config`]: the TOML config, parsed into checked types.
-//! - [`server`]: listeners, worker models, the per-connection path, limits, shutdown.
+//! - [`server`]: listeners (TLS or plain), worker models, the per-connection path, limits,
+//!   shutdown.
 //! - [`tls`]: the one TLS seam (rustls with aws-lc-rs or ring, OpenSSL), shared with the
 //!   echo-server's HTTPS mode, plus self-signed certificates for tests and quick starts.
 //! - [`proxy_protocol`]: PROXY v1/v2 headers, encoded for the upstream, parsed from a balancer.

@@ -39,6 +39,14 @@ fn main() -> ExitCode {
             "{}: ok",
             file.as_deref().unwrap_or("command line".as_ref()).display()
         );
+        for l in &config.listeners {
+            let kind = if l.tls {
+                format!("TLS ({})", config.tls.backend)
+            } else {
+                "plain, no TLS (tls = false)".to_string()
+            };
+            println!("listener {} -> {}: {kind}", l.listen, l.upstream);
+        }
         return ExitCode::SUCCESS;
     }
     init_tracing(config.log_format);
@@ -68,7 +76,7 @@ fn init_tracing(format: LogFormat) {
 
 fn serve(
     config: Config,
-    acceptors: Vec<Acceptor>,
+    acceptors: Vec<Option<Acceptor>>,
     file: Option<PathBuf>,
     flags: Flags,
 ) -> anyhow::Result<()> {
@@ -101,7 +109,12 @@ fn serve(
             .context("installing the SIGHUP handler")?;
         (shutdown, hangup)
     };
-    tracing::info!(workers, runtime = ?config.runtime, backend = %config.tls.backend, "proxy: starting");
+    let backend = if config.uses_tls() {
+        config.tls.backend.name()
+    } else {
+        "none (every listener is plain)"
+    };
+    tracing::info!(workers, runtime = ?config.runtime, backend, "proxy: starting");
     for l in &listeners {
         println!("listening on {}", l.addr);
     }
@@ -151,12 +164,17 @@ fn serve(
 }
 
 /// SIGHUP: re-read the config file (if any) and the certificates it names; keep the old
-/// ones on any error. True when the new ones are in use.
+/// ones on any error. True when the new ones are in use, or when no listener uses TLS
+/// (there is nothing to reload then: listeners themselves change only with a restart).
 fn reload(
     listeners: &[Arc<server::Listener>],
     file: Option<&std::path::Path>,
     flags: &Flags,
 ) -> bool {
+    if listeners.iter().all(|l| l.acceptor.is_none()) {
+        tracing::info!("reload: every listener is plain (tls = false); no certificates to reload");
+        return true;
+    }
     let result = flags
         .resolve(file)
         .map_err(anyhow::Error::from)

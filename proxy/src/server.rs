@@ -1,11 +1,14 @@
-//! Listeners, workers and the per-connection path: accept, TLS handshake, upstream
-//! connect, relay; plus the connection limit and graceful shutdown.
+//! Listeners, workers and the per-connection path: accept, TLS handshake (on a plain
+//! listener, none: [`front`]), upstream connect, relay; plus the connection limit and
+//! graceful shutdown.
 //!
 //! Two worker models (chosen by [`RuntimeModel`], measured in the README):
 //! - per-core: one current-thread runtime per worker thread, each with its own
 //!   SO_REUSEPORT socket for every listener, so a connection lives its whole life on the
 //!   thread that accepted it;
 //! - multi-thread: one tokio work-stealing runtime sharing one socket per listener.
+
+mod front;
 
 use std::future::Future;
 use std::io;
@@ -26,6 +29,7 @@ use crate::proxy_protocol::{self, Addresses, ClientCert, TlsFacts};
 use crate::relay::{relay, Outcome, RelayError, RelayStats, Side};
 use crate::sys::{AcceptBackoff, LogLimit};
 use crate::tls::{Acceptor, HandshakeErrorKind, HandshakeInfo, LoadedCerts, TlsError};
+use front::{Front, Handshake, Plain};
 
 /// State every worker and connection shares.
 #[derive(Debug)]
@@ -107,8 +111,9 @@ pub struct Listener {
     /// The bound address (port 0 resolved).
     pub addr: SocketAddr,
     pub upstream: Upstream,
-    /// Swapped whole on reload; each handshake loads it once.
-    pub acceptor: ArcSwap<Acceptor>,
+    /// Swapped whole on reload; each handshake loads it once. `None`: a plain listener
+    /// (`tls = false`), which relays the client's bytes as they come.
+    pub acceptor: Option<ArcSwap<Acceptor>>,
     pub config: ListenerConfig,
     pub shared: Arc<Shared>,
 }
@@ -120,14 +125,23 @@ pub struct Bound {
     sockets: Vec<std::net::TcpListener>,
 }
 
-/// Builds every listener's acceptor, reading each certificate file once. All or nothing:
-/// a reload with one bad listener keeps every old acceptor.
-pub fn build_acceptors(config: &Config) -> Result<Vec<Acceptor>, TlsError> {
-    let certs = LoadedCerts::load(&config.tls.cert_set())?;
+/// Builds every TLS listener's acceptor (`None` for a plain one), reading each certificate
+/// file once, and none at all when every listener is plain. All or nothing: a reload with
+/// one bad listener keeps every old acceptor.
+pub fn build_acceptors(config: &Config) -> Result<Vec<Option<Acceptor>>, TlsError> {
+    if !config.uses_tls() {
+        return Ok(config.listeners.iter().map(|_| None).collect());
+    }
+    let set = config.tls.cert_set().ok_or(TlsError::NoCertificate)?;
+    let certs = LoadedCerts::load(&set)?;
     config
         .listeners
         .iter()
-        .map(|l| Acceptor::from_loaded(&config.tls.settings(l), &certs))
+        .map(|l| {
+            l.tls
+                .then(|| Acceptor::from_loaded(&config.tls.settings(l), &certs))
+                .transpose()
+        })
         .collect()
 }
 
@@ -135,7 +149,7 @@ pub fn build_acceptors(config: &Config) -> Result<Vec<Acceptor>, TlsError> {
 /// socket, and the others join that port.
 pub fn bind(
     config: &Config,
-    acceptors: Vec<Acceptor>,
+    acceptors: Vec<Option<Acceptor>>,
     shared: &Arc<Shared>,
     workers: usize,
 ) -> io::Result<Vec<Bound>> {
@@ -158,7 +172,7 @@ pub fn bind(
                 listener: Arc::new(Listener {
                     addr,
                     upstream: l.upstream.clone(),
-                    acceptor: ArcSwap::from_pointee(acceptor),
+                    acceptor: acceptor.map(ArcSwap::from_pointee),
                     config: l.clone(),
                     shared: shared.clone(),
                 }),
@@ -168,7 +182,7 @@ pub fn bind(
         .collect()
 }
 
-/// Re-reads certificates and TLS settings from `config` into the running listeners
+/// Re-reads certificates and TLS settings from `config` into the running TLS listeners
 /// (matched by configured address). Established connections keep their session; new
 /// handshakes use the new acceptor. On any error nothing changes.
 pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsError> {
@@ -178,11 +192,20 @@ pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsErr
             .listeners
             .iter()
             .position(|c| c.listen == l.config.listen);
-        match found {
-            Some(i) => l.acceptor.store(Arc::new(acceptors[i].clone())),
-            None => tracing::warn!(
+        let Some(i) = found else {
+            tracing::warn!(
                 listen = %l.config.listen,
                 "reload: listener no longer in the config; adding or removing listeners needs a restart"
+            );
+            continue;
+        };
+        match (&l.acceptor, &acceptors[i]) {
+            (Some(running), Some(new)) => running.store(Arc::new(new.clone())),
+            // Plain before and after: nothing to reload.
+            (None, None) => {}
+            _ => tracing::warn!(
+                listen = %l.config.listen,
+                "reload: turning TLS on or off for a listener needs a restart; it keeps its old setting"
             ),
         }
     }
@@ -353,7 +376,12 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch:
 async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot) {
     let shared = &ctx.shared;
     let started = Instant::now();
-    match serve(tcp, peer, &ctx, started).await {
+    // The one dispatch on the listener's kind; each arm is its own compiled path.
+    let ended = match &ctx.acceptor {
+        Some(acceptor) => serve(tcp, peer, &ctx, Handshake(acceptor), started).await,
+        None => serve(tcp, peer, &ctx, Plain, started).await,
+    };
+    match ended {
         Ended::NotEstablished { why, error } => {
             shared.metrics.handshake_failed(why);
             // A refused client certificate is worth an operator's attention; garbage and
@@ -381,7 +409,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot
                 close.stats.client_to_upstream,
                 close.stats.upstream_to_client,
             );
-            log.finish(&info, close.log_reason, close.side, close.stats);
+            log.finish(info.as_ref(), close.log_reason, close.side, close.stats);
         }
     }
     drop(slot);
@@ -402,7 +430,8 @@ enum Ended {
     Closed {
         guard: ConnGuard,
         log: AccessLog,
-        info: HandshakeInfo,
+        /// What the TLS handshake settled on; `None` on a plain listener.
+        info: Option<HandshakeInfo>,
         close: Close,
     },
 }
@@ -428,17 +457,23 @@ impl Close {
     }
 }
 
-/// The work of one connection: PROXY header, handshake, upstream connect, relay. Logs
-/// what only it knows (why the upstream failed); records nothing.
-async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instant) -> Ended {
+/// The work of one connection: PROXY header, handshake (whatever `front` does), upstream
+/// connect, relay. Logs what only it knows (why the upstream failed); records nothing.
+async fn serve<F: Front>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &Listener,
+    front: F,
+    started: Instant,
+) -> Ended {
     let shared = &ctx.shared;
     let timeouts = &shared.timeouts;
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(ctx.addr);
     let mut io = ReadAhead::new(tcp);
 
-    // PROXY header from a load balancer, then the TLS handshake: one deadline for both.
-    let front = async {
+    // PROXY header from a load balancer, then the TLS handshake (if any): one deadline.
+    let opening = async {
         let addrs = if ctx.config.accept_proxy {
             proxy_protocol::read_header(&mut io).await?.addrs
         } else {
@@ -447,11 +482,10 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instan
                 dst: local,
             }
         };
-        let acceptor = ctx.acceptor.load_full();
-        let tls = acceptor.accept(io).await?;
-        Ok::<_, FrontError>((addrs, tls))
+        let (client, info) = front.open(io).await?;
+        Ok::<_, FrontError>((addrs, client, info))
     };
-    let (addrs, mut tls) = match tokio::time::timeout(timeouts.handshake, front).await {
+    let (addrs, mut stream, info) = match tokio::time::timeout(timeouts.handshake, opening).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             return Ended::NotEstablished {
@@ -472,10 +506,11 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instan
         _ => peer,
     };
     let guard = shared.metrics.accepted(client.ip());
-    let info = tls.info();
-    shared
-        .metrics
-        .handshake_done(started.elapsed(), &info.version, &info.cipher_suite);
+    if let Some(info) = &info {
+        shared
+            .metrics
+            .handshake_done(started.elapsed(), &info.version, &info.cipher_suite);
+    }
     let log = AccessLog::new(client, started, shared.access_log);
     let close = 'close: {
         let connect = tokio::time::timeout(timeouts.upstream_connect, connect(&ctx.upstream));
@@ -492,13 +527,13 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instan
                     tracing::warn!(client = %client, side = "upstream", upstream = %ctx.upstream,
                     error = %reason, suppressed = more, "upstream connect failed; closing client");
                 }
-                // close_notify + FIN, so the client learns at once rather than by a timeout.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tls.shutdown()).await;
+                // (TLS: close_notify +) FIN, so the client learns at once, not by a timeout.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
                 break 'close Close::upstream("upstream_connect_failed");
             }
         };
         if let Some(version) = ctx.config.proxy_protocol {
-            let header = proxy_header(version, &addrs, &info);
+            let header = proxy_header(version, &addrs, info.as_ref());
             let sent = tokio::time::timeout(timeouts.idle, upstream.write_all(&header)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 tracing::warn!(client = %client, side = "upstream", "sending the PROXY header failed");
@@ -506,8 +541,8 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: &Listener, started: Instan
             }
         }
         let result = match &mut upstream {
-            UpstreamStream::Unix(up) => relay(&mut tls, up, timeouts.idle).await,
-            UpstreamStream::Tcp(up) => relay(&mut tls, up, timeouts.idle).await,
+            UpstreamStream::Unix(up) => relay(&mut stream, up, timeouts.idle).await,
+            UpstreamStream::Tcp(up) => relay(&mut stream, up, timeouts.idle).await,
         };
         let (reason, side, stats) = match result {
             Ok((Outcome::Done, stats)) => (CloseReason::Done, stats.first_close, stats),
@@ -562,9 +597,14 @@ enum FrontError {
     Tls(#[from] TlsError),
 }
 
-/// The header sent upstream: the client's addresses and, in v2, the TLS facts.
-fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo) -> Vec<u8> {
-    let tls = TlsFacts {
+/// The header sent upstream: the client's addresses and, in v2, the TLS facts (none from
+/// a plain listener).
+fn proxy_header(
+    version: ProxyProtocol,
+    addrs: &Addresses,
+    info: Option<&HandshakeInfo>,
+) -> Vec<u8> {
+    let tls = info.map(|info| TlsFacts {
         version: info.version.clone(),
         cipher: info.cipher_suite.clone(),
         sni: info.sni.clone(),
@@ -573,13 +613,13 @@ fn proxy_header(version: ProxyProtocol, addrs: &Addresses, info: &HandshakeInfo)
             verified: c.verified,
             subject_cn: c.subject_cn.clone(),
         }),
-    };
+    });
     let version = match version {
         ProxyProtocol::V1 => proxy_protocol::Version::V1,
         ProxyProtocol::V2 => proxy_protocol::Version::V2,
     };
     let mut out = Vec::with_capacity(PROXY_HEADER_BYTES);
-    proxy_protocol::encode(version, addrs, Some(&tls), &mut out);
+    proxy_protocol::encode(version, addrs, tls.as_ref(), &mut out);
     out
 }
 
@@ -619,19 +659,26 @@ impl AccessLog {
         }
     }
 
-    fn finish(self, tls: &HandshakeInfo, reason: &str, side: Option<Side>, stats: RelayStats) {
+    /// `tls` is `None` on a plain listener: its TLS fields read "-" (`resumed` is left out).
+    fn finish(
+        self,
+        tls: Option<&HandshakeInfo>,
+        reason: &str,
+        side: Option<Side>,
+        stats: RelayStats,
+    ) {
         if !self.on {
             return;
         }
         tracing::info!(
             target: "access",
             client = %self.client,
-            sni = tls.sni.as_deref().unwrap_or("-"),
-            alpn = tls.alpn.as_deref().unwrap_or("-"),
-            tls_version = %tls.version,
-            cipher = %tls.cipher_suite,
-            resumed = tls.resumed,
-            client_cn = tls.client_cert.as_ref().and_then(|c| c.subject_cn.as_deref()).unwrap_or("-"),
+            sni = tls.and_then(|t| t.sni.as_deref()).unwrap_or("-"),
+            alpn = tls.and_then(|t| t.alpn.as_deref()).unwrap_or("-"),
+            tls_version = %tls.map_or("-", |t| t.version.as_str()),
+            cipher = %tls.map_or("-", |t| t.cipher_suite.as_str()),
+            resumed = tls.map(|t| t.resumed),
+            client_cn = tls.and_then(|t| t.client_cert.as_ref()).and_then(|c| c.subject_cn.as_deref()).unwrap_or("-"),
             handshake_us = self.handshake.as_micros() as u64,
             bytes_in = stats.client_to_upstream,
             bytes_out = stats.upstream_to_client,

@@ -16,72 +16,15 @@ use proxy::tls::selfsigned::{self, KeyKind};
 use rstest::rstest;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::net::{TcpStream, UnixListener};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use common::upstream::{echo_bytes, exchange, pattern, Up, Upstream};
 use common::{client_builder, client_config, ClientIdentity, Pki, Proxy, TestCa};
 
 /// Generous bound for things that should happen "promptly": catches hangs, never flakes.
 const PROMPT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Copy)]
-enum Up {
-    Unix,
-    Tcp,
-}
-
-/// A byte-echo upstream: echoes everything, and on EOF shuts its write side down.
-struct Upstream {
-    spec: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Upstream {
-    async fn start(kind: Up, dir: &Path) -> Self {
-        match kind {
-            Up::Unix => {
-                let path = dir.join("up.sock");
-                let _ = std::fs::remove_file(&path);
-                let l = UnixListener::bind(&path).unwrap();
-                let task = tokio::spawn(async move {
-                    while let Ok((s, _)) = l.accept().await {
-                        tokio::spawn(echo_bytes(s));
-                    }
-                });
-                Upstream {
-                    spec: format!("unix:{}", path.display()),
-                    task,
-                }
-            }
-            Up::Tcp => {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap();
-                let task = tokio::spawn(async move {
-                    while let Ok((s, _)) = l.accept().await {
-                        tokio::spawn(echo_bytes(s));
-                    }
-                });
-                Upstream {
-                    spec: format!("tcp:{addr}"),
-                    task,
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn echo_bytes<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: S) {
-    let (mut r, mut w) = tokio::io::split(s);
-    let _ = tokio::io::copy(&mut r, &mut w).await;
-    let _ = w.shutdown().await;
-}
 
 impl Proxy {
     /// Starts the proxy (one listener) logging at debug: tests here read what it says
@@ -151,38 +94,6 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     })
     .await
     .is_ok()
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Sends `data`, half-closes, and reads everything back until EOF (concurrently).
-async fn exchange(stream: TlsStream<TcpStream>, data: &[u8]) -> Vec<u8> {
-    let (mut r, mut w) = tokio::io::split(stream);
-    let send = data.to_vec();
-    let writer = tokio::spawn(async move {
-        w.write_all(&send).await.unwrap();
-        w.shutdown().await.unwrap();
-        w
-    });
-    let mut got = Vec::with_capacity(data.len());
-    tokio::time::timeout(Duration::from_secs(60), r.read_to_end(&mut got))
-        .await
-        .expect("read timed out")
-        .unwrap();
-    writer.await.unwrap();
-    got
 }
 
 #[rstest]

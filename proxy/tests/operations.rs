@@ -7,38 +7,20 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proxy::proxy_protocol::{self, Addresses};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener};
+use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use common::{Pki, Proxy};
+use common::upstream::{ping, recording_upstream};
+use common::{scrape, Pki, Proxy};
 
 const PROMPT: Duration = Duration::from_secs(10);
-
-impl Proxy {
-    /// Waits until the log contains `needle` (logs are written asynchronously).
-    fn wait_log(&self, needle: &str) -> String {
-        let end = Instant::now() + PROMPT;
-        loop {
-            let log = self.log();
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(
-                Instant::now() < end,
-                "log never contained {needle:?}: {log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 impl Pki {
     async fn connect(&self, addr: SocketAddr) -> TlsStream<TcpStream> {
@@ -52,43 +34,6 @@ impl Pki {
             .await
             .unwrap()
     }
-}
-
-/// An upstream that records the first bytes of each connection (the PROXY header and
-/// whatever follows), then echoes.
-async fn recording_upstream(path: &Path) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
-    let l = UnixListener::bind(path).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = Vec::new();
-                // Read until the header is complete and the client's "ping" arrived.
-                while !got.ends_with(b"ping") {
-                    let n = s.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
-                let _ = tx.send(got).await;
-                let _ = s.write_all(b"pong").await;
-            });
-        }
-    });
-    rx
-}
-
-async fn ping(s: &mut TlsStream<TcpStream>) {
-    s.write_all(b"ping").await.unwrap();
-    let mut got = [0u8; 4];
-    tokio::time::timeout(PROMPT, s.read_exact(&mut got))
-        .await
-        .expect("no pong")
-        .unwrap();
-    assert_eq!(&got, b"pong");
 }
 
 #[rstest::rstest]
@@ -249,17 +194,6 @@ async fn metrics_count_known_traffic() {
         assert!(Instant::now() < end, "metrics never settled: {text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out
 }
 
 /// A program the test needs: under CI=true its absence fails the test, elsewhere it skips.

@@ -6,7 +6,8 @@
 //! - **structured**: the bytes read as a list of choices that build a syntactically valid
 //!   document from the keys `Config` knows, with valid, borderline and wrong-typed values
 //!   ([`build_document`]), which gets past the TOML syntax to the semantic checks (zero
-//!   timeouts, duplicate listeners, `client_auth` without `client_ca`, SNI names, limits).
+//!   timeouts, duplicate listeners, `client_auth` without `client_ca`, client certificates
+//!   on a plain listener, a TLS listener without a certificate, SNI names, limits).
 //!
 //! Shared, via `#[path]`, by the `config` fuzz target and by
 //! `proxy/tests/fuzz_regressions.rs`, so a saved crash replays on stable through exactly the
@@ -14,7 +15,8 @@
 //!
 //! Properties on every outcome: no panic; an error is one line and names the file (and a
 //! line inside the text, for TOML errors); a `Config` that parsed passes its own `check`
-//! again, has a listener, and yields TLS settings and a certificate set.
+//! again, has a listener, and yields TLS settings and (when a listener uses TLS) a
+//! certificate set.
 
 use std::path::Path;
 
@@ -119,6 +121,7 @@ pub fn build_document(data: &[u8]) -> String {
             &[
                 ("listen", ADDRS),
                 ("upstream", UPSTREAMS),
+                ("tls", BOOLS),
                 ("proxy_protocol", PROXY_PROTOCOLS),
                 ("accept_proxy", BOOLS),
                 ("client_ca", PATHS),
@@ -142,7 +145,12 @@ fn parse_checked(text: &str) -> Result<Config, ConfigError> {
             for listener in &config.listeners {
                 let _ = config.tls.settings(listener);
             }
-            let _ = config.tls.cert_set();
+            if config.uses_tls() {
+                assert!(
+                    config.tls.cert_set().is_some(),
+                    "a TLS listener without a certificate"
+                );
+            }
         }
         Err(err) => {
             let message = err.to_string();

@@ -246,6 +246,10 @@ pub enum TlsError {
         option: &'static str,
         detail: String,
     },
+    /// A TLS listener was given no certificate (a checked config always has one when any
+    /// listener uses TLS).
+    #[error("no certificate configured for a TLS listener")]
+    NoCertificate,
     #[error("{backend}: {context}: {detail}")]
     Library {
         backend: Backend,

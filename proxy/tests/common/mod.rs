@@ -1,18 +1,25 @@
 //! Helpers the proxy's integration tests share: the `proxy` process launcher, the server
 //! certificate with a client that trusts it ([`Pki`]), and the test CA that issues client
-//! certificates. Each test binary includes this with `mod common;`.
+//! certificates; the upstreams behind the proxy are in [`upstream`]. Each test binary
+//! includes this with `mod common;`.
 
 // reason: every test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
+
+pub mod upstream;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use proxy::tls::selfsigned::{self, KeyKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Generous bound for things that should happen "promptly": catches hangs, never flakes.
+const PROMPT: Duration = Duration::from_secs(10);
 
 /// The proxy process and the listeners it announced; killed on drop.
 pub struct Proxy {
@@ -77,6 +84,22 @@ impl Proxy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// Waits until the log contains `needle` (logs are written asynchronously).
+    pub fn wait_log(&self, needle: &str) -> String {
+        let end = Instant::now() + PROMPT;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < end,
+                "log never contained {needle:?}: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Proxy {
@@ -84,6 +107,23 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The proxy's `/metrics` page at `addr` (the `metrics_listen` listener).
+pub async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting to the metrics listener");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sending the scrape");
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .await
+        .expect("reading the metrics page");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
 }
 
 /// A client certificate chain and its key, as a rustls client sends them.
