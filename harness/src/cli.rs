@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Parser;
 
+use crate::peers::{self, current::PeerDir};
 use crate::plan::{self, Overrides, Plan};
 use crate::procs::Stop;
 use crate::run::{self, Options, Outcome, SetupError};
@@ -15,8 +16,10 @@ use crate::run::{self, Options, Outcome, SetupError};
 /// and the load generator pinned to CPUs, sweeps body sizes, and writes
 /// results/<UTC time>-<host>/{results.csv, meta.json, summary.txt, logs/}.
 #[derive(Debug, Parser)]
-#[command(name = "harness", version)]
+#[command(name = "harness", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// The plan flags, which are also the plan file's keys.
     #[command(flatten)]
     pub overrides: Overrides,
@@ -43,6 +46,39 @@ pub struct Cli {
     /// Do not run analysis/plot.py at the end of the run.
     #[arg(long)]
     pub no_plot: bool,
+}
+
+/// Commands other than a run.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Install, check or remove the current peer set (HAProxy, nginx, hitch and stunnel
+    /// from Debian's current stable release, and HAProxy built on AWS-LC).
+    Peers {
+        #[command(subcommand)]
+        action: PeersAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PeersAction {
+    /// Make the current peer set in its own folder (as root; about 1 GB, 5-10 minutes);
+    /// a second run checks it and stops.
+    Install {
+        /// Only say what is installed and whether each program runs (exit 1 if not).
+        #[arg(long)]
+        check: bool,
+        /// The folder [default: $XDG_DATA_HOME/tls-off/peers or ~/.local/share/tls-off/peers].
+        #[arg(long, env = "TLS_OFF_PEERS")]
+        dir: Option<PathBuf>,
+        /// Debian mirror for debootstrap and apt.
+        #[arg(long, default_value = peers::install::MIRROR)]
+        mirror: String,
+    },
+    /// Delete the current peer set's folder.
+    Remove {
+        #[arg(long, env = "TLS_OFF_PEERS")]
+        dir: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -85,6 +121,9 @@ impl Cli {
 /// measurement succeeded, 1 when a measurement or the run failed, 2 for a bad command
 /// line, plan or machine (nothing was measured), 130 when interrupted.
 pub fn main(cli: Cli) -> ExitCode {
+    if let Some(Command::Peers { action }) = cli.command {
+        return peers_main(action);
+    }
     let stop = match Stop::install() {
         Ok(stop) => stop,
         Err(e) => {
@@ -121,6 +160,35 @@ pub fn main(cli: Cli) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// `harness peers ...`: 0 when done (or, with --check, complete), 1 otherwise.
+fn peers_main(action: PeersAction) -> ExitCode {
+    let dir = |dir: Option<PathBuf>| match dir {
+        Some(path) => Ok(PeerDir { path }),
+        None => PeerDir::default_location(),
+    };
+    let result = match action {
+        PeersAction::Install {
+            check: true,
+            dir: d,
+            ..
+        } => dir(d).and_then(|d| peers::check::print(&d)),
+        PeersAction::Install { dir: d, mirror, .. } => {
+            dir(d).and_then(|d| peers::install::install(&d, &mirror).map(|()| true))
+        }
+        PeersAction::Remove { dir: d } => dir(d)
+            .and_then(|d| peers::install::remove(&d))
+            .map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("harness: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -162,8 +230,9 @@ mod tests {
         assert_eq!(plan.connections.get(), 10);
         assert_eq!(plan.kx_groups, vec!["secp256r1", "X25519"]);
         assert_eq!(plan.server_cpus.as_ref().unwrap().to_string(), "0");
-        // http, 2 x https-rustls, https-openssl, 2 x proxy-rustls, proxy-openssl, haproxy.
-        assert_eq!(plan.variants().len(), 8);
+        // http, relay, 2 x https-rustls, https-openssl, 2 x proxy-rustls, proxy-openssl,
+        // haproxy, haproxy-awslc.
+        assert_eq!(plan.variants().len(), 10);
         assert!(plan.source.contains("command-line"), "{}", plan.source);
     }
 

@@ -81,8 +81,9 @@ fn smoke_preset_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let split = split();
+    // The host's peers: CI installs HAProxy there (the current set has its own smoke run).
     let out = harness()
-        .args(["--preset", "smoke", "--out"])
+        .args(["--preset", "smoke", "--peers", "system", "--out"])
         .arg(&run)
         .args(["--server-cpus", &split.server.to_string()])
         .args(["--client-cpus", &split.client.to_string()])
@@ -103,7 +104,7 @@ fn smoke_preset_end_to_end() {
             .parse()
             .unwrap_or_else(|_| panic!("{name} = {:?} in {r:?}", &r[col(name)]))
     };
-    // One row per config x size x iteration: 5 configs (6 with HAProxy), sizes 10 and
+    // One row per config x size x iteration: 6 configs (7 with HAProxy), sizes 10 and
     // 1000, 1 iteration.
     let haproxy = haproxy_installed();
     let mut seen: Vec<(String, String)> = rows
@@ -118,6 +119,7 @@ fn smoke_preset_end_to_end() {
         "https-rustls",
         "proxy-openssl",
         "proxy-rustls",
+        "relay",
     ];
     if haproxy {
         configs.push("haproxy");
@@ -151,15 +153,25 @@ fn smoke_preset_end_to_end() {
         assert!(num(r, "server_cpu_s") > 0.0, "{r:?}");
         assert_eq!(r[col("server_cpus")], split.server.to_string(), "{r:?}");
         assert_eq!(r[col("client_cpus")], split.client.to_string(), "{r:?}");
-        if &r[col("config")] == "http" {
-            assert_eq!(&r[col("tls_version")], "");
+        if ["http", "relay"].contains(&&r[col("config")]) {
+            // No TLS, so no TLS column is filled.
+            for column in [
+                "tls_version",
+                "tls_cipher_suite",
+                "tls_kx_group",
+                "cert_type",
+            ] {
+                assert_eq!(&r[col(column)], "", "{column}: {r:?}");
+            }
         } else {
             assert_eq!(&r[col("tls_version")], "TLSv1.3", "{r:?}");
             assert_eq!(&r[col("tls_kx_group")], "X25519", "{r:?}");
             assert_eq!(&r[col("cert_type")], "ecdsa-p256", "{r:?}");
         }
         assert_eq!(&r[col("handshake")], "keep-alive", "{r:?}");
-        if r[col("config")].starts_with("proxy-") || &r[col("config")] == "haproxy" {
+        if r[col("config")].starts_with("proxy-")
+            || ["relay", "haproxy"].contains(&&r[col("config")])
+        {
             assert!(num(r, "proxy_cpu_s") > 0.0, "{r:?}");
             assert!(num(r, "proxy_peak_rss_kib") > 0.0, "{r:?}");
         }
@@ -184,8 +196,8 @@ fn smoke_preset_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("proxy-openssl"), "summary table: {log}");
     let pids = child_pids(&run);
-    let rows_n = if haproxy { 12 } else { 10 };
-    let fronts = if haproxy { 6 } else { 4 };
+    let rows_n = if haproxy { 14 } else { 12 };
+    let fronts = if haproxy { 8 } else { 6 };
     assert_eq!(
         pids.len(),
         rows_n * 2 + fronts,
@@ -263,7 +275,14 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
     }
     let out = harness()
         .args(["--preset", "smoke", "--scenario", "all", "--sizes", "10"])
-        .args(["--configs", &configs, "--no-plot", "--out"])
+        .args([
+            "--configs",
+            &configs,
+            "--peers",
+            "system",
+            "--no-plot",
+            "--out",
+        ])
         .arg(&run)
         .output()
         .unwrap();
@@ -446,16 +465,134 @@ fn missing_binary_and_cpu_outside_mask_are_usage_errors() {
 #[test]
 fn dry_run_prints_the_plan() {
     let out = harness()
-        .args(["--plan", "smoke", "--dry-run"])
+        .args(["--plan", "smoke", "--peers", "system", "--dry-run"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plan: preset smoke"), "{err}");
-    // Ours and HAProxy at two sizes; a missing HAProxy is skipped before the plan prints.
-    let expected = if haproxy_installed() { 12 } else { 10 };
+    // Ours and HAProxy at two sizes; a missing HAProxy is skipped before the plan prints,
+    // and so is HAProxy on AWS-LC, which only the current set has.
+    let expected = if haproxy_installed() { 14 } else { 12 };
     assert!(err.contains(&format!("{expected} measurements")), "{err}");
 }
 
 /// The first test to run builds the release binaries (fat LTO, two shared cores): allow it.
 const BUILD_AND_START: Duration = Duration::from_secs(40 * 60);
+
+#[test]
+fn current_peers_asked_for_but_not_installed_is_a_usage_error_naming_the_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = harness()
+        .env("TLS_OFF_PEERS", empty.path())
+        .args([
+            "--configs",
+            "http,haproxy",
+            "--peers",
+            "current",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--peers current: no current peer set")
+            && err.contains("cargo run --release -p harness -- peers install"),
+        "{err}"
+    );
+
+    let out = harness()
+        .env("TLS_OFF_PEERS", empty.path())
+        .args(["peers", "install", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("not installed") && said.contains("peers install"),
+        "{said}"
+    );
+}
+
+#[test]
+fn haproxy_awslc_without_a_build_is_skipped_in_one_line_naming_the_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = harness()
+        .env("TLS_OFF_PEERS", empty.path())
+        .args([
+            "--configs",
+            "http,haproxy-awslc",
+            "--sizes",
+            "10",
+            "--iterations",
+            "1",
+        ])
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let skipped: Vec<&str> = err.lines().filter(|l| l.contains("skipping")).collect();
+    assert_eq!(
+        skipped,
+        [
+            "harness: skipping haproxy-awslc: not in the current peer set; \
+          `cargo run --release -p harness -- peers install` builds it"
+        ],
+        "{err}"
+    );
+    assert!(
+        err.contains("harness: peers: system (the host's packages)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(", 1 measurements,"),
+        "only http is left: {err}"
+    );
+}
+
+/// A failed step (here: a mirror nobody serves) names itself, its command and its output,
+/// and leaves nothing a later run or `--check` takes for an install.
+#[test]
+fn a_failed_peers_install_names_the_step_and_the_command() {
+    if !Path::new("/usr/sbin/debootstrap").exists() || !harness::stack::running_as_root() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI=true but debootstrap is missing or this is not root"
+        );
+        eprintln!("skipped: needs root and debootstrap (apt-get install -y debootstrap)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness()
+        .args([
+            "peers",
+            "install",
+            "--mirror",
+            "http://127.0.0.1:9/debian",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("step `root filesystem`"), "{err}");
+    assert!(
+        err.contains("debootstrap --variant=minbase trixie"),
+        "{err}"
+    );
+    assert!(
+        err.contains("127.0.0.1:9/debian/dists/trixie"),
+        "the log's tail: {err}"
+    );
+    assert!(!dir.path().join("peers.json").exists());
+    let out = harness()
+        .args(["peers", "install", "--check", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("did not finish"));
+}

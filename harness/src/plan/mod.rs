@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::cpus::CpuList;
 
-pub use names::{CertType, ConfigName, ConfigPick, Kind, Scenario};
+pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario};
 pub use overrides::{preset_or_file, Overrides};
 pub use presets::Preset;
 
@@ -68,6 +68,9 @@ pub struct Plan {
     pub soak_duration: Duration,
     /// The fault suite's short version: seconds per scenario (the smoke preset, CI).
     pub short_faults: bool,
+    /// The peer set asked for; `None`: current when installed, else system (decided when
+    /// the run starts).
+    pub peers: Option<PeerSet>,
 }
 
 /// One measurement variant: a config, and for TLS configs the backend that runs it.
@@ -84,10 +87,12 @@ impl Variant {
         self.config.name()
     }
 
-    /// The CSV `tls_backend` column: the TLS library (peers use the system OpenSSL).
+    /// The CSV `tls_backend` column: the TLS library family (peers use OpenSSL, but for
+    /// HAProxy's AWS-LC build; `tls_library` names the release).
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
             Some(backend) => backend.name(),
+            None if self.config == ConfigName::HaproxyAwslc => "aws-lc",
             None if self.config.is_peer() => "openssl",
             None => "none",
         }
@@ -209,7 +214,7 @@ impl Plan {
         let mut out = Vec::new();
         for &config in &self.configs {
             match config {
-                ConfigName::Http => out.push(Variant {
+                ConfigName::Http | ConfigName::Relay => out.push(Variant {
                     config,
                     backend: None,
                 }),
@@ -224,6 +229,7 @@ impl Plan {
                     }))
                 }
                 ConfigName::Haproxy
+                | ConfigName::HaproxyAwslc
                 | ConfigName::Nginx
                 | ConfigName::Hitch
                 | ConfigName::Stunnel => out.push(Variant {
@@ -292,7 +298,9 @@ impl Plan {
                         }
                     }
                     Scenario::Idle => {
-                        for &variant in variants.iter().filter(|v| v.config.is_tls()) {
+                        // Every config in front of the echo-server, and the relay as the
+                        // floor (what a connection costs before TLS).
+                        for &variant in variants.iter().filter(|v| v.config != ConfigName::Http) {
                             push(iteration, variant, HANDSHAKE_BODY_BYTES, Kind::Idle);
                         }
                     }
@@ -399,6 +407,7 @@ impl Plan {
             "idle_hold": humantime::format_duration(self.idle_hold).to_string(),
             "soak_duration": humantime::format_duration(self.soak_duration).to_string(),
             "short_faults": self.short_faults,
+            "peers": self.peers.map(PeerSet::name),
         })
     }
 }
@@ -436,9 +445,10 @@ mod tests {
         let plan = Plan::resolve(None, Overrides::default()).unwrap();
         assert_eq!(plan.source, "preset quick");
         let m = plan.measurements();
-        // Every config, ours and the four peers.
+        // Every config: ours, the relay floor and the five peers (HAProxy on OpenSSL and on
+        // AWS-LC).
         let v = plan.variants().len();
-        assert_eq!(v, 9);
+        assert_eq!(v, 11);
         assert_eq!(m.len(), v * 3 * 2);
         // Iteration-major, then size, then config.
         assert_eq!(m[0].iteration, 1);

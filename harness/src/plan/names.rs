@@ -109,6 +109,9 @@ impl Kind {
 pub enum ConfigName {
     /// loadgen -> echo-server over TCP, no TLS.
     Http,
+    /// loadgen -> our proxy's plain (no-TLS) listener -> the Unix-socket echo-server: the
+    /// same path as a terminator without the TLS, the floor its TLS tax is measured from.
+    Relay,
     /// echo-server terminates TLS itself with rustls.
     HttpsRustls,
     /// echo-server terminates TLS itself with OpenSSL.
@@ -119,6 +122,8 @@ pub enum ConfigName {
     ProxyOpenssl,
     /// HAProxy terminates TLS -> the same Unix-socket echo-server.
     Haproxy,
+    /// HAProxy built on AWS-LC (as HAProxy's own images ship it; `peers install` builds it).
+    HaproxyAwslc,
     /// nginx (stream module with ssl) terminates TLS -> the same echo-server.
     Nginx,
     /// hitch terminates TLS -> the same echo-server.
@@ -130,21 +135,24 @@ pub enum ConfigName {
 impl ConfigName {
     /// Every config, ours first; `all` on the command line (peers that are not installed
     /// are skipped when the run starts).
-    pub const ALL: [ConfigName; 9] = [
+    pub const ALL: [ConfigName; 11] = [
         ConfigName::Http,
+        ConfigName::Relay,
         ConfigName::HttpsRustls,
         ConfigName::HttpsOpenssl,
         ConfigName::ProxyRustls,
         ConfigName::ProxyOpenssl,
         ConfigName::Haproxy,
+        ConfigName::HaproxyAwslc,
         ConfigName::Nginx,
         ConfigName::Hitch,
         ConfigName::Stunnel,
     ];
 
     /// Ours: the configs that need no third-party program.
-    pub const OURS: [ConfigName; 5] = [
+    pub const OURS: [ConfigName; 6] = [
         ConfigName::Http,
+        ConfigName::Relay,
         ConfigName::HttpsRustls,
         ConfigName::HttpsOpenssl,
         ConfigName::ProxyRustls,
@@ -154,11 +162,13 @@ impl ConfigName {
     pub fn name(self) -> &'static str {
         match self {
             ConfigName::Http => "http",
+            ConfigName::Relay => "relay",
             ConfigName::HttpsRustls => "https-rustls",
             ConfigName::HttpsOpenssl => "https-openssl",
             ConfigName::ProxyRustls => "proxy-rustls",
             ConfigName::ProxyOpenssl => "proxy-openssl",
             ConfigName::Haproxy => "haproxy",
+            ConfigName::HaproxyAwslc => "haproxy-awslc",
             ConfigName::Nginx => "nginx",
             ConfigName::Hitch => "hitch",
             ConfigName::Stunnel => "stunnel",
@@ -176,7 +186,25 @@ impl ConfigName {
     }
 
     pub fn is_tls(self) -> bool {
-        self != ConfigName::Http
+        !matches!(self, ConfigName::Http | ConfigName::Relay)
+    }
+}
+
+/// Which peer programs a run uses: the host's packages, or the current releases that
+/// `harness peers install` puts in its own folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerSet {
+    System,
+    Current,
+}
+
+impl PeerSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSet::System => "system",
+            PeerSet::Current => "current",
+        }
     }
 }
 

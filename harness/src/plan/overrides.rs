@@ -120,6 +120,11 @@ pub struct Overrides {
     /// Measure this URL (a proxy elsewhere) instead of starting local servers.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
+    /// Which HAProxy, nginx, hitch and stunnel to run: the host's packages (`system`) or
+    /// the current releases `harness peers install` made (`current`). Default: current
+    /// when installed, else system.
+    #[arg(long, value_enum)]
+    pub peers: Option<super::PeerSet>,
 }
 
 impl Overrides {
@@ -197,6 +202,9 @@ impl Overrides {
         }
         if self.target.is_some() {
             plan.target = self.target;
+        }
+        if self.peers.is_some() {
+            plan.peers = self.peers;
         }
     }
 }

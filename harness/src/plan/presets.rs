@@ -58,14 +58,16 @@ impl Preset {
             idle_hold: Duration::from_secs(3),
             soak_duration: Duration::from_secs(30 * 60),
             short_faults: false,
+            peers: None,
         };
         match self {
             Preset::Quick => base,
             Preset::Smoke => Plan {
-                // Ours and one peer (HAProxy, installed by .ci/run), so CI runs a peer.
+                // Ours and HAProxy (installed by .ci/run), so CI runs a peer; its AWS-LC
+                // build too where the current peer set is installed.
                 configs: ConfigName::OURS
                     .into_iter()
-                    .chain([ConfigName::Haproxy])
+                    .chain([ConfigName::Haproxy, ConfigName::HaproxyAwslc])
                     .collect(),
                 idle_connections: nz(200),
                 idle_hold: Duration::from_secs(1),
@@ -116,8 +118,8 @@ mod tests {
     #[test]
     fn presets_match_their_promises() {
         let smoke = Preset::Smoke.plan();
-        // Ours and HAProxy, two sizes.
-        assert_eq!(smoke.measurements().len(), 12);
+        // Ours (the relay floor included) and HAProxy's two builds, two sizes.
+        assert_eq!(smoke.measurements().len(), 16);
         assert_eq!(smoke.duration, Duration::from_secs(1));
         let seed = Preset::Seed.plan();
         assert_eq!(seed.sizes, vec![10, 100, 1000, 10_000]);

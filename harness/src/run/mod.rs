@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 use crate::bins::{self, Bins};
 use crate::cpus::{self, CpuSplit};
 use crate::meta::{self, Host};
-use crate::peers::{self, Peer};
-use crate::plan::{Plan, Scenario};
+use crate::peers::current::PeerDir;
+use crate::peers::{self, Origin, Peer};
+use crate::plan::{PeerSet, Plan, Scenario};
 use crate::procs::{Interrupted, Ledger, Stop};
 use folder::OutDir;
 pub use progress::describe_plan;
@@ -168,7 +169,14 @@ fn starting_meta(
         "libraries": meta::library_versions(bins::workspace_root().as_deref()),
         "peers": peers
             .iter()
-            .map(|p| (p.config.name().to_owned(), json!({"program": p.program, "version": p.version})))
+            .map(|p| {
+                let peer = json!({
+                    "program": p.program,
+                    "version": p.version,
+                    "origin": p.origin.set().name(),
+                });
+                (p.config.name().to_owned(), peer)
+            })
             .collect::<serde_json::Map<_, _>>(),
         "skipped": skipped,
         "start": meta::rfc3339(started),
@@ -196,18 +204,24 @@ fn record_end(result: &anyhow::Result<Outcome>, meta: &mut Value, out: &OutDir) 
     }
 }
 
-/// Finds the peer terminators the plan names and drops those not installed, each with one
-/// line naming the Debian package to install. Returns the peers found and those lines.
+/// Finds the peer terminators the plan names, from the peer set it asks for, and drops
+/// those not installed, each with one line saying how to install it. Returns the peers
+/// found and those lines; the plan then names the set it ran.
 fn find_peers(plan: &mut Plan) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
-    if plan.target.is_some() || plan.scenario.is_fault_suite() {
+    if plan.target.is_some()
+        || plan.scenario.is_fault_suite()
+        || !plan.configs.iter().any(|c| c.is_peer())
+    {
         return Ok((Vec::new(), Vec::new()));
     }
+    let origin = peer_origin(plan.peers)?;
+    plan.peers = Some(origin.set());
     let (mut found, mut skipped) = (Vec::new(), Vec::new());
     plan.configs.retain(|&config| {
         if !config.is_peer() {
             return true;
         }
-        match peers::find(config) {
+        match peers::find(config, &origin) {
             Ok(peer) => {
                 found.push(peer);
                 true
@@ -223,6 +237,48 @@ fn find_peers(plan: &mut Plan) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
         bail!("no config left to run: every one asked for is a peer that is not installed");
     }
     Ok((found, skipped))
+}
+
+/// The peer set a run uses (`--peers`, else current when installed), said in one line
+/// with how to get the other.
+fn peer_origin(asked: Option<PeerSet>) -> anyhow::Result<Origin> {
+    let dir = PeerDir::default_location()?;
+    let installed = dir.manifest().is_some();
+    let install = peers::check::INSTALL_COMMAND;
+    let (origin, other) = match (asked, installed) {
+        (Some(PeerSet::Current), false) => bail!(
+            "--peers current: no current peer set in {}; install it with `{install}` (as root)",
+            dir.path.display()
+        ),
+        (Some(PeerSet::System) | None, false) => (
+            Origin::System,
+            format!(
+                "`{install}` prepares the current releases (Debian {}, and HAProxy on AWS-LC)",
+                peers::current::SUITE
+            ),
+        ),
+        (Some(PeerSet::System), true) => (
+            Origin::System,
+            format!(
+                "`--peers current` runs the current releases in {}",
+                dir.path.display()
+            ),
+        ),
+        (_, true) => (
+            Origin::Current(dir.clone()),
+            "`--peers system` runs the host's packages instead".to_owned(),
+        ),
+    };
+    let what = match &origin {
+        Origin::System => "system (the host's packages)".to_owned(),
+        Origin::Current(dir) => format!(
+            "current (Debian {}'s releases and HAProxy on AWS-LC, in {})",
+            peers::current::SUITE,
+            dir.path.display()
+        ),
+    };
+    eprintln!("harness: peers: {what}; {other}");
+    Ok(origin)
 }
 
 /// Lowers the idle scenario's connection count to what the open-file limit `nofile` lets a

@@ -102,8 +102,10 @@ pub fn for_variant(variant: &Variant, inputs: &Inputs<'_>) -> Recipe {
                 "https",
             )
         }
-        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => proxied(inputs, backend),
+        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => proxied(inputs, Some(backend)),
+        ConfigName::Relay => proxied(inputs, None),
         peer @ (ConfigName::Haproxy
+        | ConfigName::HaproxyAwslc
         | ConfigName::Nginx
         | ConfigName::Hitch
         | ConfigName::Stunnel) => peer_in_front(inputs, peer),
@@ -121,8 +123,9 @@ fn alone(server: Server, scheme: &'static str) -> Recipe {
     }
 }
 
-/// The echo-server on a Unix socket and our proxy in front of it.
-fn proxied(inputs: &Inputs<'_>, backend: &str) -> Recipe {
+/// The echo-server on a Unix socket and our proxy in front of it: terminating TLS with
+/// `backend`, or (`None`) relaying plain TCP.
+fn proxied(inputs: &Inputs<'_>, backend: Option<&str>) -> Recipe {
     let socket = socket_path(inputs);
     let mut upstream = OsString::from("unix:");
     upstream.push(&socket);
@@ -132,7 +135,10 @@ fn proxied(inputs: &Inputs<'_>, backend: &str) -> Recipe {
         "--upstream".into(),
         upstream,
     ];
-    args.extend(tls_args(inputs, backend));
+    match backend {
+        Some(backend) => args.extend(tls_args(inputs, backend)),
+        None => args.push("--no-tls".into()),
+    }
     args.extend([
         "--threads".into(),
         inputs.server_cpus.len().to_string().into(),
@@ -146,7 +152,7 @@ fn proxied(inputs: &Inputs<'_>, backend: &str) -> Recipe {
                 ready: Ready::Line,
             },
         ],
-        scheme: "https",
+        scheme: if backend.is_some() { "https" } else { "http" },
         socket: Some(socket),
         files: Vec::new(),
         scratch: None,
@@ -157,11 +163,12 @@ fn proxied(inputs: &Inputs<'_>, backend: &str) -> Recipe {
 /// into the run folder; the peer is ready when its port accepts.
 fn peer_in_front(inputs: &Inputs<'_>, peer: ConfigName) -> Recipe {
     let socket = socket_path(inputs);
-    let program = inputs
-        .peers
-        .iter()
-        .find(|p| p.config == peer)
-        .map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
+    let found = inputs.peers.iter().find(|p| p.config == peer);
+    let program = found.map_or_else(|| PathBuf::from(peer.name()), |p| p.program.clone());
+    let stream_module = found.map_or_else(
+        || PathBuf::from(peers::NGINX_STREAM_MODULE),
+        Peer::stream_module,
+    );
     let scratch = inputs.runtime_dir.join(format!("{}-{peer}", inputs.index));
     let (ext, text) = peers::config_file(
         peer,
@@ -175,6 +182,7 @@ fn peer_in_front(inputs: &Inputs<'_>, peer: ConfigName) -> Recipe {
             max_connections: inputs.max_connections,
             scratch: &scratch,
             root: inputs.root,
+            stream_module: &stream_module,
         },
     );
     let mut name = inputs
@@ -362,6 +370,7 @@ mod tests {
             config: ConfigName::Haproxy,
             program: "/usr/sbin/haproxy".into(),
             version: "HAProxy version 2.6".into(),
+            origin: crate::peers::Origin::System,
         }];
         let inputs = Inputs {
             bins: &bins,

@@ -1,6 +1,7 @@
-//! The peer TLS terminators (HAProxy, nginx, hitch, stunnel): where their binaries are, which
-//! Debian package provides each, their versions for meta.json, and the config file each
-//! runs with in front of our Unix-socket echo-server.
+//! The peer TLS terminators (HAProxy, nginx, hitch, stunnel, and HAProxy on AWS-LC): where
+//! their binaries are (the host's packages, or the current set that `peers install` makes,
+//! see [`current`]), their versions for meta.json, and the config file each runs with in
+//! front of our Unix-socket echo-server.
 //!
 //! Every peer gets what our proxy gets: the run's certificate, the same server CPUs (the
 //! harness pins the process; threads or workers inherit the mask), one worker or thread per
@@ -13,10 +14,35 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::plan::ConfigName;
+use crate::plan::{ConfigName, PeerSet};
 
-/// nginx loads its stream module from here (Debian's libnginx-mod-stream).
-pub const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+pub mod check;
+pub mod current;
+pub mod install;
+mod source;
+
+use current::PeerDir;
+
+/// A system nginx loads its stream module from here (Debian's libnginx-mod-stream).
+pub const NGINX_STREAM_MODULE: &str = current::NGINX_STREAM_MODULE;
+
+/// Where a run's peers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The host's packages, found on `$PATH`.
+    System,
+    /// The current set in this folder (`peers install`).
+    Current(PeerDir),
+}
+
+impl Origin {
+    pub fn set(&self) -> PeerSet {
+        match self {
+            Origin::System => PeerSet::System,
+            Origin::Current(_) => PeerSet::Current,
+        }
+    }
+}
 
 /// A peer found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +51,18 @@ pub struct Peer {
     pub program: PathBuf,
     /// The first line of its version output, e.g. `HAProxy version 2.6.12-1+deb12u4 ...`.
     pub version: String,
+    pub origin: Origin,
+}
+
+impl Peer {
+    /// nginx's stream module, from the same origin as nginx itself (a module of another
+    /// nginx version refuses to load).
+    pub fn stream_module(&self) -> PathBuf {
+        match &self.origin {
+            Origin::System => PathBuf::from(NGINX_STREAM_MODULE),
+            Origin::Current(dir) => dir.nginx_stream_module(),
+        }
+    }
 }
 
 /// The Debian package(s) that provide `config`'s program.
@@ -49,29 +87,58 @@ fn binaries(config: ConfigName) -> &'static [&'static str] {
     }
 }
 
-/// Finds `config`'s program, or says what is missing and which package provides it.
-pub fn find(config: ConfigName) -> Result<Peer, String> {
-    let missing = |what: &str| missing(config, what);
-    let program = binaries(config)
-        .iter()
-        .find_map(|name| search_path(name))
-        .ok_or_else(|| missing(&format!("`{}`", binaries(config).join("` or `"))))?;
-    if config == ConfigName::Nginx && !Path::new(NGINX_STREAM_MODULE).exists() {
-        return Err(missing(&format!("the stream module {NGINX_STREAM_MODULE}")));
-    }
+/// Finds `config`'s program in `origin`, or says what is missing and how to get it.
+pub fn find(config: ConfigName, origin: &Origin) -> Result<Peer, String> {
+    let program = match origin {
+        Origin::System => find_on_host(config)?,
+        Origin::Current(dir) => {
+            let wrapper = dir.wrapper(config.name());
+            if !wrapper.is_file() {
+                return Err(not_built(config));
+            }
+            wrapper
+        }
+    };
     let version = version(config, &program);
-    Ok(Peer {
+    let peer = Peer {
         config,
         program,
         version,
-    })
+        origin: origin.clone(),
+    };
+    if config == ConfigName::Nginx && !peer.stream_module().exists() {
+        let module = peer.stream_module();
+        return Err(missing(
+            config,
+            &format!("the stream module {}", module.display()),
+        ));
+    }
+    Ok(peer)
 }
 
-/// The one line a run prints for a peer it skips.
+fn find_on_host(config: ConfigName) -> Result<PathBuf, String> {
+    if binaries(config).is_empty() {
+        return Err(not_built(config));
+    }
+    binaries(config)
+        .iter()
+        .find_map(|name| search_path(name))
+        .ok_or_else(|| missing(config, &format!("`{}`", binaries(config).join("` or `"))))
+}
+
+/// The one line a run prints for a system peer it skips.
 fn missing(config: ConfigName, what: &str) -> String {
     format!(
         "skipping {config}: {what} not found; install it with `apt-get install -y {}`",
         package(config)
+    )
+}
+
+/// The one line a run prints for a peer that only `peers install` provides.
+fn not_built(config: ConfigName) -> String {
+    format!(
+        "skipping {config}: not in the current peer set; `{}` builds it",
+        check::INSTALL_COMMAND
     )
 }
 
@@ -92,7 +159,7 @@ fn is_executable(path: &Path) -> bool {
 /// The first line naming the program in its version output (some print it on stderr).
 fn version(config: ConfigName, program: &Path) -> String {
     let flag = match config {
-        ConfigName::Haproxy | ConfigName::Nginx => "-v",
+        ConfigName::Haproxy | ConfigName::HaproxyAwslc | ConfigName::Nginx => "-v",
         ConfigName::Hitch => "--version",
         _ => "-version",
     };
@@ -105,7 +172,7 @@ fn version(config: ConfigName, program: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let word = match config {
-        ConfigName::Haproxy => "HAProxy",
+        ConfigName::Haproxy | ConfigName::HaproxyAwslc => "HAProxy",
         other => other.name(),
     };
     text.lines()
@@ -135,6 +202,8 @@ pub struct Setup<'a> {
     /// The harness runs as root (then nginx and hitch must be told to stay root to read
     /// the 0600 key and reach the socket).
     pub root: bool,
+    /// nginx's stream module ([`Peer::stream_module`]).
+    pub stream_module: &'a Path,
 }
 
 /// The config file name extension and text for `config`.
@@ -149,7 +218,7 @@ pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) 
         s.max_connections,
     );
     match config {
-        ConfigName::Haproxy => (
+        ConfigName::Haproxy | ConfigName::HaproxyAwslc => (
             "cfg",
             format!(
                 "# HAProxy in front of the echo-server, written by the harness.\n\
@@ -173,11 +242,12 @@ pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) 
         ConfigName::Nginx => {
             let user = if s.root { "user root;\n" } else { "" };
             let scratch = s.scratch.display();
+            let module = s.stream_module.display();
             (
                 "conf",
                 format!(
                     "# nginx (stream module) in front of the echo-server, written by the harness.\n\
-                     load_module {NGINX_STREAM_MODULE};\n\
+                     load_module {module};\n\
                      {user}worker_processes {threads};\n\
                      worker_rlimit_nofile {nofile};\n\
                      daemon off;\n\
@@ -241,7 +311,7 @@ pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) 
 pub fn args(config: ConfigName, conf: &Path, scratch: &Path) -> Vec<OsString> {
     let conf = conf.as_os_str().to_owned();
     match config {
-        ConfigName::Haproxy => vec!["-f".into(), conf],
+        ConfigName::Haproxy | ConfigName::HaproxyAwslc => vec!["-f".into(), conf],
         ConfigName::Nginx => {
             // -e: the error log before the config is read (the default path may not be
             // writable); -p: the prefix for any relative path.
@@ -281,6 +351,7 @@ mod tests {
             max_connections: 1000,
             scratch: dir,
             root: true,
+            stream_module: Path::new(NGINX_STREAM_MODULE),
         }
     }
 
@@ -331,5 +402,53 @@ mod tests {
         );
         assert_eq!(package(ConfigName::Stunnel), "stunnel4");
         assert!(search_path("surely-no-such-program-here").is_none());
+    }
+
+    #[test]
+    fn current_peers_run_through_their_wrappers_with_their_own_nginx_module() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let current = PeerDir {
+            path: dir.path().to_owned(),
+        };
+        std::fs::create_dir_all(current.bin()).unwrap();
+        for (name, line) in [
+            ("hitch", "hitch 1.8.0"),
+            ("nginx", "nginx version: nginx/1.26.3"),
+        ] {
+            let wrapper = current.wrapper(name);
+            std::fs::write(&wrapper, format!("#!/bin/sh\necho '{line}' >&2\n")).unwrap();
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let origin = Origin::Current(current.clone());
+        let hitch = find(ConfigName::Hitch, &origin).unwrap();
+        assert_eq!(hitch.program, current.wrapper("hitch"));
+        assert_eq!(hitch.version, "hitch 1.8.0");
+        // The module must come from the root filesystem, not the host's nginx.
+        let err = find(ConfigName::Nginx, &origin).unwrap_err();
+        assert!(
+            err.contains(&current.nginx_stream_module().display().to_string()),
+            "{err}"
+        );
+        let module = current.nginx_stream_module();
+        std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+        std::fs::write(&module, "").unwrap();
+        let nginx = find(ConfigName::Nginx, &origin).unwrap();
+        let (_, text) = config_file(
+            ConfigName::Nginx,
+            &Setup {
+                stream_module: &nginx.stream_module(),
+                ..setup(Path::new("/tmp/h/nginx"))
+            },
+        );
+        assert!(
+            text.contains(&format!("load_module {};", module.display())),
+            "{text}"
+        );
+        // Only the current set has HAProxy on AWS-LC.
+        let err = find(ConfigName::HaproxyAwslc, &Origin::System).unwrap_err();
+        assert!(err.contains("peers install"), "{err}");
+        let err = find(ConfigName::HaproxyAwslc, &origin).unwrap_err();
+        assert!(err.contains("peers install"), "{err}");
     }
 }
