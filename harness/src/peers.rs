@@ -25,6 +25,9 @@ pub struct Peer {
     pub program: PathBuf,
     /// The first line of its version output, e.g. `HAProxy version 2.6.12-1+deb12u4 ...`.
     pub version: String,
+    /// The TLS library it runs, read from the program (`OpenSSL 3.5.9`, `AWS-LC 5.12.0`;
+    /// see [`crate::tls_library`]).
+    pub tls_library: String,
 }
 
 /// The Debian package(s) that provide `config`'s program.
@@ -60,10 +63,12 @@ pub fn find(config: ConfigName) -> Result<Peer, String> {
         return Err(missing(&format!("the stream module {NGINX_STREAM_MODULE}")));
     }
     let version = version(config, &program);
+    let tls_library = crate::tls_library::of_peer(config, &program);
     Ok(Peer {
         config,
         program,
         version,
+        tls_library,
     })
 }
 

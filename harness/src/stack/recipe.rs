@@ -362,6 +362,7 @@ mod tests {
             config: ConfigName::Haproxy,
             program: "/usr/sbin/haproxy".into(),
             version: "HAProxy version 2.6".into(),
+            tls_library: "OpenSSL 3.0.19".into(),
         }];
         let inputs = Inputs {
             bins: &bins,
