@@ -54,8 +54,8 @@ impl Default for ProxyOpts {
 }
 
 /// The proxy config file for `opts`: a listener on `127.0.0.1:0` to `upstream` (see
-/// [`ProxyOpts::second_upstream`] for the second), metrics on `127.0.0.1:0`, rustls with
-/// aws-lc-rs (the default backend).
+/// [`ProxyOpts::second_upstream`] for the second), metrics on `127.0.0.1:0`, TLS by
+/// [`BACKEND`](super::BACKEND).
 pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: usize) -> String {
     let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
     let d = |v: Duration| s(&duration_arg(v));
@@ -72,7 +72,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
          upstream_connect = {}\n\
          shutdown_grace = {}\n\
          \n[tls]\n\
-         backend = \"rustls-aws-lc\"\n\
+         backend = \"{}\"\n\
          cert = {}\n\
          key = {}\n\
          \n[[listener]]\n\
@@ -80,6 +80,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
          upstream = {}\n",
         opts.max_connections,
         s("127.0.0.1:0"),
+        super::BACKEND,
         d(opts.handshake),
         d(opts.idle),
         d(opts.upstream_connect),

@@ -49,9 +49,10 @@ impl Backend {
     /// Every backend, for tests and sweeps that cover them all.
     pub const ALL: [Backend; 3] = [Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl];
 
-    /// The TLS library this backend runs: for rustls the crates compiled in (`rustls 0.23.46
-    /// + aws-lc-rs 1.19.0`, versions from the workspace's Cargo.lock, see build.rs), for
-    /// openssl the libssl loaded at run time, which only the library itself knows.
+    /// The TLS library this backend runs: for rustls the crates compiled in, with the
+    /// versions the workspace's Cargo.lock pins (see build.rs), e.g.
+    /// `rustls 0.23.46 + aws-lc-rs 1.19.0`; for openssl the libssl loaded at run time,
+    /// which only the library itself knows.
     pub fn library(self) -> String {
         let rustls = env!("TLS_OFF_RUSTLS_VERSION");
         match self {
