@@ -72,7 +72,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
          upstream_connect = {}\n\
          shutdown_grace = {}\n\
          \n[tls]\n\
-         backend = \"{}\"\n\
+         backend = \"{backend}\"\n\
          cert = {}\n\
          key = {}\n\
          \n[[listener]]\n\
@@ -80,7 +80,6 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
          upstream = {}\n",
         opts.max_connections,
         s("127.0.0.1:0"),
-        super::BACKEND,
         d(opts.handshake),
         d(opts.idle),
         d(opts.upstream_connect),
@@ -96,6 +95,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
             }
         )),
         unix(upstream),
+        backend = super::BACKEND,
     );
     if let Some(second) = &opts.second_upstream {
         out.push_str(&format!(
@@ -467,6 +467,10 @@ mod tests {
         assert_eq!(v["timeouts"]["handshake"].as_str(), Some("2s"));
         assert_eq!(v["timeouts"]["idle"].as_str(), Some("2500ms"));
         assert_eq!(v["tls"]["cert"].as_str(), Some("/r/c.pem"));
+        assert_eq!(
+            v["tls"]["backend"].as_str(),
+            Some(crate::faults::BACKEND.name())
+        );
         let listeners = v["listener"].as_array().unwrap();
         assert_eq!(listeners.len(), 2);
         assert_eq!(listeners[0]["listen"].as_str(), Some("127.0.0.2:0"));
