@@ -18,8 +18,10 @@
 # - idle.csv -> idle_r.png: KiB of RSS per idle connection per series, the TLS terminator
 #   and the echo-server behind it in two panels, a bar for the median, every iteration a point.
 #
-# A series is the `config`, split by `tls_backend` where one config was measured with
-# several backends. Rows with status `error` are left out; `warning` rows are crosses.
+# A series is the `config` and the TLS library its terminator ran (`tls_library`), e.g.
+# `haproxy (AWS-LC 5.12.0)`; where the library is not known (`unknown`, or a CSV written
+# before the column existed) a config measured with several backends is split by
+# `tls_backend` instead, as plot.py does. Rows with status `error` are left out; `warning` rows are crosses.
 #
 # Reads only the CSV; extra columns are ignored. Exits 2 with one line on stderr for a
 # missing or empty file, a required column missing, or a figure that is not a number.
@@ -85,6 +87,7 @@ read_checked <- function(csv, kind) {
   if (nrow(data) == 0) fail(csv, ": has a header but no rows")
   data <- as.data.frame(data)
   if (!"tls_backend" %in% names(data)) data$tls_backend <- ""
+  if (!"tls_library" %in% names(data)) data$tls_library <- ""
 
   for (column in kind$numeric) {
     raw <- trimws(data[[column]])
@@ -98,11 +101,15 @@ read_checked <- function(csv, kind) {
   }
   data$status <- tolower(trimws(data$status))
 
-  # Series: config, or "config (tls_backend)" where a config has several backends.
+  # Series: "config (tls_library)" where the library is known; else "config (tls_backend)"
+  # where a config has several backends, else the config (plot.py's series_names).
   backends <- tapply(data$tls_backend, data$config, function(b) length(unique(b)))
   split <- names(backends)[backends > 1]
-  data$series <- ifelse(data$config %in% split,
-                        paste0(data$config, " (", data$tls_backend, ")"), data$config)
+  library <- trimws(data$tls_library)
+  named <- !library %in% c("", "none", "unknown")
+  data$series <- ifelse(named, paste0(data$config, " (", library, ")"),
+                        ifelse(data$config %in% split,
+                               paste0(data$config, " (", data$tls_backend, ")"), data$config))
   # First appearance: the plan's order, as plot.py does.
   data$series <- factor(data$series, levels = unique(data$series))
   data

@@ -27,8 +27,11 @@ idle.csv (idle TLS connections held open)
   echo-server behind it in two panels side by side;
 - idle-summary.md: the median table, and the rows not ok.
 
-A series is a config (the CSV's `config` column), split by `tls_backend` where one config
-was measured with more than one backend (e.g. `proxy-rustls (rustls-ring)`). Rows with
+A series is a config (the CSV's `config` column) and the TLS library its terminator ran
+(`tls_library`), e.g. `haproxy (AWS-LC 5.12.0)` or `proxy-rustls (rustls 0.23.46 + ring
+0.17.14)`. Where the library is not known (`unknown`, or a CSV written before the column
+existed) a config measured with more than one backend is split by `tls_backend` instead
+(e.g. `proxy-rustls (rustls-ring)`). Rows with
 status `error` are left out of the plots and medians and listed in the summary; rows with
 status `warning` are drawn with a cross, counted in the medians, and listed too.
 
@@ -195,13 +198,25 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
 
 
 def series_names(frame: "pd.DataFrame") -> "pd.Series":
-    """`config`, or `config (tls_backend)` for a config measured with several backends."""
+    """`config (tls_library)` where the library is known; else `config (tls_backend)` for a
+    config measured with several backends, and `config` alone otherwise. A known library
+    names the backend too (`rustls ... + ring ...`), so it is never shown twice."""
     backends = frame.groupby("config")["tls_backend"].nunique()
     split = set(backends[backends > 1].index)
-    return frame.apply(
-        lambda r: f"{r['config']} ({r['tls_backend']})" if r["config"] in split else r["config"],
-        axis=1,
-    ).astype(str)
+
+    def name(r) -> str:
+        if r["tls_library"] not in UNNAMED_LIBRARIES:
+            return f"{r['config']} ({r['tls_library']})"
+        if r["config"] in split:
+            return f"{r['config']} ({r['tls_backend']})"
+        return r["config"]
+
+    return frame.apply(name, axis=1).astype(str)
+
+
+# `tls_library` values a series name leaves out: no TLS (`none`), not readable (`unknown`),
+# and the empty cell of a CSV written before the column existed.
+UNNAMED_LIBRARIES = ("", "none", "unknown")
 
 
 def palette(order: list[str]) -> dict[str, tuple]:
@@ -766,8 +781,8 @@ KINDS: dict[str, Kind] = {
                 "server_cpu_us_per_req",
                 "status",
             ),
-            text=("config", "status", "tls_backend", "note"),
-            optional=("tls_backend", "note"),
+            text=("config", "status", "tls_backend", "tls_library", "note"),
+            optional=("tls_backend", "tls_library", "note"),
             render=render_results,
         ),
         Kind(
@@ -783,8 +798,8 @@ KINDS: dict[str, Kind] = {
                 "server_cpu_us_per_req",
                 "status",
             ),
-            text=("config", "tls_backend", *CASE_COLUMNS, "status", "note"),
-            optional=("proxy_cpu_us_per_req", "note"),
+            text=("config", "tls_backend", "tls_library", *CASE_COLUMNS, "status", "note"),
+            optional=("proxy_cpu_us_per_req", "tls_library", "note"),
             render=render_handshakes,
         ),
         Kind(
@@ -798,8 +813,8 @@ KINDS: dict[str, Kind] = {
                 "backend_kib_per_conn",
                 "status",
             ),
-            text=("config", "tls_backend", "status", "note"),
-            optional=("connections_opened", "note"),
+            text=("config", "tls_backend", "tls_library", "status", "note"),
+            optional=("connections_opened", "tls_library", "note"),
             render=render_idle,
         ),
     )

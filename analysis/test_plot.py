@@ -113,6 +113,14 @@ MISSING_COLUMN = {
     "handshakes.csv": "tls_kx_group",
     "idle.csv": "terminator_kib_per_conn",
 }
+# The fixtures' two flavours of proxy-rustls, as the series are named.
+PROXY_RUSTLS = (
+    "proxy-rustls (rustls 0.23.46 + aws-lc-rs 1.19.0)",
+    "proxy-rustls (rustls 0.23.46 + ring 0.17.14)",
+)
+# A CSV of each kind as the harness wrote it before the `tls_library` column (it was added
+# last, so dropping it gives exactly the older layout): it must still plot.
+OLD_LAYOUT = {kind: without_columns(kind, {"tls_library"}) for kind in MISSING_COLUMN}
 # Case name -> makes the input in a folder and returns its path.
 BAD_INPUTS: dict[str, Callable[[Path], Path]] = {
     **{f"missing-column-{k}": without_columns(k, {c}) for k, c in MISSING_COLUMN.items()},
@@ -168,6 +176,10 @@ def launched(tmp_path_factory):
     for kind in KINDS:
         out = tmp_path_factory.mktemp("py")
         runs.start(f"py {kind}", py_command(FIXTURES / kind, out), FIXTURES / kind, out)
+    for kind, make in OLD_LAYOUT.items():
+        folder = tmp_path_factory.mktemp("py-old")
+        path = make(folder)
+        runs.start(f"py old {kind}", py_command(path, folder / "out"), path, folder / "out")
     # One bad input through the real process too: the exit code as the harness sees it.
     folder = tmp_path_factory.mktemp("py-bad")
     path = BAD_INPUTS["missing-column-handshakes.csv"](folder)
@@ -176,6 +188,10 @@ def launched(tmp_path_factory):
         for kind in KINDS:
             out = tmp_path_factory.mktemp("r")
             runs.start(f"R {kind}", r_command(FIXTURES / kind, out), FIXTURES / kind, out)
+        for kind, make in OLD_LAYOUT.items():
+            folder = tmp_path_factory.mktemp("r-old")
+            path = make(folder)
+            runs.start(f"R old {kind}", r_command(path, folder / "out"), path, folder / "out")
         for case, make in BAD_INPUTS.items():
             folder = tmp_path_factory.mktemp("r-bad")
             path = make(folder)
@@ -254,14 +270,21 @@ def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 def series_of(rows: list[dict[str, str]]) -> Callable[[dict[str, str]], str]:
-    """The series naming the scripts promise: config, plus the backend where a config has
-    several."""
+    """The series naming the scripts promise: config plus the TLS library where it is known,
+    else config plus the backend where a config has several, else the config."""
     backends: dict[str, set[str]] = {}
     for r in rows:
         backends.setdefault(r["config"], set()).add(r["tls_backend"])
-    return lambda r: (
-        f"{r['config']} ({r['tls_backend']})" if len(backends[r["config"]]) > 1 else r["config"]
-    )
+
+    def name(r: dict[str, str]) -> str:
+        library = r.get("tls_library", "")
+        if library not in ("", "none", "unknown"):
+            return f"{r['config']} ({library})"
+        if len(backends[r["config"]]) > 1:
+            return f"{r['config']} ({r['tls_backend']})"
+        return r["config"]
+
+    return name
 
 
 def table(summary: str, heading: str) -> dict[str, dict[str, str]]:
@@ -317,15 +340,33 @@ def test_summary_lists_each_series_and_the_rows_that_are_not_ok(launched, kind):
     name = series_of(rows)
     for series in {name(r) for r in rows}:
         assert f"| {series} |" in summary, series
-    # Two flavours of one config are two series.
-    assert "proxy-rustls (rustls-aws-lc)" in summary
-    assert "proxy-rustls (rustls-ring)" in summary
+    # Each series names the library its terminator ran; two flavours of one config are
+    # two series.
+    for series in PROXY_RUSTLS:
+        assert f"| {series} |" in summary, series
+    assert "| proxy-openssl (OpenSSL 3.6.3) |" in summary
+    if kind != "results.csv":
+        assert "| haproxy (AWS-LC 5.12.0) |" in summary
+        assert "| hitch |" in summary, "an unknown library is left out of the name"
     flagged = [r for r in rows if r["status"] != "ok"]
     for r in flagged:
         assert r["note"] in summary, r["note"]
     warnings = sum(r["status"] == "warning" for r in flagged)
     errors = len(flagged) - warnings
     assert f"{errors} error" in summary and f"{warnings} warning" in summary
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_csv_without_the_library_column_still_plots(launched, kind):
+    result, path, out = launched.result(f"py old {kind}")
+    assert result.returncode == 0, result.stderr
+    assert "tls_library" not in rows_of(path)[0]
+    summary = (out / SUMMARY[kind]).read_text(encoding="utf-8")
+    # Without libraries, two flavours of one config are told apart by their backend.
+    assert "| proxy-rustls (rustls-aws-lc) |" in summary
+    assert "| proxy-rustls (rustls-ring) |" in summary
+    assert "| proxy-openssl |" in summary
+    assert "OpenSSL" not in summary
 
 
 def test_results_summary_medians_match_the_csv(launched):
@@ -352,7 +393,8 @@ def test_results_error_rows_are_left_out_of_the_medians(launched):
     ]
     assert len(good) == 2
     rps_table = summary.split("## requests per second")[1].split("##")[0]
-    row = next(line for line in rps_table.splitlines() if line.startswith(f"| {config} |"))
+    series = series_of(rows)(failed[0])
+    row = next(line for line in rps_table.splitlines() if line.startswith(f"| {series} |"))
     assert row.rstrip(" |").endswith(f"{statistics.median(good):,.0f}"), row
 
 
@@ -380,10 +422,11 @@ def test_handshakes_summary_medians_match_the_csv(launched, heading, column, fmt
         assert medians[series][case] == fmt.format(statistics.median(values)), (series, case)
     # Five cases, the hybrid only where rustls-aws-lc spoke it.
     hybrid = "full ecdsa-p256 X25519MLKEM768"
-    assert len(medians["proxy-rustls (rustls-aws-lc)"]) == 1 + 5
-    assert medians["proxy-rustls (rustls-aws-lc)"][hybrid] != "–"
-    assert medians["proxy-rustls (rustls-ring)"][hybrid] == "–"
-    assert medians["haproxy"][hybrid] == "–"
+    aws_lc, ring = PROXY_RUSTLS
+    assert len(medians[aws_lc]) == 1 + 5
+    assert medians[aws_lc][hybrid] != "–"
+    assert medians[ring][hybrid] == "–"
+    assert medians["haproxy (AWS-LC 5.12.0)"][hybrid] == "–"
 
 
 def test_idle_summary_medians_match_the_csv(launched):
@@ -403,8 +446,8 @@ def test_idle_summary_medians_match_the_csv(launched):
             expected = f"{statistics.median(values):,.1f}" if values else "–"
             assert line[label] == expected, (series, label)
     # https-* terminate TLS in the echo-server: no backend behind them.
-    assert medians["https-openssl"]["backend"] == "–"
-    assert medians["stunnel"]["backend"] != "–"
+    assert medians["https-openssl (OpenSSL 3.6.3)"]["backend"] == "–"
+    assert medians["stunnel (OpenSSL 3.5.9)"]["backend"] != "–"
 
 
 @pytest.mark.parametrize(
@@ -496,10 +539,11 @@ def test_handshakes_fixture_has_the_columns_of_results(plot):
 # ---------------------------------------------------------------- plot.R on the fixtures
 
 
+@pytest.mark.parametrize("layout", ["", "old "])
 @pytest.mark.parametrize("kind", KINDS)
-def test_r_writes_its_picture(launched, kind):
+def test_r_writes_its_picture(launched, kind, layout):
     rscript()
-    result, _, out = launched.result(f"R {kind}")
+    result, _, out = launched.result(f"R {layout}{kind}")
     assert result.returncode == 0, result.stderr
     for name in R_FILES[kind]:
         path = out / name

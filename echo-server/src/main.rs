@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use echo_server::{Listener, ServeOptions};
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{Acceptor, Backend, CertSet, TlsSettings};
@@ -51,8 +51,20 @@ enum Mode {
     Unix,
 }
 
+/// Parses the arguments as `Args::parse` does, with a `--version` that names each backend's
+/// TLS library in the proxy's words (the harness reads them for `https-*` rows).
+fn parse_args() -> Args {
+    let long_version = format!(
+        "{}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        proxy::tls::library_lines()
+    );
+    let matches = Args::command().long_version(long_version).get_matches();
+    Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -377,3 +377,28 @@ async fn proxy_protocol_header_is_read_and_discarded(
     let _ = bare.write(&post(b"no header")).await;
     bare.assert_closed().await;
 }
+
+/// `--version` names each backend's TLS library in the proxy's words (the harness reads the
+/// `https-*` rows' library from it); `-V` stays one line.
+#[test]
+fn version_names_the_library_of_every_backend() {
+    let version = |flag: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_echo-server"))
+            .arg(flag)
+            .output()
+            .expect("running echo-server");
+        assert!(out.status.success(), "{flag}: {}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let long = version("--version");
+    let lines: Vec<&str> = long.lines().skip(1).collect();
+    assert_eq!(lines.join("\n"), proxy::tls::library_lines(), "{long}");
+    assert!(
+        lines[0].starts_with("rustls-aws-lc backend: rustls "),
+        "{long}"
+    );
+    assert_eq!(
+        version("-V").trim(),
+        format!("echo-server {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 
 use crate::procs::{describe, Stop};
+use crate::tls_library::Ours;
 
 /// Paths of the binaries a run starts.
 #[derive(Debug, Clone)]
@@ -68,34 +69,53 @@ impl Bins {
         out
     }
 
-    /// The OpenSSL the proxy's openssl backend runs, as its `--version` names it ("OpenSSL
-    /// 3.6.3 ... (built with the workspace)"), for meta.json; None if it does not say.
-    pub fn linked_openssl(&self) -> Option<String> {
-        let out = Command::new(&self.proxy)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
+    /// What the binaries say of themselves, each `--version` run once: meta.json's
+    /// `binaries` (path and version line of each, and for the proxy and echo-server the TLS
+    /// library of each backend), the OpenSSL the proxy's openssl backend runs as it names
+    /// it ("OpenSSL 3.6.3 ... (built with the workspace)"), and the libraries the rows name.
+    pub fn describe(&self, remote: bool) -> Described {
+        let mut map = serde_json::Map::new();
+        let (mut proxy, mut echo) = (String::new(), String::new());
+        for (path, package) in self.needed(remote) {
+            let text = command_text(path, &["--version"]);
+            let entry = serde_json::json!({
+                "path": path.display().to_string(),
+                "version": first_line(&text),
+            });
+            match package {
+                "proxy" => proxy = text.unwrap_or_default(),
+                "echo-server" => echo = text.unwrap_or_default(),
+                _ => {}
+            }
+            map.insert(package.to_owned(), entry);
+        }
+        let tls_libraries = Ours::read(&proxy, &echo);
+        for (package, echo) in [("proxy", false), ("echo-server", true)] {
+            if let Some(entry) = map.get_mut(package) {
+                entry["tls_libraries"] = tls_libraries.to_json(echo);
+            }
+        }
+        let linked_openssl = proxy
             .lines()
             .find_map(|line| line.strip_prefix("openssl backend: "))
-            .map(str::to_owned)
-    }
-
-    /// `NAME --version` output of each binary, for meta.json.
-    pub fn versions(&self, remote: bool) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        for (path, package) in self.needed(remote) {
-            map.insert(
-                package.to_owned(),
-                serde_json::json!({
-                    "path": path.display().to_string(),
-                    "version": command_output(path, &["--version"]),
-                }),
-            );
+            .map(str::to_owned);
+        Described {
+            json: serde_json::Value::Object(map),
+            linked_openssl,
+            tls_libraries,
         }
-        serde_json::Value::Object(map)
     }
+}
+
+/// What [`Bins::describe`] read from the binaries' `--version`.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// meta.json's `binaries`.
+    pub json: serde_json::Value,
+    /// The proxy's `openssl backend:` line, if it has one.
+    pub linked_openssl: Option<String>,
+    /// The TLS library of each backend in the proxy and the echo-server.
+    pub tls_libraries: Ours,
 }
 
 /// Runs `cargo build --release` for the packages a run needs and returns the directory the
@@ -212,30 +232,40 @@ fn is_executable(path: &Path) -> bool {
 
 /// First line of `program args` stdout (or stderr), or why there is none.
 pub fn command_output(program: &Path, args: &[&str]) -> String {
-    match Command::new(program)
+    first_line(&command_text(program, args))
+}
+
+/// The whole stdout (or stderr, when stdout is empty) of `program args`, or, as `Err`, why
+/// there is none.
+fn command_text(program: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
-    {
-        Ok(out) => {
-            let text = if out.stdout.is_empty() {
-                out.stderr
-            } else {
-                out.stdout
-            };
-            let text = String::from_utf8_lossy(&text);
-            let first = text.lines().next().unwrap_or("").trim().to_owned();
-            if out.status.success() {
-                first
-            } else {
-                format!(
-                    "({} failed: {}: {first})",
-                    program.display(),
-                    describe(out.status)
-                )
-            }
-        }
-        Err(e) => format!("(cannot run {}: {e})", program.display()),
+        .map_err(|e| format!("(cannot run {}: {e})", program.display()))?;
+    let text = if out.stdout.is_empty() {
+        out.stderr
+    } else {
+        out.stdout
+    };
+    let text = String::from_utf8_lossy(&text).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let first = text.lines().next().unwrap_or("").trim();
+        Err(format!(
+            "({} failed: {}: {first})",
+            program.display(),
+            describe(out.status)
+        ))
+    }
+}
+
+/// The first line of `text`, or the reason there is no text.
+fn first_line(text: &Result<String, String>) -> String {
+    match text {
+        Ok(text) => text.lines().next().unwrap_or("").trim().to_owned(),
+        Err(why) => why.clone(),
     }
 }
 
@@ -287,6 +317,59 @@ mod tests {
         ] {
             assert!(!is_set_by_outer_cargo(name), "{name}");
         }
+    }
+
+    /// Each binary's `--version` runs once, and what it says lands in meta.json's
+    /// `binaries`, the linked OpenSSL line and the libraries the rows name.
+    #[test]
+    fn describe_reads_each_version_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let proxy = include_str!("tls_library/fixtures/proxy-version.txt");
+        let echo = "echo-server 0.1.0\nopenssl backend: OpenSSL 3.0.19 27 Jan 2026 (x)\n";
+        for (name, text) in [
+            ("proxy", proxy),
+            ("echo-server", echo),
+            ("loadgen", "loadgen 0.1.0\n"),
+        ] {
+            let script = format!(
+                "#!/bin/sh\necho {name} >> {}\ncat <<'END'\n{text}END\n",
+                runs.display()
+            );
+            let path = dir.path().join(name);
+            std::fs::write(&path, script).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let described = Bins::locate(dir.path(), false).unwrap().describe(false);
+        let json = &described.json;
+        assert_eq!(json["proxy"]["version"], "proxy 0.1.0", "{json}");
+        assert_eq!(
+            json["proxy"]["tls_libraries"]["rustls-ring"], "rustls 0.23.46 + ring 0.17.14",
+            "{json}"
+        );
+        assert_eq!(
+            json["echo-server"]["tls_libraries"]["openssl"],
+            "OpenSSL 3.0.19"
+        );
+        assert!(json["loadgen"].get("tls_libraries").is_none(), "{json}");
+        assert_eq!(
+            described.linked_openssl.as_deref(),
+            Some("OpenSSL 3.6.3 9 Jun 2026 (built with the workspace)")
+        );
+        assert_eq!(
+            described
+                .tls_libraries
+                .get(false, proxy::tls::Backend::Openssl),
+            "OpenSSL 3.6.3"
+        );
+        let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        ran.sort();
+        assert_eq!(ran, ["echo-server", "loadgen", "proxy"]);
     }
 
     #[test]

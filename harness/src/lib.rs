@@ -10,6 +10,7 @@
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
 //! - [`peers`]: HAProxy, nginx, hitch and stunnel (found, versioned, configured).
+//! - [`tls_library`]: which TLS library each terminator runs, read from the program.
 //! - [`procs`]: pinned child processes, readiness, stop; [`procfs`]: the `/proc` figures.
 //! - [`stack`]: the servers of one measured config: its recipe (which processes, which
 //!   files), started, sampled and stopped.
@@ -38,3 +39,4 @@ pub mod procs;
 pub mod run;
 pub mod stack;
 pub mod summary;
+pub mod tls_library;

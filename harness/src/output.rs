@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Serialize, Serializer};
 
-/// The header, in order. [`Row`]'s fields follow it exactly (a test pins that).
-pub const COLUMNS: [&str; 50] = [
+/// The header, in order. [`Row`]'s fields follow it exactly (a test pins that). Columns
+/// added later go last (`tls_library`), so that scripts reading older files by position
+/// still find every column where it was.
+pub const COLUMNS: [&str; 51] = [
     "config",
     "size",
     "requests",
@@ -65,6 +67,7 @@ pub const COLUMNS: [&str; 50] = [
     "client_cpus",
     "status",
     "note",
+    "tls_library",
 ];
 
 /// A number as the CSV shows it: integral values without a decimal point, others rounded
@@ -163,6 +166,9 @@ pub struct Row {
     pub client_cpus: Option<String>,
     pub status: Status,
     pub note: String,
+    /// The TLS library the terminator ran, read from the program (`OpenSSL 3.5.9`,
+    /// `rustls 0.23.31 + aws-lc-rs 1.13.3`; `none` without TLS, `unknown` if unreadable).
+    pub tls_library: String,
 }
 
 impl Row {
@@ -201,7 +207,7 @@ impl Ord for Status {
 }
 
 /// The header of `idle.csv`, in order; [`IdleRow`]'s fields follow it (a test pins that).
-pub const IDLE_COLUMNS: [&str; 23] = [
+pub const IDLE_COLUMNS: [&str; 24] = [
     "config",
     "tls_backend",
     "iteration",
@@ -225,6 +231,7 @@ pub const IDLE_COLUMNS: [&str; 23] = [
     "client_cpus",
     "status",
     "note",
+    "tls_library",
 ];
 
 /// One row of `idle.csv`: the memory `connections` idle TLS connections cost. The
@@ -256,6 +263,8 @@ pub struct IdleRow {
     pub client_cpus: Option<String>,
     pub status: Status,
     pub note: String,
+    /// As [`Row::tls_library`].
+    pub tls_library: String,
 }
 
 impl IdleRow {
@@ -381,6 +390,7 @@ mod tests {
             p50: Some(Num(250.0)),
             rps: Some(Num(1234.56789)),
             note: "a, \"quoted\" note".into(),
+            tls_library: "rustls 0.23.46 + aws-lc-rs 1.19.0".into(),
             ..Row::default()
         }
     }
@@ -393,6 +403,7 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert_eq!(header, COLUMNS.join(","));
         assert!(header.starts_with("config,size,requests,mean,stdev,p50,p90,p99,"));
+        assert!(header.ends_with(",status,note,tls_library"), "{header}");
     }
 
     #[test]
@@ -427,6 +438,7 @@ mod tests {
         w.serialize(IdleRow::default()).unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(text.lines().next().unwrap(), IDLE_COLUMNS.join(","));
+        assert_eq!(IDLE_COLUMNS.last(), Some(&"tls_library"));
     }
 
     #[test]
@@ -447,6 +459,7 @@ mod tests {
         assert_eq!(get("mean"), "");
         assert_eq!(get("status"), "ok");
         assert_eq!(get("note"), "a, \"quoted\" note");
+        assert_eq!(get("tls_library"), "rustls 0.23.46 + aws-lc-rs 1.19.0");
         let err = CsvSink::create(&path).unwrap_err().to_string();
         assert!(err.contains("results.csv"), "refuses to overwrite: {err}");
     }

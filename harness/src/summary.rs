@@ -1,8 +1,8 @@
 //! The tables printed at the end of a run (and saved as `summary.txt`): per config and body
 //! size (sweep) or handshake case (handshakes), the medians over iterations of req/s, p50,
 //! p99 and server CPU-µs per request, and the errors; per config, the memory per idle
-//! connection (idle). Rows with status `error` are left out of the medians and counted
-//! instead.
+//! connection (idle). Each line names the TLS library its terminator ran next to config
+//! and backend. Rows with status `error` are left out of the medians and counted instead.
 
 use crate::output::{IdleRow, Row, Status};
 
@@ -11,6 +11,7 @@ use crate::output::{IdleRow, Row, Status};
 pub struct Line {
     pub config: String,
     pub tls_backend: String,
+    pub tls_library: String,
     /// The body size (sweep), or `full ecdsa-p256 X25519` (handshakes).
     pub case: String,
     /// Rows measured (status ok or warning).
@@ -41,23 +42,29 @@ fn case(r: &Row) -> String {
     }
 }
 
-/// Groups rows by (config, backend, case), in the order they first appear.
+/// What a table line groups rows by: config, backend, library, and the case.
+fn key(r: &Row) -> [String; 4] {
+    [
+        r.config.clone(),
+        r.tls_backend.clone(),
+        r.tls_library.clone(),
+        case(r),
+    ]
+}
+
+/// Groups rows by [`key`], in the order they first appear.
 pub fn lines(rows: &[Row]) -> Vec<Line> {
-    let mut keys: Vec<(String, String, String)> = Vec::new();
+    let mut keys: Vec<[String; 4]> = Vec::new();
     for r in rows {
-        let key = (r.config.clone(), r.tls_backend.clone(), case(r));
+        let key = key(r);
         if !keys.contains(&key) {
             keys.push(key);
         }
     }
     keys.into_iter()
-        .map(|(config, tls_backend, case_name)| {
-            let group: Vec<&Row> = rows
-                .iter()
-                .filter(|r| {
-                    r.config == config && r.tls_backend == tls_backend && case(r) == case_name
-                })
-                .collect();
+        .map(|k| {
+            let group: Vec<&Row> = rows.iter().filter(|r| key(r) == k).collect();
+            let [config, tls_backend, tls_library, case_name] = k;
             let measured: Vec<&Row> = group
                 .iter()
                 .copied()
@@ -79,6 +86,7 @@ pub fn lines(rows: &[Row]) -> Vec<Line> {
                     .count(),
                 config,
                 tls_backend,
+                tls_library,
                 case: case_name,
             }
         })
@@ -134,9 +142,16 @@ pub fn render_all(rows: &[Row], idle: &[IdleRow]) -> String {
 /// The idle table: per config, the median KiB per idle connection of the terminator and
 /// of the backend behind it.
 pub fn render_idle(rows: &[IdleRow]) -> String {
-    let mut keys: Vec<(String, String)> = Vec::new();
+    let key = |r: &IdleRow| {
+        [
+            r.config.clone(),
+            r.tls_backend.clone(),
+            r.tls_library.clone(),
+        ]
+    };
+    let mut keys: Vec<[String; 3]> = Vec::new();
     for r in rows {
-        let key = (r.config.clone(), r.tls_backend.clone());
+        let key = key(r);
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -144,6 +159,7 @@ pub fn render_idle(rows: &[IdleRow]) -> String {
     let header = [
         "config",
         "tls_backend",
+        "tls_library",
         "n",
         "connections",
         "terminator KiB/conn",
@@ -153,11 +169,9 @@ pub fn render_idle(rows: &[IdleRow]) -> String {
     let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
     let body: Vec<Vec<String>> = keys
         .into_iter()
-        .map(|(config, backend)| {
-            let group: Vec<&IdleRow> = rows
-                .iter()
-                .filter(|r| r.config == config && r.tls_backend == backend)
-                .collect();
+        .map(|k| {
+            let group: Vec<&IdleRow> = rows.iter().filter(|r| key(r) == k).collect();
+            let [config, backend, library] = k;
             let ok: Vec<&IdleRow> = group
                 .iter()
                 .copied()
@@ -178,6 +192,7 @@ pub fn render_idle(rows: &[IdleRow]) -> String {
             vec![
                 config,
                 backend,
+                library,
                 ok.len().to_string(),
                 opened.map_or("-".to_owned(), |v| format!("{v:.0}")),
                 fmt(median(
@@ -194,7 +209,7 @@ pub fn render_idle(rows: &[IdleRow]) -> String {
             ]
         })
         .collect();
-    table(&header, &body, 2)
+    table(&header, &body, 3)
 }
 
 /// The sweep table as aligned text.
@@ -207,6 +222,7 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
     let header = [
         "config",
         "tls_backend",
+        "tls_library",
         case,
         "n",
         rate,
@@ -230,6 +246,7 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
             vec![
                 l.config.clone(),
                 l.tls_backend.clone(),
+                l.tls_library.clone(),
                 l.case.clone(),
                 l.measured.to_string(),
                 fmt(l.rps, 0),
@@ -240,7 +257,7 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
             ]
         })
         .collect();
-    table(&header, &body, 3)
+    table(&header, &body, 4)
 }
 
 /// Aligned text: the first `text_columns` columns left-aligned, the rest right-aligned.
@@ -292,6 +309,7 @@ mod tests {
         Row {
             config: config.into(),
             tls_backend: "none".into(),
+            tls_library: "none".into(),
             size,
             rps: Some(Num(rps)),
             p50: Some(Num(100.0)),
@@ -325,6 +343,7 @@ mod tests {
     #[test]
     fn handshakes_and_idle_get_their_own_tables() {
         let mut full = row("haproxy", 10, 900.0, Status::Ok);
+        full.tls_library = "OpenSSL 3.5.9".into();
         full.handshake = "full".into();
         full.cert_type = Some("rsa-2048".into());
         full.tls_kx_group = Some("X25519".into());
@@ -332,9 +351,11 @@ mod tests {
         resumed.handshake = "resumed".into();
         let mut sweep = row("haproxy", 10, 5000.0, Status::Ok);
         sweep.handshake = "keep-alive".into();
+        sweep.tls_library = "OpenSSL 3.5.9".into();
         let idle = IdleRow {
             config: "haproxy".into(),
             tls_backend: "openssl".into(),
+            tls_library: "AWS-LC 5.12.0".into(),
             connections_opened: Some(10_000),
             terminator_kib_per_conn: Some(Num(21.25)),
             ..IdleRow::default()
@@ -345,6 +366,18 @@ mod tests {
         assert!(text.contains("handshakes/s"), "{text}");
         assert!(text.contains("21.2") || text.contains("21.3"), "{text}");
         assert!(text.contains("10000"), "{text}");
+        // The library is named next to the backend, in every table.
+        assert!(
+            text.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("haproxy  none         OpenSSL 3.5.9"),
+            "{text}"
+        );
+        assert!(
+            text.contains("haproxy  openssl      AWS-LC 5.12.0"),
+            "{text}"
+        );
         // The sweep table keeps the plain body size.
         assert!(text.lines().nth(2).unwrap().contains(" 10 "), "{text}");
     }

@@ -30,6 +30,10 @@ fn short_fault_suite_passes_every_scenario() {
     let stop = Stop::default();
     let bin_dir = bins::build(&stop, false).unwrap();
     let bins = Bins::locate(&bin_dir, false).unwrap();
+    let tls_library = bins
+        .describe(false)
+        .tls_libraries
+        .get(false, faults::BACKEND);
     let split = CpuSplit::resolve(&own_mask().unwrap(), None, None).unwrap();
     let out = tempfile::tempdir().unwrap();
     let logs = out.path().join("logs");
@@ -49,9 +53,14 @@ fn short_fault_suite_passes_every_scenario() {
         ledger: &mut ledger,
         short: true,
         soak: None,
+        tls_library: tls_library.clone(),
     })
     .unwrap();
     let took = started.elapsed();
+    assert!(
+        tls_library.starts_with("rustls ") && tls_library.contains(" + aws-lc-rs "),
+        "{tls_library}"
+    );
     let table = harness::faults::report::render(&rows);
 
     let numbers: Vec<u8> = rows.iter().map(|r| r.scenario).collect();
@@ -103,6 +112,7 @@ fn short_fault_suite_passes_every_scenario() {
             row.verdict.name(),
             "the CSV says what the table says"
         );
+        assert_eq!(&r[16], tls_library, "every row names the proxy's library");
     }
 
     // Every process the suite started is gone.

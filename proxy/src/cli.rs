@@ -32,13 +32,13 @@ pub struct Cli {
 
 impl Cli {
     /// Parses the process's arguments as `Parser::parse` does (a bad flag exits 2), with a
-    /// `--version` that also names the OpenSSL the openssl backend runs, which only the
-    /// linked library knows.
+    /// `--version` that also names the TLS library of each backend (the OpenSSL one is
+    /// known only to the linked library, at run time).
     pub fn from_env() -> Cli {
         let long_version = format!(
-            "{}\nopenssl backend: {}",
+            "{}\n{}",
             env!("CARGO_PKG_VERSION"),
-            crate::tls::openssl::linked_library()
+            crate::tls::library_lines()
         );
         let matches = Cli::command().long_version(long_version).get_matches();
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())

@@ -683,11 +683,12 @@ fn check_validates_config_and_certificates() {
     assert!(err.contains("nope.pem"), "{err}");
 }
 
-/// `proxy --version` names the OpenSSL the openssl backend runs and where it came from, the
-/// line the harness copies into meta.json (the version is the library this test links too);
-/// `-V` stays one line.
+/// `proxy --version` names the library of every backend, the lines the harness copies into
+/// meta.json and the CSV: the OpenSSL the openssl backend runs and where it came from (the
+/// version is the library this test links too), and the rustls and provider crates compiled
+/// in, with the versions the workspace's Cargo.lock pins; `-V` stays one line.
 #[test]
-fn version_names_the_linked_openssl() {
+fn version_names_the_library_of_every_backend() {
     let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
         .arg("--version")
         .output()
@@ -703,6 +704,23 @@ fn version_names_the_linked_openssl() {
         line.ends_with("(built with the workspace)") || line.ends_with("(the host's libssl)"),
         "{line}"
     );
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("the workspace has a Cargo.lock");
+    let locked = |name: &str| {
+        let pin = format!("name = \"{name}\"\nversion = \"");
+        let at = lock
+            .find(&pin)
+            .unwrap_or_else(|| panic!("{name} not in Cargo.lock"))
+            + pin.len();
+        lock[at..].split('"').next().unwrap().to_owned()
+    };
+    let (rustls, aws_lc_rs, ring) = (locked("rustls"), locked("aws-lc-rs"), locked("ring"));
+    for line in [
+        format!("rustls-aws-lc backend: rustls {rustls} + aws-lc-rs {aws_lc_rs}"),
+        format!("rustls-ring backend: rustls {rustls} + ring {ring}"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in: {text}");
+    }
     let short = Command::new(env!("CARGO_BIN_EXE_proxy"))
         .arg("-V")
         .output()

@@ -44,6 +44,9 @@ use crate::procs::{Interrupted, Ledger, Stop};
 
 pub use report::{FaultRow, Verdict};
 
+/// The TLS backend of the proxy under attack: rustls with aws-lc-rs, the default.
+pub const BACKEND: proxy::tls::Backend = proxy::tls::Backend::RustlsAwsLc;
+
 /// Everything the suite needs from the harness run that calls it.
 #[derive(Debug)]
 pub struct Inputs<'a> {
@@ -62,6 +65,9 @@ pub struct Inputs<'a> {
     pub short: bool,
     /// Run only scenario 9 (soak), for this long.
     pub soak: Option<Duration>,
+    /// The TLS library [`BACKEND`] runs in the proxy, for every row (read by the caller from
+    /// `proxy --version`, see [`crate::tls_library`]).
+    pub tls_library: String,
 }
 
 /// Runs the suite and writes `faults.csv`; prints the table. `Ok` with every row, whatever
@@ -82,9 +88,10 @@ pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
         if suite.inputs.stop.requested() {
             break;
         }
-        let Some(row) = run_one(&mut suite, scenario)? else {
+        let Some(mut row) = run_one(&mut suite, scenario)? else {
             break;
         };
+        row.tls_library.clone_from(&suite.inputs.tls_library);
         sink.write(&report::cells(&row))?;
         rows.push(row);
     }

@@ -47,6 +47,9 @@ pub struct FaultRow {
     /// Failed criteria first (with their numbers), then what was observed and what could
     /// not be checked.
     pub note: String,
+    /// The TLS library the proxy ran (set by the suite for every row; see
+    /// [`crate::tls_library`]).
+    pub tls_library: String,
 }
 
 impl FaultRow {
@@ -69,6 +72,7 @@ impl FaultRow {
             proxy_fds_after: None,
             verdict: Verdict::Pass,
             note: String::new(),
+            tls_library: String::new(),
         }
     }
 
@@ -147,7 +151,7 @@ pub const RSS_NEAR_FRACTION: f64 = 0.25;
 pub const RSS_NEAR_SLACK_KIB: u64 = 8 * 1024;
 
 /// The CSV header (and the table's columns, in the same order).
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "scenario",
     "name",
     "good_requests",
@@ -164,6 +168,7 @@ pub const COLUMNS: [&str; 16] = [
     "proxy_fds_after",
     "verdict",
     "note",
+    "tls_library",
 ];
 
 /// The row's cells, in [`COLUMNS`] order.
@@ -189,6 +194,7 @@ pub fn cells(row: &FaultRow) -> Vec<String> {
         opt(row.proxy_fds_after),
         row.verdict.name().to_owned(),
         row.note.clone(),
+        row.tls_library.clone(),
     ]
 }
 
@@ -313,6 +319,7 @@ mod tests {
         row.attackers_closed = 1000;
         row.proxy_max_rss_kib = Some(20_000);
         row.note = "closed, with \"quotes\", and commas".into();
+        row.tls_library = "rustls 0.23.46 + aws-lc-rs 1.19.0".into();
         row
     }
 
@@ -330,6 +337,7 @@ mod tests {
         assert_eq!(&rows[0][10], "", "unmeasured figures stay empty");
         assert_eq!(&rows[0][14], "pass");
         assert_eq!(&rows[0][15], "closed, with \"quotes\", and commas");
+        assert_eq!(&rows[0][16], "rustls 0.23.46 + aws-lc-rs 1.19.0");
         assert_eq!(&rows[1][1], "flood");
     }
 
@@ -345,10 +353,10 @@ mod tests {
             text,
             "scenario,name,good_requests,good_errors,good_p99_us,baseline_p99_us,attackers,\
              attackers_closed_by_proxy,proxy_exits,proxy_max_rss_kib,proxy_rss_before_kib,\
-             proxy_rss_after_kib,proxy_fds_before,proxy_fds_after,verdict,note\n\
+             proxy_rss_after_kib,proxy_fds_before,proxy_fds_after,verdict,note,tls_library\n\
              2,garbage,5000,0,812,700,1000,1000,0,20000,,,,,pass,\
-             \"closed, with \"\"quotes\"\", and commas\"\n\
-             3,flood,,,,,0,0,0,,,,,,pass,\n"
+             \"closed, with \"\"quotes\"\", and commas\",rustls 0.23.46 + aws-lc-rs 1.19.0\n\
+             3,flood,,,,,0,0,0,,,,,,pass,,\n"
         );
     }
 

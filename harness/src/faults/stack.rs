@@ -54,8 +54,8 @@ impl Default for ProxyOpts {
 }
 
 /// The proxy config file for `opts`: a listener on `127.0.0.1:0` to `upstream` (see
-/// [`ProxyOpts::second_upstream`] for the second), metrics on `127.0.0.1:0`, rustls with
-/// aws-lc-rs (the default backend).
+/// [`ProxyOpts::second_upstream`] for the second), metrics on `127.0.0.1:0`, TLS by
+/// [`BACKEND`](super::BACKEND).
 pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: usize) -> String {
     let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
     let d = |v: Duration| s(&duration_arg(v));
@@ -72,7 +72,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
          upstream_connect = {}\n\
          shutdown_grace = {}\n\
          \n[tls]\n\
-         backend = \"rustls-aws-lc\"\n\
+         backend = \"{backend}\"\n\
          cert = {}\n\
          key = {}\n\
          \n[[listener]]\n\
@@ -95,6 +95,7 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
             }
         )),
         unix(upstream),
+        backend = super::BACKEND,
     );
     if let Some(second) = &opts.second_upstream {
         out.push_str(&format!(
@@ -466,6 +467,10 @@ mod tests {
         assert_eq!(v["timeouts"]["handshake"].as_str(), Some("2s"));
         assert_eq!(v["timeouts"]["idle"].as_str(), Some("2500ms"));
         assert_eq!(v["tls"]["cert"].as_str(), Some("/r/c.pem"));
+        assert_eq!(
+            v["tls"]["backend"].as_str(),
+            Some(crate::faults::BACKEND.name())
+        );
         let listeners = v["listener"].as_array().unwrap();
         assert_eq!(listeners.len(), 2);
         assert_eq!(listeners[0]["listen"].as_str(), Some("127.0.0.2:0"));

@@ -103,6 +103,26 @@ impl PeerDir {
             .join(NGINX_STREAM_MODULE.trim_start_matches('/'))
     }
 
+    /// The root filesystem's loader listing the libraries program `name` loads (what
+    /// `ldd` prints), with the search path its wrapper runs it with.
+    pub fn library_list(&self, name: &str) -> anyhow::Result<std::process::Command> {
+        let (triplet, loader) = multiarch()?;
+        let (_, path) = PROGRAMS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("{name} is not a program of the current set"))?;
+        let root = self.rootfs();
+        let lib = root.join("usr/lib").join(triplet);
+        let mut search = lib.clone().into_os_string();
+        search.push(":");
+        search.push(root.join("usr/lib"));
+        let mut cmd = std::process::Command::new(lib.join(loader));
+        cmd.args(["--inhibit-cache", "--list", "--library-path"])
+            .arg(search)
+            .arg(root.join(path.trim_start_matches('/')));
+        Ok(cmd)
+    }
+
     /// The manifest of a finished install; `None` when there is none (never installed,
     /// removed, or cut off before its last step).
     pub fn manifest(&self) -> Option<Manifest> {

@@ -52,6 +52,9 @@ pub struct Peer {
     /// The first line of its version output, e.g. `HAProxy version 2.6.12-1+deb12u4 ...`.
     pub version: String,
     pub origin: Origin,
+    /// The TLS library it runs, read from the program (`OpenSSL 3.5.9`, `AWS-LC 5.12.0`;
+    /// see [`crate::tls_library`]).
+    pub tls_library: String,
 }
 
 impl Peer {
@@ -105,6 +108,7 @@ pub fn find(config: ConfigName, origin: &Origin) -> Result<Peer, String> {
         program,
         version,
         origin: origin.clone(),
+        tls_library: String::new(),
     };
     if config == ConfigName::Nginx && !peer.stream_module().exists() {
         let module = peer.stream_module();
@@ -113,7 +117,10 @@ pub fn find(config: ConfigName, origin: &Origin) -> Result<Peer, String> {
             &format!("the stream module {}", module.display()),
         ));
     }
-    Ok(peer)
+    Ok(Peer {
+        tls_library: crate::tls_library::of_peer(config, &peer.program, &peer.origin),
+        ..peer
+    })
 }
 
 fn find_on_host(config: ConfigName) -> Result<PathBuf, String> {

@@ -43,7 +43,7 @@ pub(super) fn run_measurements(
 ) -> anyhow::Result<Outcome> {
     let plan = run.plan;
     let remote = plan.target.is_some();
-    let bins = binaries(run.opts, run.stop, remote, meta)?;
+    let (bins, tls_libraries) = binaries(run.opts, run.stop, remote, meta)?;
     let runtime = tempfile::Builder::new()
         .prefix("tls-off-harness-")
         .tempdir()
@@ -66,6 +66,7 @@ pub(super) fn run_measurements(
         logs: &run.out.logs,
         config_dir: &run.out.configs,
         peers,
+        tls_libraries: &tls_libraries,
         nofile,
         stop: run.stop,
         cacert: run.opts.cacert.as_deref(),

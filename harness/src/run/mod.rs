@@ -25,6 +25,7 @@ use crate::peers::current::PeerDir;
 use crate::peers::{self, Origin, Peer};
 use crate::plan::{PeerSet, Plan, Scenario};
 use crate::procs::{Interrupted, Ledger, Stop};
+use crate::tls_library::Ours;
 use folder::OutDir;
 pub use progress::describe_plan;
 
@@ -174,6 +175,7 @@ fn starting_meta(
                     "program": p.program,
                     "version": p.version,
                     "origin": p.origin.set().name(),
+                    "tls_library": p.tls_library,
                 });
                 (p.config.name().to_owned(), peer)
             })
@@ -300,13 +302,14 @@ fn fit_idle_connections(plan: &mut Plan, nofile: u64) -> Option<String> {
     ))
 }
 
-/// The binaries: built (release) unless `--bin-dir` names them.
+/// The binaries (built, release, unless `--bin-dir` names them) and the TLS library of each
+/// backend in the proxy and echo-server, read once for meta.json and the rows.
 pub(super) fn binaries(
     opts: &Options,
     stop: &Stop,
     remote: bool,
     meta: &mut Value,
-) -> anyhow::Result<Bins> {
+) -> anyhow::Result<(Bins, Ours)> {
     let bin_dir = match &opts.bin_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -315,11 +318,12 @@ pub(super) fn binaries(
         }
     };
     let bins = Bins::locate(&bin_dir, remote).setup()?;
-    meta["binaries"] = bins.versions(remote);
+    let described = bins.describe(remote);
+    meta["binaries"] = described.json;
     if !remote {
-        meta["libraries"]["openssl_linked"] = json!(bins.linked_openssl());
+        meta["libraries"]["openssl_linked"] = json!(described.linked_openssl);
     }
-    Ok(bins)
+    Ok((bins, described.tls_libraries))
 }
 
 /// Runs the fault suite (`--scenario faults`, or `soak` for its long run): `faults.csv`
@@ -332,7 +336,7 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         split,
         out,
     } = *run;
-    let bins = binaries(opts, stop, false, meta)?;
+    let (bins, tls_libraries) = binaries(opts, stop, false, meta)?;
     let runtime = tempfile::Builder::new()
         .prefix("tls-off-faults-")
         .tempdir()
@@ -350,6 +354,7 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         ledger: &mut ledger,
         short: plan.short_faults,
         soak: (plan.scenario == Scenario::Soak).then_some(plan.soak_duration),
+        tls_library: tls_libraries.get(false, crate::faults::BACKEND),
     })?;
     meta["rows"] = json!(rows.len());
     let failed_rows = rows

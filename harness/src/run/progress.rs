@@ -230,7 +230,7 @@ mod tests {
         let mask: crate::cpus::CpuList = "0-1".parse().unwrap();
         let split = CpuSplit::resolve(&mask, None, None).unwrap();
         let text = describe_plan(&plan, &split);
-        assert!(text.contains("12 measurements"), "{text}");
+        assert!(text.contains("16 measurements"), "{text}");
         assert!(text.contains("servers 0, load generator 1"), "{text}");
     }
 }

@@ -1,5 +1,5 @@
 //! What every measurement of a run shares ([`Resources`]: the plan, CPUs, binaries,
-//! certificates, folders and peers), how a measurement starts its stack from them, and the
+//! certificates, folders, peers and TLS libraries), how a measurement starts its stack from them, and the
 //! label that names its log files.
 
 use std::path::Path;
@@ -12,6 +12,7 @@ use crate::plan::{Kind, Measurement, Plan};
 use crate::procs::{Ledger, Stop};
 use crate::stack::recipe::{self, Recipe};
 use crate::stack::{self, Stack, Waits};
+use crate::tls_library::Ours;
 
 /// What every measurement of a run shares: the plan, the CPUs, the binaries and
 /// certificates, the folders and the peers found.
@@ -26,6 +27,8 @@ pub(super) struct Resources<'a> {
     /// Peers' config files go here.
     pub config_dir: &'a Path,
     pub peers: &'a [Peer],
+    /// The TLS library of each backend in our proxy and echo-server.
+    pub tls_libraries: &'a Ours,
     /// The open-file limit every child inherits.
     pub nofile: u64,
     pub stop: &'a Stop,

@@ -5,6 +5,7 @@ use super::verdict;
 use crate::loadgen::{self, Report};
 use crate::output::{IdleRow, Num, Row, Status};
 use crate::plan::{Measurement, Plan};
+use crate::tls_library;
 
 /// The columns known before anything runs: what was asked for.
 pub(super) fn base_row(res: &Resources<'_>, m: &Measurement) -> Row {
@@ -34,6 +35,12 @@ pub(super) fn base_row(res: &Resources<'_>, m: &Measurement) -> Row {
         handshake: m.kind.handshake_name().to_owned(),
         server_cpus: (!remote).then(|| res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
+        // The remote end's library is not ours to read.
+        tls_library: if remote {
+            tls_library::UNKNOWN.to_owned()
+        } else {
+            tls_library::of_variant(&m.variant, res.tls_libraries, res.peers)
+        },
         ..Row::default()
     };
     if let Some(warning) = &res.split.warning {
@@ -53,6 +60,7 @@ pub(super) fn base_idle_row(res: &Resources<'_>, m: &Measurement) -> IdleRow {
         cert_type: Some(m.tls.cert.name().to_owned()),
         server_cpus: Some(res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
+        tls_library: tls_library::of_variant(&m.variant, res.tls_libraries, res.peers),
         ..IdleRow::default()
     };
     if let Some(warning) = &res.split.warning {

@@ -371,6 +371,7 @@ mod tests {
             program: "/usr/sbin/haproxy".into(),
             version: "HAProxy version 2.6".into(),
             origin: crate::peers::Origin::System,
+            tls_library: "OpenSSL 3.0.19".into(),
         }];
         let inputs = Inputs {
             bins: &bins,

@@ -48,6 +48,36 @@ impl Backend {
 
     /// Every backend, for tests and sweeps that cover them all.
     pub const ALL: [Backend; 3] = [Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl];
+
+    /// The TLS library this backend runs: for rustls the crates compiled in, with the
+    /// versions the workspace's Cargo.lock pins (see build.rs), e.g.
+    /// `rustls 0.23.46 + aws-lc-rs 1.19.0`; for openssl the libssl loaded at run time,
+    /// which only the library itself knows.
+    pub fn library(self) -> String {
+        let rustls = env!("TLS_OFF_RUSTLS_VERSION");
+        match self {
+            Backend::RustlsAwsLc => {
+                format!(
+                    "rustls {rustls} + aws-lc-rs {}",
+                    env!("TLS_OFF_AWS_LC_RS_VERSION")
+                )
+            }
+            Backend::RustlsRing => {
+                format!("rustls {rustls} + ring {}", env!("TLS_OFF_RING_VERSION"))
+            }
+            Backend::Openssl => openssl::linked_library(),
+        }
+    }
+}
+
+/// The lines `--version` prints after the program's version, one per backend:
+/// `rustls-aws-lc backend: rustls 0.23.46 + aws-lc-rs 1.19.0`. The proxy and the echo-server
+/// (which terminates TLS through this same seam) both print them, and the harness reads the
+/// library of each row from them, so this is the one place their wording is decided.
+pub fn library_lines() -> String {
+    Backend::ALL
+        .map(|b| format!("{b} backend: {}", b.library()))
+        .join("\n")
 }
 
 impl fmt::Display for Backend {
