@@ -11,7 +11,11 @@
 #
 # - results.csv -> latency_r.png: p50, p90 and p99 (one panel each) against request body
 #   size on a log axis, one colour per series, every iteration a jittered point, the median
-#   of the iterations a line;
+#   of the iterations a line; and tls_tax_r.png: the TLS tax, each series' server CPU-µs per
+#   request minus its no-TLS floor's median at the same size (the relay's for a terminator
+#   in front of the echo-server, plain HTTP's for the echo-server doing TLS itself; as
+#   plot.py and the harness's summary compute it), where the CSV has the CPU column and a
+#   floor;
 # - handshakes.csv -> handshakes_r.png: handshakes/s and server CPU-µs per handshake (one
 #   panel each) per case (handshake, certificate, key-exchange group), a bar per series
 #   for the median, every iteration a point;
@@ -89,7 +93,7 @@ read_checked <- function(csv, kind) {
   if (!"tls_backend" %in% names(data)) data$tls_backend <- ""
   if (!"tls_library" %in% names(data)) data$tls_library <- ""
 
-  for (column in kind$numeric) {
+  for (column in c(kind$numeric, intersect(kind$optional_numeric, names(data)))) {
     raw <- trimws(data[[column]])
     value <- suppressWarnings(as.numeric(raw))
     bad <- which(is.na(value) & raw != "")
@@ -129,6 +133,18 @@ measured <- function(data, csv) {
 
 render_results <- function(data, csv) {
   plotted <- measured(data, csv)
+  pictures <- list(latency_r.png = latency_picture(plotted, csv))
+  tax <- tls_tax_picture(plotted, csv)
+  if (!is.null(tax)) pictures$tls_tax_r.png <- tax
+  pictures
+}
+
+human_bytes <- function(x) {
+  ifelse(x >= 1e6, paste(x / 1e6, "MB"),
+         ifelse(x >= 1e3, paste(x / 1e3, "kB"), paste(x, "B")))
+}
+
+latency_picture <- function(plotted, csv) {
   # Long form: one row per measurement and percentile (base R, no tidyr needed).
   long <- do.call(rbind, lapply(percentiles, function(p) {
     data.frame(series = plotted$series, size = plotted$size, status = plotted$status,
@@ -139,10 +155,6 @@ render_results <- function(data, csv) {
   long$warning <- long$status != "ok"
   medians <- aggregate(latency ~ series + size + percentile, data = long, FUN = median)
 
-  human_bytes <- function(x) {
-    ifelse(x >= 1e6, paste(x / 1e6, "MB"),
-           ifelse(x >= 1e3, paste(x / 1e3, "kB"), paste(x, "B")))
-  }
   sizes <- sort(unique(long$size))
   picture <- ggplot(long, aes(x = size, y = latency, colour = series)) +
     # Seeded jitter (in log10 units of size): the same CSV gives the same picture.
@@ -161,6 +173,42 @@ render_results <- function(data, csv) {
     theme(legend.position = "bottom", legend.box = "vertical",
           panel.grid.minor = element_blank())
   list(picture = picture, width = 14, height = 5.6)
+}
+
+# The config that moves the same bytes without TLS (plot.py's no_tls_floor).
+no_tls_floor <- function(config) {
+  ifelse(config %in% c("http", "relay"), NA,
+         ifelse(startsWith(config, "https-"), "http", "relay"))
+}
+
+# NULL when the CSV has no server CPU column or no floor rows to subtract.
+tls_tax_picture <- function(plotted, csv) {
+  if (!"server_cpu_us_per_req" %in% names(plotted)) return(NULL)
+  cpu <- plotted[!is.na(plotted$server_cpu_us_per_req), ]
+  floors <- aggregate(server_cpu_us_per_req ~ config + size, data = cpu, FUN = median)
+  base <- floors$server_cpu_us_per_req[match(paste(no_tls_floor(cpu$config), cpu$size),
+                                             paste(floors$config, floors$size))]
+  tax <- data.frame(series = cpu$series, size = cpu$size, warning = cpu$status != "ok",
+                    tax = cpu$server_cpu_us_per_req - base)
+  tax <- tax[!is.na(tax$tax), ]
+  if (nrow(tax) == 0) return(NULL)
+  tax$series <- droplevels(tax$series)
+  medians <- aggregate(tax ~ series + size, data = tax, FUN = median)
+  sizes <- sort(unique(tax$size))
+  picture <- ggplot(tax, aes(x = size, y = tax, colour = series)) +
+    geom_point(aes(shape = warning), alpha = 0.6, size = 1.6,
+               position = position_jitter(width = 0.025, height = 0, seed = 1)) +
+    geom_line(data = medians, linewidth = 0.8) +
+    scale_x_log10(breaks = sizes, labels = human_bytes(sizes)) +
+    scale_y_continuous(labels = plain_numbers, limits = c(min(0, tax$tax), NA)) +
+    status_shapes() +
+    labs(title = "TLS tax: server CPU per request above the no-TLS floor",
+         subtitle = paste0(run_name(csv), ": points are iterations, lines medians"),
+         x = "request body size", y = "CPU-µs per request", colour = NULL) +
+    theme_bw(base_size = 11) +
+    theme(legend.position = "bottom", legend.box = "vertical",
+          panel.grid.minor = element_blank())
+  list(picture = picture, width = 9, height = 6)
 }
 
 # ---------------------------------------------------------------- handshakes.csv
@@ -199,8 +247,9 @@ render_handshakes <- function(data, csv) {
     theme_bw(base_size = 11) +
     theme(legend.position = "bottom", legend.box = "vertical",
           panel.grid.minor = element_blank(), panel.grid.major.x = element_blank())
-  list(picture = picture, width = min(max(2 + 0.3 * length(cases) * nlevels(long$series), 8), 22),
-       height = 9.4)
+  list(handshakes_r.png = list(
+    picture = picture, height = 9.4,
+    width = min(max(2 + 0.3 * length(cases) * nlevels(long$series), 8), 22)))
 }
 
 # ---------------------------------------------------------------- idle.csv
@@ -257,7 +306,8 @@ render_idle <- function(data, csv) {
     theme_bw(base_size = 11) +
     theme(legend.position = "bottom", panel.grid.minor = element_blank(),
           panel.grid.major.y = element_blank())
-  list(picture = picture, width = 13, height = 1.9 + 0.42 * nlevels(plotted$series))
+  list(idle_r.png = list(picture = picture, width = 13,
+                         height = 1.9 + 0.42 * nlevels(plotted$series)))
 }
 
 # ---------------------------------------------------------------- shared pieces
@@ -281,21 +331,22 @@ kinds <- list(
     file = "results.csv",
     required = c("config", "size", "iteration", "p50", "p90", "p99", "status"),
     numeric = c("size", "iteration", "p50", "p90", "p99"),
-    render = render_results, out = "latency_r.png"
+    optional_numeric = "server_cpu_us_per_req",
+    render = render_results
   ),
   handshakes.csv = list(
     file = "handshakes.csv",
     required = c("config", "tls_backend", "iteration", case_columns, "rps",
                  "server_cpu_us_per_req", "status"),
     numeric = c("iteration", "rps", "server_cpu_us_per_req"),
-    render = render_handshakes, out = "handshakes_r.png"
+    render = render_handshakes
   ),
   idle.csv = list(
     file = "idle.csv",
     required = c("config", "tls_backend", "iteration", "connections",
                  "terminator_kib_per_conn", "backend_kib_per_conn", "status"),
     numeric = c("iteration", "connections", "terminator_kib_per_conn", "backend_kib_per_conn"),
-    render = render_idle, out = "idle_r.png"
+    render = render_idle
   )
 )
 
@@ -309,7 +360,10 @@ if (!dir.exists(out_dir) && !dir.create(out_dir, recursive = TRUE, showWarnings 
   cat("plot.R: cannot create the output folder ", out_dir, "\n", sep = "", file = stderr())
   quit(save = "no", status = 1)
 }
-out <- file.path(out_dir, kind$out)
 options(bitmapType = "cairo")  # no X display needed
-ggsave(out, drawn$picture, width = drawn$width, height = drawn$height, dpi = 110)
-cat(out, "\n", sep = "")
+for (name in names(drawn)) {
+  out <- file.path(out_dir, name)
+  ggsave(out, drawn[[name]]$picture, width = drawn[[name]]$width,
+         height = drawn[[name]]$height, dpi = 110)
+  cat(out, "\n", sep = "")
+}

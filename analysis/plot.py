@@ -13,7 +13,9 @@ results.csv (the body-size sweep over keep-alive connections)
   colour per series, every iteration a jittered point, the median of the iterations a line;
 - throughput.png/.svg: requests/s and request-body MB/s against body size;
 - efficiency.png/.svg: server CPU-µs per request against body size (the fair figure even
-  when a run did not saturate the servers);
+  when a run did not saturate the servers), and the TLS tax: that CPU minus the no-TLS
+  floor's at the same size (the relay's for a terminator in front of the echo-server, plain
+  HTTP's for the echo-server doing TLS itself);
 - summary.md: the median tables behind the plots, and every row whose status is not ok.
 
 handshakes.csv (a new connection per request, so `rps` is handshakes/s)
@@ -179,6 +181,7 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
     frame = frame.copy()
     frame["series"] = series_names(frame)
     frame["status"] = frame["status"].str.lower()
+    frame["tls_tax_us_per_req"] = tls_tax(frame)
     plotted = frame[frame["status"] != "error"]
     order = list(dict.fromkeys(frame["series"]))  # first appearance: the plan's order
     colours = palette(order)
@@ -195,6 +198,30 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
         written += save(fig, out_dir / name)
     written.append(summary)
     return written
+
+
+def no_tls_floor(config: str) -> str | None:
+    """The config that moves the same bytes without TLS (the harness's
+    `ConfigName::no_tls_floor`): plain HTTP for the echo-server doing TLS itself, the relay
+    for a terminator in front of it, none for the floors themselves."""
+    if config in ("http", "relay"):
+        return None
+    return "http" if config.startswith("https-") else "relay"
+
+
+def tls_tax(frame: "pd.DataFrame") -> "pd.Series":
+    """Each row's server CPU-µs per request minus its floor's median at the same size (rows
+    with status error left out of the floor), as the harness's summary computes it; NaN
+    without TLS or without the floor's rows."""
+    measured = frame[frame["status"] != "error"]
+    floors = measured.groupby(["config", "size"])["server_cpu_us_per_req"].median()
+
+    def tax(r) -> float:
+        floor = no_tls_floor(r["config"])
+        base = floors.get((floor, r["size"]), math.nan) if floor else math.nan
+        return r["server_cpu_us_per_req"] - base
+
+    return frame.apply(tax, axis=1).astype(float)
 
 
 def series_names(frame: "pd.DataFrame") -> "pd.Series":
@@ -245,6 +272,13 @@ THROUGHPUT = [
 ]
 EFFICIENCY = [
     Panel("server_cpu_us_per_req", "server CPU per request", "CPU-µs per request", True, "{:,.1f}"),
+    Panel(
+        "tls_tax_us_per_req",
+        "TLS tax: CPU above the no-TLS floor",
+        "CPU-µs per request",
+        False,
+        "{:,.1f}",
+    ),
 ]
 # (file stem, figure title, panels): one entry per picture of a results.csv.
 FIGURES = [
@@ -295,7 +329,9 @@ def figure(frame, order, colours, title, panels, csv):
             ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_minor_locator(ticker.NullLocator())
         else:
-            ax.set_ylim(bottom=0)
+            # From zero, or below it where a figure is (a TLS tax within the noise).
+            values = frame[panel.column].dropna()
+            ax.set_ylim(bottom=min(0.0, float(values.min())) if len(values) else 0.0)
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
         ax.set_title(panel.title)
         ax.set_xlabel("request body size")
@@ -314,12 +350,20 @@ def figure(frame, order, colours, title, panels, csv):
             handles,
             labels,
             loc="outside lower center",
-            ncols=min(len(handles), 4),
+            ncols=legend_columns(fig, labels),
             fontsize="small",
             frameon=False,
         )
     fig.suptitle(f"{title}\n{csv.parent.name or csv.name}: points are iterations, lines medians")
     return fig
+
+
+def legend_columns(fig, labels: list[str]) -> int:
+    """As many legend columns (up to 4) as the figure's width holds: series names carry
+    their TLS library and can be long. About 12 characters an inch at the small font."""
+    longest = max(len(label) for label in labels) + 4
+    fit = int(fig.get_figwidth() * 12 // longest)
+    return max(1, min(len(labels), 4, fit))
 
 
 def save(fig, stem: Path) -> list[Path]:
@@ -536,7 +580,7 @@ def handshakes_figure(plotted, order, cases, colours, csv):
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncols=min(len(handles), 5),
+        ncols=legend_columns(fig, [h.get_label() for h in handles]),
         fontsize="small",
         frameon=False,
     )

@@ -57,7 +57,7 @@ PY_FILES = {
     "idle.csv": ["idle.png", "idle.svg", "idle-summary.md"],
 }
 R_FILES = {
-    "results.csv": ["latency_r.png"],
+    "results.csv": ["latency_r.png", "tls_tax_r.png"],
     "handshakes.csv": ["handshakes_r.png"],
     "idle.csv": ["idle_r.png"],
 }
@@ -378,6 +378,27 @@ def test_results_summary_medians_match_the_csv(launched):
     ]
     expected = f"| http | {statistics.median(p50s):,.0f} |"
     assert expected in summary, expected
+
+
+def test_the_tls_tax_is_cpu_above_the_no_tls_floor(launched):
+    """proxy-openssl against the relay, https-openssl against plain HTTP, at 10 B; the
+    floors themselves have none."""
+    summary = summary_of(launched, "results.csv")
+    rows = [r for r in records(FIXTURE) if r["size"] == "10" and r["status"] != "error"]
+
+    def median_cpu(config: str) -> float:
+        return statistics.median(
+            float(r["server_cpu_us_per_req"]) for r in rows if r["config"] == config
+        )
+
+    taxes = table(summary, "TLS tax")
+    for config, floor, library in (
+        ("proxy-openssl", "relay", "OpenSSL 3.6.3"),
+        ("https-openssl", "http", "OpenSSL 3.6.3"),
+    ):
+        expected = median_cpu(config) - median_cpu(floor)
+        assert taxes[f"{config} ({library})"]["10 B"] == f"{expected:,.1f}", (config, taxes)
+    assert taxes["relay"]["10 B"] == taxes["http"]["10 B"] == "–"
 
 
 def test_results_error_rows_are_left_out_of_the_medians(launched):

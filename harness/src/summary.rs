@@ -5,6 +5,7 @@
 //! and backend. Rows with status `error` are left out of the medians and counted instead.
 
 use crate::output::{IdleRow, Row, Status};
+use crate::plan::ConfigName;
 
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,9 @@ pub struct Line {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub server_cpu_us_per_req: Option<f64>,
+    /// Server CPU-µs per request above the no-TLS floor's at the same case
+    /// ([`ConfigName::no_tls_floor`]); `None` without TLS or without the floor's line.
+    pub tls_tax_us_per_req: Option<f64>,
     /// Request errors summed over the measured rows.
     pub request_errors: u64,
     /// Rows that failed outright.
@@ -52,8 +56,26 @@ fn key(r: &Row) -> [String; 4] {
     ]
 }
 
-/// Groups rows by [`key`], in the order they first appear.
+/// Groups rows by [`key`], in the order they first appear, each line with its TLS tax.
 pub fn lines(rows: &[Row]) -> Vec<Line> {
+    let mut lines = grouped(rows);
+    let taxes: Vec<Option<f64>> = lines.iter().map(|l| tls_tax(l, &lines)).collect();
+    for (line, tax) in lines.iter_mut().zip(taxes) {
+        line.tls_tax_us_per_req = tax;
+    }
+    lines
+}
+
+/// `line`'s server CPU per request minus its no-TLS floor's at the same case.
+fn tls_tax(line: &Line, lines: &[Line]) -> Option<f64> {
+    let floor = line.config.parse::<ConfigName>().ok()?.no_tls_floor()?;
+    let base = lines
+        .iter()
+        .find(|l| l.config == floor.name() && l.case == line.case)?;
+    Some(line.server_cpu_us_per_req? - base.server_cpu_us_per_req?)
+}
+
+fn grouped(rows: &[Row]) -> Vec<Line> {
     let mut keys: Vec<[String; 4]> = Vec::new();
     for r in rows {
         let key = key(r);
@@ -78,6 +100,7 @@ pub fn lines(rows: &[Row]) -> Vec<Line> {
                 p50: med(|r| r.p50.map(|n| n.0)),
                 p99: med(|r| r.p99.map(|n| n.0)),
                 server_cpu_us_per_req: med(|r| r.server_cpu_us_per_req.map(|n| n.0)),
+                tls_tax_us_per_req: None,
                 request_errors: measured.iter().filter_map(|r| r.errors).sum(),
                 failed_rows: group.len() - measured.len(),
                 warnings: measured
@@ -219,7 +242,9 @@ pub fn render(lines: &[Line]) -> String {
 
 /// A table of `lines` with these names for the case, rate and CPU columns.
 fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
-    let header = [
+    // The TLS tax column only where some line has a floor to be measured from.
+    let with_tax = lines.iter().any(|l| l.tls_tax_us_per_req.is_some());
+    let mut header = vec![
         "config",
         "tls_backend",
         "tls_library",
@@ -229,8 +254,11 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
         "p50 µs",
         "p99 µs",
         cpu,
-        "errors",
     ];
+    if with_tax {
+        header.push("TLS tax CPU-µs/req");
+    }
+    header.push("errors");
     let fmt =
         |v: Option<f64>, decimals: usize| v.map_or("-".to_owned(), |v| format!("{v:.decimals$}"));
     let body: Vec<Vec<String>> = lines
@@ -243,7 +271,7 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
             if l.warnings > 0 {
                 errors.push_str(&format!(" ({} warned)", l.warnings));
             }
-            vec![
+            let mut cells = vec![
                 l.config.clone(),
                 l.tls_backend.clone(),
                 l.tls_library.clone(),
@@ -253,8 +281,12 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
                 fmt(l.p50, 0),
                 fmt(l.p99, 0),
                 fmt(l.server_cpu_us_per_req, 1),
-                errors,
-            ]
+            ];
+            if with_tax {
+                cells.push(fmt(l.tls_tax_us_per_req, 1));
+            }
+            cells.push(errors);
+            cells
         })
         .collect();
     table(&header, &body, 4)
@@ -380,6 +412,45 @@ mod tests {
         );
         // The sweep table keeps the plain body size.
         assert!(text.lines().nth(2).unwrap().contains(" 10 "), "{text}");
+    }
+
+    #[test]
+    fn the_tls_tax_is_cpu_above_the_no_tls_floor_at_the_same_size() {
+        let with_cpu = |config: &str, size, cpu| Row {
+            server_cpu_us_per_req: Some(Num(cpu)),
+            ..row(config, size, 1000.0, Status::Ok)
+        };
+        let rows = vec![
+            with_cpu("http", 10, 10.0),
+            with_cpu("relay", 10, 25.0),
+            with_cpu("relay", 10, 27.0),
+            with_cpu("https-openssl", 10, 13.0),
+            with_cpu("proxy-rustls", 10, 30.0),
+            with_cpu("haproxy", 10, 39.0),
+            with_cpu("haproxy", 1000, 44.0),
+        ];
+        let tax: Vec<(String, u64, Option<f64>)> = lines(&rows)
+            .into_iter()
+            .map(|l| (l.config, l.case.parse().unwrap(), l.tls_tax_us_per_req))
+            .collect();
+        assert_eq!(
+            tax,
+            [
+                ("http".into(), 10, None),
+                ("relay".into(), 10, None),
+                ("https-openssl".into(), 10, Some(3.0)),
+                ("proxy-rustls".into(), 10, Some(4.0)),
+                ("haproxy".into(), 10, Some(13.0)),
+                // No relay line at 1000 B: no floor, no tax.
+                ("haproxy".into(), 1000, None),
+            ]
+        );
+        let text = render(&lines(&rows));
+        assert!(text.contains("TLS tax CPU-µs/req"), "{text}");
+        assert!(
+            !render(&lines(&rows[5..])).contains("TLS tax"),
+            "no floor, no column"
+        );
     }
 
     #[test]

@@ -188,6 +188,17 @@ impl ConfigName {
     pub fn is_tls(self) -> bool {
         !matches!(self, ConfigName::Http | ConfigName::Relay)
     }
+
+    /// The config that moves the same bytes over the same path without TLS: the relay for
+    /// a terminator in front of the echo-server, plain HTTP for the echo-server doing TLS
+    /// itself. A config's TLS tax is its CPU per request minus its floor's.
+    pub fn no_tls_floor(self) -> Option<ConfigName> {
+        match self {
+            ConfigName::Http | ConfigName::Relay => None,
+            ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Some(ConfigName::Http),
+            _ => Some(ConfigName::Relay),
+        }
+    }
 }
 
 /// Which peer programs a run uses: the host's packages, or the current releases that
