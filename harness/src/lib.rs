@@ -9,7 +9,8 @@
 //!   into a [`plan::Plan`] whose measurements carry their TLS parameters.
 //! - [`cpus`]: CPU lists (`0-3,5`) and the server/client split of the affinity mask.
 //! - [`bins`]: building and finding the proxy, echo-server and loadgen binaries.
-//! - [`peers`]: HAProxy, nginx, hitch and stunnel (found, versioned, configured).
+//! - [`peers`]: HAProxy, nginx, hitch and stunnel, from the host or from the current set
+//!   that `harness peers install` makes (found, versioned, configured).
 //! - [`tls_library`]: which TLS library each terminator runs, read from the program.
 //! - [`procs`]: pinned child processes, readiness, stop; [`procfs`]: the `/proc` figures.
 //! - [`stack`]: the servers of one measured config: its recipe (which processes, which

@@ -269,7 +269,8 @@ fn original_layout_matches_results(run: &Path, rows: &[csv::StringRecord], heade
 fn handshake_and_idle_scenarios_write_their_own_csv() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut configs = "proxy-rustls".to_owned();
+    // The relay floor too: no handshake rows, but an idle row with no TLS columns.
+    let mut configs = "proxy-rustls,relay".to_owned();
     if haproxy_installed() {
         configs.push_str(",haproxy");
     }
@@ -289,12 +290,13 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     let n = configs.split(',').count();
+    let n_tls = n - 1;
 
     let (header, rows) = read_csv(&run.join("handshakes.csv"));
     assert_eq!(header, COLUMNS);
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     // full/resumed x ecdsa/rsa per config, plus the hybrid for rustls-aws-lc.
-    assert_eq!(rows.len(), 4 * n + 1, "{rows:?}\n{log}");
+    assert_eq!(rows.len(), 4 * n_tls + 1, "{rows:?}\n{log}");
     for r in &rows {
         assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
         assert_eq!(&r[col("errors")], "0", "{r:?}");
@@ -323,6 +325,16 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
     for r in &rows {
         assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
         assert_eq!(&r[col("connections_opened")], "200", "{r:?}");
+        if &r[col("config")] == "relay" {
+            for column in [
+                "tls_version",
+                "tls_cipher_suite",
+                "tls_kx_group",
+                "cert_type",
+            ] {
+                assert_eq!(&r[col(column)], "", "{column}: {r:?}");
+            }
+        }
         let per_conn: f64 = r[col("terminator_kib_per_conn")].parse().unwrap();
         assert!(per_conn > 0.0, "{r:?}");
         assert!(
@@ -595,4 +607,37 @@ fn a_failed_peers_install_names_the_step_and_the_command() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("did not finish"));
+}
+
+/// A relative `--out` works for every peer: nginx reads a relative config path against its
+/// own prefix (`-p`), so the harness must hand it an absolute one.
+#[test]
+fn a_relative_out_folder_works_for_nginx() {
+    if !Path::new("/usr/sbin/nginx").exists() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "CI=true but nginx is not installed (apt-get install -y nginx-light libnginx-mod-stream)"
+        );
+        eprintln!("skipped: nginx not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness()
+        .current_dir(dir.path())
+        .args([
+            "--preset",
+            "smoke",
+            "--configs",
+            "nginx",
+            "--peers",
+            "system",
+        ])
+        .args(["--sizes", "10", "--no-plot", "--out", "run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, rows) = read_csv(&dir.path().join("run/results.csv"));
+    assert_eq!(rows.len(), 1);
+    let status = rows[0].get(COLUMNS.iter().position(|c| *c == "status").unwrap());
+    assert_ne!(status, Some("error"), "{rows:?}");
 }

@@ -27,7 +27,7 @@ pub fn aws_lc() -> anyhow::Result<AwsLc> {
         "the workspace this harness was built from is gone (its Cargo.lock names AWS-LC)",
     )?;
     let lock = fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
-    let crate_version = locked_version(&lock, "aws-lc-sys")
+    let crate_version = crate::meta::locked_version(&lock, "aws-lc-sys")
         .context("Cargo.lock has no aws-lc-sys: the proxy's default backend needs it")?;
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -52,21 +52,6 @@ pub fn aws_lc() -> anyhow::Result<AwsLc> {
     let version = aws_lc_version(&base)
         .with_context(|| format!("no AWSLC_VERSION_NUMBER_STRING in {}", path.display()))?;
     Ok(AwsLc { path, version })
-}
-
-/// The version of `name` in a Cargo.lock (the first one, if several).
-fn locked_version(lock: &str, name: &str) -> Option<String> {
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() == format!("name = \"{name}\"") {
-            let next = lines.next()?.trim();
-            return next
-                .strip_prefix("version = \"")
-                .and_then(|v| v.strip_suffix('"'))
-                .map(str::to_owned);
-        }
-    }
-    None
 }
 
 fn aws_lc_version(base_h: &str) -> Option<String> {
@@ -141,14 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_come_from_the_lock_file_and_the_header() {
-        let lock = "[[package]]\nname = \"aws-lc-rs\"\nversion = \"1.13.3\"\n\n\
-                    [[package]]\nname = \"aws-lc-sys\"\nversion = \"0.47.0\"\n";
-        assert_eq!(
-            locked_version(lock, "aws-lc-sys").as_deref(),
-            Some("0.47.0")
-        );
-        assert_eq!(locked_version(lock, "ring"), None);
+    fn the_aws_lc_version_comes_from_its_header() {
         let base = "#define AWSLC_VERSION_NAME \"AWS-LC\"\n\
                     #define AWSLC_VERSION_NUMBER_STRING \"5.12.0\"\n";
         assert_eq!(aws_lc_version(base).as_deref(), Some("5.12.0"));

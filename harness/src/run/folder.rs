@@ -37,7 +37,10 @@ impl OutDir {
                 std::fs::create_dir_all(dir).with_context(|| {
                     format!("--out {}: cannot create the folder", dir.display())
                 })?;
-                dir.to_owned()
+                // Absolute: a peer resolves a relative config path against its own prefix
+                // (nginx's -p), not against our working directory.
+                std::path::absolute(dir)
+                    .with_context(|| format!("--out {}: no absolute path", dir.display()))?
             }
             None => fresh_run_dir(&default_results_dir(), host, now)?,
         };

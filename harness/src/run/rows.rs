@@ -57,7 +57,12 @@ pub(super) fn base_idle_row(res: &Resources<'_>, m: &Measurement) -> IdleRow {
         tls_backend: m.variant.backend_name().to_owned(),
         iteration: m.iteration,
         connections: res.plan.idle_connections.get(),
-        cert_type: Some(m.tls.cert.name().to_owned()),
+        // The relay floor holds plain connections: no certificate, no TLS columns.
+        cert_type: m
+            .variant
+            .config
+            .is_tls()
+            .then(|| m.tls.cert.name().to_owned()),
         server_cpus: Some(res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
         tls_library: tls_library::of_variant(&m.variant, res.tls_libraries, res.peers),

@@ -99,7 +99,11 @@ pub(super) fn handshakes(
 /// The verdict on an idle run. `all_open`: loadgen said every connection was open, so
 /// the memory was sampled while they were held.
 pub(super) fn idle(report: &Report, plan: &Plan, m: &Measurement, all_open: bool) -> Vec<Remark> {
-    let mut out: Vec<Remark> = report.tls_mismatches(m).into_iter().map(error).collect();
+    let mut out: Vec<Remark> = Vec::new();
+    // The relay floor's connections are plain: nothing negotiated to check.
+    if m.variant.config.is_tls() {
+        out.extend(report.tls_mismatches(m).into_iter().map(error));
+    }
     out.extend(body_size(report, m));
     if !all_open {
         out.push(error(
@@ -282,6 +286,26 @@ mod tests {
         assert_eq!(
             texts(&remarks, Status::Warning),
             ["only 10 of 100 connections opened"]
+        );
+    }
+
+    #[test]
+    fn the_relay_floor_holds_plain_idle_connections_without_a_tls_remark() {
+        let (plan, m) = plan_and_measurement(Kind::Idle);
+        let mut plain = report();
+        plain.tls = None;
+        let relay = Measurement {
+            variant: crate::plan::Variant {
+                config: ConfigName::Relay,
+                backend: None,
+            },
+            ..m.clone()
+        };
+        assert_eq!(idle(&plain, &plan, &relay, true), Vec::new());
+        // A TLS config that reports no TLS is still an error.
+        assert_eq!(
+            texts(&idle(&plain, &plan, &m, true), Status::Error),
+            ["loadgen reported no TLS parameters for a TLS config"]
         );
     }
 
