@@ -336,7 +336,12 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
             }
         }
         let per_conn: f64 = r[col("terminator_kib_per_conn")].parse().unwrap();
-        assert!(per_conn > 0.0, "{r:?}");
+        // 200 plain connections can fit in pages the relay already has; TLS ones cannot.
+        if &r[col("config")] == "relay" {
+            assert!(per_conn >= 0.0, "{r:?}");
+        } else {
+            assert!(per_conn > 0.0, "{r:?}");
+        }
         assert!(
             r[col("backend_kib_per_conn")].parse::<f64>().is_ok(),
             "{r:?}"

@@ -1,12 +1,12 @@
 //! `harness peers install --check`: what the current peer set's folder holds, and whether
 //! each program runs.
 
-use std::process::Command;
-
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::current::{PeerDir, PROGRAMS};
+use super::Origin;
 use crate::plan::ConfigName;
+use crate::tls_library;
 
 /// The install command, as the messages that point at it quote it.
 pub const INSTALL_COMMAND: &str = "cargo run --release -p harness -- peers install";
@@ -25,7 +25,7 @@ pub fn print(dir: &PeerDir) -> anyhow::Result<bool> {
         return Ok(false);
     };
     println!(
-        "  Debian {} root filesystem, installed {}; HAProxy on AWS-LC {} ({})",
+        "  Debian {} root filesystem, installed {}; HAProxy on {} ({})",
         manifest.suite, manifest.installed, manifest.aws_lc, manifest.haproxy_awslc_source
     );
     let mut ok = true;
@@ -39,7 +39,7 @@ pub fn print(dir: &PeerDir) -> anyhow::Result<bool> {
         }
     }
     match runs_on_aws_lc(dir) {
-        Ok(line) => println!("  ok      {:<14} {line}", "AWS-LC"),
+        Ok(library) => println!("  ok      {:<14} runs on {library}", "haproxy-awslc"),
         Err(e) => {
             ok = false;
             println!("  FAILED  haproxy-awslc  {e:#}");
@@ -65,21 +65,17 @@ pub fn version_line(dir: &PeerDir, name: &str) -> anyhow::Result<String> {
     Ok(line)
 }
 
-/// HAProxy's AWS-LC build says it runs on AWS-LC (`-vv`'s "Running on" line).
+/// HAProxy's AWS-LC build says it runs on AWS-LC (`-vv`'s "Running on" line): the
+/// library, e.g. `AWS-LC 5.12.0`.
 pub fn runs_on_aws_lc(dir: &PeerDir) -> anyhow::Result<String> {
     let wrapper = dir.wrapper("haproxy-awslc");
-    let out = Command::new(&wrapper)
-        .arg("-vv")
-        .output()
-        .with_context(|| format!("running {} -vv", wrapper.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("Running on OpenSSL version"))
-        .with_context(|| format!("{} -vv names no TLS library", wrapper.display()))?;
-    if !line.contains("AWS-LC") {
-        bail!("{} is not on AWS-LC: {line}", wrapper.display());
+    let origin = Origin::Current(dir.clone());
+    let library = tls_library::of_peer(ConfigName::HaproxyAwslc, &wrapper, &origin);
+    if !library.starts_with("AWS-LC") {
+        bail!(
+            "{} -vv does not say it runs on AWS-LC (read: {library})",
+            wrapper.display()
+        );
     }
-    Ok(line.to_owned())
+    Ok(library)
 }

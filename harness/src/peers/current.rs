@@ -43,7 +43,7 @@ pub struct Manifest {
     pub suite: String,
     /// When the install finished (RFC 3339, UTC).
     pub installed: String,
-    /// The AWS-LC version HAProxy was built on.
+    /// The library HAProxy's AWS-LC build says it runs (`AWS-LC 5.12.0`).
     pub aws_lc: String,
     /// The HAProxy source release built on AWS-LC, and where it came from.
     pub haproxy_awslc_source: String,
@@ -194,7 +194,7 @@ mod tests {
         let manifest = Manifest {
             suite: SUITE.into(),
             installed: "2026-12-07T03:00:00Z".into(),
-            aws_lc: "5.12.0".into(),
+            aws_lc: "AWS-LC 5.12.0".into(),
             haproxy_awslc_source: "3.0.11".into(),
             versions: vec![("hitch".into(), "hitch 1.8.0".into())],
         };

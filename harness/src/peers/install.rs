@@ -34,8 +34,8 @@ struct Install<'a> {
     dir: &'a PeerDir,
     mirror: &'a str,
     jobs: usize,
-    /// The AWS-LC source and its version (found once, when a step needs it).
-    aws_lc: source::AwsLc,
+    /// The `aws-lc-sys` release whose AWS-LC source is built (Cargo.lock's).
+    aws_lc_sys: String,
 }
 
 /// One step: its name, the key its marker must hold to count as done, and its work.
@@ -47,17 +47,11 @@ struct Step {
 
 /// Installs the current peer set into `dir`; says "already installed" when it is.
 pub fn install(dir: &PeerDir, mirror: &str) -> anyhow::Result<()> {
-    if !crate::stack::running_as_root() {
-        bail!(
-            "peers install needs root (debootstrap and chroot); run it as root or with sudo \
-             (the peers it installs then run as any user)"
-        );
-    }
     let install = Install {
         dir,
         mirror,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        aws_lc: source::aws_lc()?,
+        aws_lc_sys: source::aws_lc_sys_version()?,
     };
     let steps = install.steps();
     if dir.manifest().is_some()
@@ -66,7 +60,19 @@ pub fn install(dir: &PeerDir, mirror: &str) -> anyhow::Result<()> {
             .all(|s| install.marker(s) == Some(s.key.clone()))
     {
         println!("peers: already installed in {}", dir.path.display());
-        return super::check::print(dir).map(|_| ());
+        if !super::check::print(dir)? {
+            bail!(
+                "the installed peers fail their check (above): run `harness peers remove`, \
+                 then install again"
+            );
+        }
+        return Ok(());
+    }
+    if !crate::stack::running_as_root() {
+        bail!(
+            "peers install needs root (debootstrap and chroot); run it as root or with sudo \
+             (the peers it installs then run as any user)"
+        );
     }
     fs::create_dir_all(dir.logs())
         .and_then(|()| fs::create_dir_all(dir.stages()))
@@ -74,8 +80,8 @@ pub fn install(dir: &PeerDir, mirror: &str) -> anyhow::Result<()> {
     remove_if_present(&dir.manifest_path())?;
     println!(
         "peers: installing Debian {SUITE}'s HAProxy, nginx, hitch and stunnel, and HAProxy on \
-         AWS-LC {}, into {} (about 1 GB, 5-10 minutes)",
-        install.aws_lc.version,
+         the AWS-LC of aws-lc-sys {}, into {} (about 1 GB, 5-10 minutes)",
+        install.aws_lc_sys,
         dir.path.display()
     );
     let started = Instant::now();
@@ -107,7 +113,7 @@ pub fn install(dir: &PeerDir, mirror: &str) -> anyhow::Result<()> {
 
 impl Install<'_> {
     fn steps(&self) -> Vec<Step> {
-        let v = &self.aws_lc.version;
+        let v = &self.aws_lc_sys;
         vec![
             Step {
                 name: "root filesystem",
@@ -121,12 +127,12 @@ impl Install<'_> {
             },
             Step {
                 name: "aws-lc",
-                key: format!("aws-lc {v} static"),
+                key: format!("aws-lc of aws-lc-sys {v}, static"),
                 run: |i| i.build_aws_lc(),
             },
             Step {
                 name: "haproxy-awslc",
-                key: format!("haproxy (Debian {SUITE} source) USE_OPENSSL_AWSLC=1 aws-lc {v}"),
+                key: format!("haproxy (Debian {SUITE} source) USE_OPENSSL_AWSLC=1, aws-lc-sys {v}"),
                 run: |i| i.build_haproxy(),
             },
             Step {
@@ -188,8 +194,14 @@ impl Install<'_> {
         for dir in [&src, &build, &root.join("opt/aws-lc")] {
             remove_dir_if_present(dir)?;
         }
+        let aws_lc = source::aws_lc(&self.aws_lc_sys)?;
+        println!(
+            "peers:   AWS-LC {} from {}",
+            aws_lc.version,
+            aws_lc.path.display()
+        );
         let mut copy = Command::new("cp");
-        copy.arg("-a").arg(&self.aws_lc.path).arg(&src);
+        copy.arg("-a").arg(&aws_lc.path).arg(&src);
         self.run("aws-lc", &mut copy)?;
         self.in_root(
             "aws-lc",
@@ -253,11 +265,11 @@ impl Install<'_> {
                 .with_context(|| format!("peers install: checking bin/{name}"))?;
             versions.push((name.to_owned(), line));
         }
-        super::check::runs_on_aws_lc(self.dir)?;
+        let aws_lc = super::check::runs_on_aws_lc(self.dir)?;
         Ok(Manifest {
             suite: SUITE.to_owned(),
             installed: crate::meta::rfc3339(std::time::SystemTime::now()),
-            aws_lc: self.aws_lc.version.clone(),
+            aws_lc,
             haproxy_awslc_source: "Debian's orig tarball: upstream source, without Debian's \
                                    patches"
                 .to_owned(),
@@ -445,10 +457,7 @@ mod tests {
             dir: &peers,
             mirror: MIRROR,
             jobs: 1,
-            aws_lc: source::AwsLc {
-                path: PathBuf::from("/nonexistent"),
-                version: "0".into(),
-            },
+            aws_lc_sys: "0".into(),
         };
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "for i in $(seq 1 30); do echo line $i; done; exit 3"]);

@@ -20,15 +20,20 @@ pub trait Runner {
     fn rootfs(&self) -> PathBuf;
 }
 
-/// The `aws-lc-sys` version in the workspace's Cargo.lock, and its source in the registry
-/// (cargo put it there when it built the harness).
-pub fn aws_lc() -> anyhow::Result<AwsLc> {
+/// The `aws-lc-sys` version the workspace's Cargo.lock pins: the AWS-LC our rustls backend
+/// runs, and the one HAProxy is built on.
+pub fn aws_lc_sys_version() -> anyhow::Result<String> {
     let root = crate::bins::workspace_root().context(
         "the workspace this harness was built from is gone (its Cargo.lock names AWS-LC)",
     )?;
     let lock = fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
-    let crate_version = crate::meta::locked_version(&lock, "aws-lc-sys")
-        .context("Cargo.lock has no aws-lc-sys: the proxy's default backend needs it")?;
+    crate::meta::locked_version(&lock, "aws-lc-sys")
+        .context("Cargo.lock has no aws-lc-sys: the proxy's default backend needs it")
+}
+
+/// `aws-lc-sys` `crate_version`'s AWS-LC source in the cargo registry (cargo put it there
+/// when it built the harness), and the AWS-LC version its header names.
+pub fn aws_lc(crate_version: &str) -> anyhow::Result<AwsLc> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
@@ -43,9 +48,9 @@ pub fn aws_lc() -> anyhow::Result<AwsLc> {
         .find(|p| p.join("include/openssl/base.h").is_file())
         .with_context(|| {
             format!(
-                "{wanted}'s AWS-LC source is not under {}: run `cargo fetch` in {} first",
-                registry.display(),
-                root.display()
+                "{wanted}'s AWS-LC source is not under {}: run `cargo fetch` in the \
+                 workspace first",
+                registry.display()
             )
         })?;
     let base = fs::read_to_string(path.join("include/openssl/base.h"))?;
