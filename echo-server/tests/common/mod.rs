@@ -163,7 +163,10 @@ impl Server {
         let deadline = Instant::now() + TIMEOUT;
         let mut text = self.stderr.text.lock().expect("stderr lock");
         loop {
-            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            // Whole lines only: eprintln! can reach the pipe in several writes, and a line
+            // read before its end would lose what follows (a path, say).
+            let whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            if let Some(line) = whole.map(str::trim_end).find(|l| l.contains(needle)) {
                 return line.to_string();
             }
             let left = deadline.saturating_duration_since(Instant::now());
