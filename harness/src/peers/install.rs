@@ -11,7 +11,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -20,6 +20,7 @@ use anyhow::{bail, Context};
 
 use super::current::{self, Manifest, PeerDir, PROGRAMS, SUITE};
 use super::source;
+use crate::certs::write_atomically;
 
 /// Debian's package registry.
 pub const MIRROR: &str = "http://deb.debian.org/debian";
@@ -384,16 +385,15 @@ pub fn remove(dir: &PeerDir) -> anyhow::Result<()> {
 }
 
 fn write_manifest(dir: &PeerDir, manifest: &Manifest) -> anyhow::Result<()> {
-    let tmp = dir.path.join("peers.json.tmp");
-    fs::write(&tmp, serde_json::to_vec_pretty(manifest)?)
-        .and_then(|()| fs::rename(&tmp, dir.manifest_path()))
-        .with_context(|| format!("writing {}", dir.manifest_path().display()))
+    write_atomically(
+        &dir.manifest_path(),
+        &serde_json::to_vec_pretty(manifest)?,
+        0o644,
+    )
 }
 
 fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
-    fs::write(path, text)
-        .and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o755)))
-        .with_context(|| format!("writing {}", path.display()))
+    write_atomically(path, text.as_bytes(), 0o755)
 }
 
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {
