@@ -235,6 +235,51 @@ pub fn render_idle(rows: &[IdleRow]) -> String {
     table(&header, &body, 3)
 }
 
+/// How a set of latencies is shown: in µs until the largest passes 10,000 µs, then in ms.
+/// One unit per table, so a column reads down; the seed preset's 3,000 connections give
+/// p99s of seconds, which as "2000000 µs" nobody reads at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyUnit {
+    Us,
+    Ms,
+}
+
+impl LatencyUnit {
+    /// Above this many µs a latency is shown in ms (the same rule as analysis/plot.py's).
+    const MS_ABOVE_US: f64 = 10_000.0;
+
+    /// The unit for showing all of `values_us` together.
+    pub fn for_values(values_us: impl IntoIterator<Item = f64>) -> Self {
+        let largest = values_us.into_iter().fold(0.0_f64, f64::max);
+        if largest > Self::MS_ABOVE_US {
+            LatencyUnit::Ms
+        } else {
+            LatencyUnit::Us
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            LatencyUnit::Us => "µs",
+            LatencyUnit::Ms => "ms",
+        }
+    }
+
+    /// A latency in µs as a number in this unit: whole µs, or ms to 0.1.
+    pub fn number(self, us: f64) -> String {
+        match self {
+            LatencyUnit::Us => format!("{us:.0}"),
+            LatencyUnit::Ms => format!("{:.1}", us / 1000.0),
+        }
+    }
+
+    /// One latency on its own, with its unit: `950 µs`, `1234.5 ms`.
+    pub fn show(us: f64) -> String {
+        let unit = Self::for_values([us]);
+        format!("{} {}", unit.number(us), unit.symbol())
+    }
+}
+
 /// The sweep table as aligned text.
 pub fn render(lines: &[Line]) -> String {
     render_with(lines, "size", "req/s", "server CPU-µs/req")
@@ -244,6 +289,11 @@ pub fn render(lines: &[Line]) -> String {
 fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
     // The TLS tax column only where some line has a floor to be measured from.
     let with_tax = lines.iter().any(|l| l.tls_tax_us_per_req.is_some());
+    let unit = LatencyUnit::for_values(lines.iter().flat_map(|l| [l.p50, l.p99]).flatten());
+    let (p50, p99) = (
+        format!("p50 {}", unit.symbol()),
+        format!("p99 {}", unit.symbol()),
+    );
     let mut header = vec![
         "config",
         "tls_backend",
@@ -251,8 +301,8 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
         case,
         "n",
         rate,
-        "p50 µs",
-        "p99 µs",
+        &p50,
+        &p99,
         cpu,
     ];
     if with_tax {
@@ -278,8 +328,8 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
                 l.case.clone(),
                 l.measured.to_string(),
                 fmt(l.rps, 0),
-                fmt(l.p50, 0),
-                fmt(l.p99, 0),
+                l.p50.map_or("-".to_owned(), |v| unit.number(v)),
+                l.p99.map_or("-".to_owned(), |v| unit.number(v)),
                 fmt(l.server_cpu_us_per_req, 1),
             ];
             if with_tax {
@@ -451,6 +501,34 @@ mod tests {
             !render(&lines(&rows[5..])).contains("TLS tax"),
             "no floor, no column"
         );
+    }
+
+    #[test]
+    fn latencies_switch_to_ms_past_10000_us_one_unit_per_table() {
+        let with_p99 = |size, p99| Row {
+            p99: Some(Num(p99)),
+            ..row("proxy-rustls", size, 1000.0, Status::Ok)
+        };
+        let small = render(&lines(&[with_p99(10, 9_000.0)]));
+        assert!(
+            small.contains("p50 µs") && small.contains("p99 µs"),
+            "{small}"
+        );
+        assert!(small.contains(" 9000 "), "{small}");
+        // One p99 of 2 s turns the whole table to ms, the 100 µs p50 with it.
+        let large = render(&lines(&[with_p99(10, 2_000_000.0), with_p99(1000, 500.0)]));
+        assert!(
+            large.contains("p50 ms") && large.contains("p99 ms"),
+            "{large}"
+        );
+        assert!(large.contains(" 2000.0 "), "{large}");
+        assert!(
+            large.contains(" 0.1 ") && large.contains(" 0.5 "),
+            "{large}"
+        );
+        assert!(!large.contains("µs "), "{large}");
+        assert_eq!(LatencyUnit::show(10_000.0), "10000 µs");
+        assert_eq!(LatencyUnit::show(10_001.0), "10.0 ms");
     }
 
     #[test]

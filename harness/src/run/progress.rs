@@ -10,6 +10,7 @@ use super::resources::measurement_label;
 use crate::cpus::CpuSplit;
 use crate::output::{IdleRow, Row, Status};
 use crate::plan::{Measurement, Plan, Scenario};
+use crate::summary::LatencyUnit;
 
 /// The plan as printed before the run starts.
 pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
@@ -160,8 +161,10 @@ impl Progress {
         let figures = match (row.rps, row.p50, row.p99) {
             (Some(rps), Some(p50), Some(p99)) => {
                 format!(
-                    "{:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
-                    rps.0, p50.0, p99.0
+                    "{:.0} req/s, p50 {}, p99 {}",
+                    rps.0,
+                    LatencyUnit::show(p50.0),
+                    LatencyUnit::show(p99.0)
                 )
             }
             _ => "no figures".to_owned(),

@@ -16,6 +16,7 @@ use crate::faults::stack::{self, ProxyOpts, ScenarioStack, HANDSHAKE_TIMEOUT};
 use crate::faults::Suite;
 use crate::loadgen::Report;
 use crate::procfs::{memory_kib, nofile_limits};
+use crate::summary::LatencyUnit;
 
 /// Scenario 1, Slowloris: `slowloris` connections opened over one second, half silent, half
 /// dripping a ClientHello one byte a second, after a baseline run without them.
@@ -72,8 +73,9 @@ pub(super) fn slowloris(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let p99 = report.latency_us.p99;
     checks.require(p99_within(p99, baseline, P99_FACTOR), || {
         format!(
-            "good p99 within {P99_FACTOR}x the baseline: {p99:.0} µs against \
-             {baseline:.0} µs"
+            "good p99 within {P99_FACTOR}x the baseline: {} against {}",
+            LatencyUnit::show(p99),
+            LatencyUnit::show(baseline)
         )
     });
     row.attackers = n as u64;
@@ -182,8 +184,8 @@ pub(super) fn garbage(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     }
     fd_leak_check(&row, &mut checks);
     checks.fact(format!(
-        "good p99 {:.0} µs (not a criterion here)",
-        report.latency_us.p99
+        "good p99 {} (not a criterion here)",
+        LatencyUnit::show(report.latency_us.p99)
     ));
     if s.scale.short {
         checks.unchecked(format!(
