@@ -15,12 +15,17 @@
 #   request minus its no-TLS floor's median at the same size (the relay's for a terminator
 #   in front of the echo-server, plain HTTP's for the echo-server doing TLS itself; as
 #   plot.py and the harness's summary compute it), where the CSV has the CPU column and a
-#   floor;
+#   floor; and seed_r.png: the original experiment's figure reproduced, as plot.py's
+#   seed.png (p50 in ms against body size as a factor, a jittered point per iteration,
+#   filled by config);
 # - handshakes.csv -> handshakes_r.png: handshakes/s and server CPU-µs per handshake (one
 #   panel each) per case (handshake, certificate, key-exchange group), a bar per series
 #   for the median, every iteration a point;
 # - idle.csv -> idle_r.png: KiB of RSS per idle connection per series, the TLS terminator
 #   and the echo-server behind it in two panels, a bar for the median, every iteration a point.
+#
+# Latency panels are in µs, or in ms where the largest figure a panel shows passes 10,000
+# µs (latency_unit, plot.py's rule); each panel's title names its unit.
 #
 # A series is the `config` and the TLS library its terminator ran (`tls_library`), e.g.
 # `haproxy (AWS-LC 5.12.0)`; where the library is not known (`unknown`, or a CSV written
@@ -136,6 +141,7 @@ render_results <- function(data, csv) {
   pictures <- list(latency_r.png = latency_picture(plotted, csv))
   tax <- tls_tax_picture(plotted, csv)
   if (!is.null(tax)) pictures$tls_tax_r.png <- tax
+  pictures$seed_r.png <- seed_picture(plotted, csv)
   pictures
 }
 
@@ -151,6 +157,20 @@ latency_picture <- function(plotted, csv) {
                percentile = p, latency = plotted[[p]])
   }))
   long <- long[!is.na(long$size) & !is.na(long$latency) & long$latency > 0, ]
+  # Each panel in the unit latency_unit picks for the figures it shows, named in its title.
+  titles <- character()
+  units <- character()
+  for (p in percentiles) {
+    unit <- latency_unit(long$latency[long$percentile == p])
+    long$latency[long$percentile == p] <- long$latency[long$percentile == p] / unit$divisor
+    titles[[p]] <- paste0(p, " latency (", unit$label, ")")
+    units[[p]] <- unit$label
+  }
+  ylabel <- if (length(unique(units)) == 1) {
+    paste0("latency (", units[[1]], ")")
+  } else {
+    "latency (unit in each panel's title)"
+  }
   long$percentile <- factor(long$percentile, levels = percentiles)
   long$warning <- long$status != "ok"
   medians <- aggregate(latency ~ series + size + percentile, data = long, FUN = median)
@@ -162,18 +182,43 @@ latency_picture <- function(plotted, csv) {
                position = position_jitter(width = 0.025, height = 0, seed = 1)) +
     geom_line(data = medians, linewidth = 0.8) +
     facet_wrap(~percentile, nrow = 1, scales = "free_y",
-               labeller = as_labeller(function(p) paste(p, "latency"))) +
+               labeller = as_labeller(titles)) +
     scale_x_log10(breaks = sizes, labels = human_bytes(sizes)) +
     scale_y_log10(labels = plain_numbers) +
     status_shapes() +
     labs(title = "Latency by request body size",
          subtitle = paste0(run_name(csv), ": points are iterations, lines medians"),
-         x = "request body size", y = "latency (µs)", colour = NULL) +
+         x = "request body size", y = ylabel, colour = NULL) +
     theme_bw(base_size = 11) +
     theme(legend.position = "bottom", legend.box = "vertical",
           panel.grid.minor = element_blank())
   list(picture = picture, width = 14, height = 5.6)
 }
+
+# The original experiment's figure, as its R script drew it (original.R does the same from
+# tls-bench.csv): p50 in ms against body size as a factor, a jittered point per iteration,
+# filled by config; always ms, as the original was. Rows with status warning get a red edge
+# (the original knew no status). The jitter is seeded where the pictures are drawn.
+seed_picture <- function(plotted, csv) {
+  rows <- plotted[!is.na(plotted$size) & !is.na(plotted$p50), ]
+  rows$config <- factor(rows$config, levels = unique(rows$config))
+  rows$p50_ms <- rows$p50 / 1000
+  rows$warning <- rows$status == "warning"
+  picture <- ggplot(rows, aes(x = factor(size), y = p50_ms, fill = config)) +
+    # Sideways only: a latency is never moved (geom_jitter's default height would).
+    geom_jitter(aes(colour = warning), size = 4, width = 0.15, height = 0, shape = 21) +
+    scale_colour_manual(values = c(`FALSE` = "black", `TRUE` = "red"),
+                        labels = c(`FALSE` = "ok", `TRUE` = "warning"), name = "status") +
+    scale_y_continuous(labels = plain_numbers) +
+    labs(title = seed_title,
+         subtitle = paste0(run_name(csv),
+                           ": a point per iteration (rows with status error left out)"),
+         x = "request body size (bytes)", y = "p50 response time (ms)") +
+    theme_bw(base_size = 11)
+  list(picture = picture, width = 8, height = 5.4)
+}
+
+seed_title <- "Reproduction of the original experiment: p50 response time by body size"
 
 # The config that moves the same bytes without TLS (plot.py's no_tls_floor).
 no_tls_floor <- function(config) {
@@ -312,6 +357,17 @@ render_idle <- function(data, csv) {
 
 # ---------------------------------------------------------------- shared pieces
 
+# plot.py's latency_unit, the one rule for every latency axis: ms where the largest of the
+# figures shown (in µs) passes ms_above_us, µs otherwise (and for no figures at all).
+ms_above_us <- 10000
+latency_unit <- function(values) {
+  if (any(!is.na(values)) && max(values, na.rm = TRUE) > ms_above_us) {
+    list(label = "ms", divisor = 1000)
+  } else {
+    list(label = "µs", divisor = 1)
+  }
+}
+
 # 1,500 or 0.5, never 1.5e+03.
 plain_numbers <- function(y) format(y, big.mark = ",", scientific = FALSE, trim = TRUE)
 
@@ -363,6 +419,8 @@ if (!dir.exists(out_dir) && !dir.create(out_dir, recursive = TRUE, showWarnings 
 options(bitmapType = "cairo")  # no X display needed
 for (name in names(drawn)) {
   out <- file.path(out_dir, name)
+  # geom_jitter draws its offsets here: seeded, the same CSV gives the same picture.
+  set.seed(1)
   ggsave(out, drawn[[name]]$picture, width = drawn[[name]]$width,
          height = drawn[[name]]$height, dpi = 110)
   cat(out, "\n", sep = "")

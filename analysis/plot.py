@@ -16,7 +16,14 @@ results.csv (the body-size sweep over keep-alive connections)
   when a run did not saturate the servers), and the TLS tax: that CPU minus the no-TLS
   floor's at the same size (the relay's for a terminator in front of the echo-server, plain
   HTTP's for the echo-server doing TLS itself);
+- seed.png/.svg: the original experiment's figure, reproduced: p50 in ms against body size
+  as a factor, one jittered point per iteration, filled by config (as analysis/original.R
+  draws it from tls-bench.csv);
 - summary.md: the median tables behind the plots, and every row whose status is not ok.
+
+Latencies are shown in µs, or in ms where the largest figure a panel shows passes 10,000
+µs (`latency_unit`, the one rule for every latency axis and its summary table, whose
+heading names the unit).
 
 handshakes.csv (a new connection per request, so `rps` is handshakes/s)
 - handshakes.png/.svg: for each case (full or resumed handshake, certificate, key-exchange
@@ -51,7 +58,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -186,16 +193,23 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
     order = list(dict.fromkeys(frame["series"]))  # first appearance: the plan's order
     colours = palette(order)
     written = []
+    # Each panel's unit is decided once, from the figures it shows: the picture and the
+    # summary's table then agree.
+    figures = [
+        (name, title, [panel.shown(plotted[panel.column]) for panel in panels])
+        for name, title, panels in FIGURES
+    ]
     summary = out_dir / "summary.md"
-    summary.write_text(results_summary(frame, plotted, order, csv), encoding="utf-8")
+    summary.write_text(results_summary(frame, plotted, order, figures, csv), encoding="utf-8")
     if plotted.empty:
         raise InputError(
             f"{csv}: no measurement to plot: all {len(frame)} row(s) have status error "
             f"(listed in {summary})"
         )
-    for name, title, panels in FIGURES:
+    for name, title, panels in figures:
         fig = figure(plotted, order, colours, title, panels, csv)
         written += save(fig, out_dir / name)
+    written += save(seed_figure(plotted, csv), out_dir / "seed")
     written.append(summary)
     return written
 
@@ -259,12 +273,48 @@ class Panel:
     log_y: bool
     # How the summary prints a median.
     fmt: str
+    # A latency in µs, shown in the unit `latency_unit` picks for the figures (`shown`).
+    latency: bool = False
+    # What the CSV's figures are divided by to be shown in `ylabel`'s unit.
+    divisor: float = 1.0
+
+    def shown(self, values: "pd.Series") -> "Panel":
+        """This panel as it shows `values`: a latency in the unit `latency_unit` picks for
+        them (its label, format and divisor), anything else as it is."""
+        if not self.latency:
+            return self
+        unit = latency_unit(values)
+        return replace(self, ylabel=unit.label, fmt=unit.fmt, divisor=unit.divisor)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit latencies are shown in: its label, what a figure in µs is divided by, and
+    how the summary prints one."""
+
+    label: str
+    divisor: float
+    fmt: str
+
+
+MICROSECONDS = Unit("µs", 1.0, "{:,.0f}")
+MILLISECONDS = Unit("ms", 1000.0, "{:,.1f}")
+# Above this many µs latencies are shown in ms: the seed preset's 3,000 connections give
+# p99s of 100-2,000 ms, which read better than "2,000,000 µs".
+MS_ABOVE_US = 10_000
+
+
+def latency_unit(values: "pd.Series") -> Unit:
+    """The one rule for every latency axis and summary column: ms where the largest of the
+    figures shown (in µs) passes MS_ABOVE_US, µs otherwise (and for no figures at all)."""
+    largest = values.max()
+    return MILLISECONDS if largest > MS_ABOVE_US else MICROSECONDS
 
 
 LATENCY = [
-    Panel("p50", "p50 latency", "µs", True, "{:,.0f}"),
-    Panel("p90", "p90 latency", "µs", True, "{:,.0f}"),
-    Panel("p99", "p99 latency", "µs", True, "{:,.0f}"),
+    Panel("p50", "p50 latency", "µs", True, "{:,.0f}", latency=True),
+    Panel("p90", "p90 latency", "µs", True, "{:,.0f}", latency=True),
+    Panel("p99", "p99 latency", "µs", True, "{:,.0f}", latency=True),
 ]
 THROUGHPUT = [
     Panel("rps", "requests per second", "req/s", False, "{:,.0f}"),
@@ -314,11 +364,11 @@ def figure(frame, order, colours, title, panels, csv):
             # Jitter by up to ±6% of the size (log axis: the same width everywhere).
             x = rows["size"].to_numpy() * 10 ** rng.uniform(-0.025, 0.025, len(rows))
             warn = (rows["status"] != "ok").to_numpy()
-            y = rows[panel.column].to_numpy()
+            y = rows[panel.column].to_numpy() / panel.divisor
             ax.scatter(x[~warn], y[~warn], s=14, color=colour, alpha=0.55, linewidths=0)
             if warn.any():
                 ax.scatter(x[warn], y[warn], s=30, color=colour, marker="x", linewidths=1.2)
-            medians = rows.groupby("size")[panel.column].median()
+            medians = rows.groupby("size")[panel.column].median() / panel.divisor
             ax.plot(medians.index, medians.to_numpy(), color=colour, linewidth=1.8, label=name)
         ax.set_xscale("log")
         ax.set_xticks(sizes, [human_bytes(s) for s in sizes])
@@ -330,7 +380,7 @@ def figure(frame, order, colours, title, panels, csv):
             ax.yaxis.set_minor_locator(ticker.NullLocator())
         else:
             # From zero, or below it where a figure is (a TLS tax within the noise).
-            values = frame[panel.column].dropna()
+            values = frame[panel.column].dropna() / panel.divisor
             ax.set_ylim(bottom=min(0.0, float(values.min())) if len(values) else 0.0)
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
         ax.set_title(panel.title)
@@ -366,6 +416,67 @@ def legend_columns(fig, labels: list[str]) -> int:
     return max(1, min(len(labels), 4, fit))
 
 
+def seed_figure(plotted, csv):
+    """The original experiment's figure, as its R script drew it (analysis/original.R does
+    the same from tls-bench.csv): p50 in ms against body size as a factor, one point per
+    iteration jittered sideways, filled by config. Always ms, as the original was. Rows with
+    status warning get a red edge (the original knew no status)."""
+    rows = plotted.dropna(subset=["size", "p50"])
+    configs = list(dict.fromkeys(rows["config"]))
+    colours = palette(configs)
+    sizes = sorted(rows["size"].unique())
+    fig, ax = plt.subplots(figsize=(8.0, 5.4), constrained_layout=True)
+    # Seeded: the same CSV gives the same picture. Sideways only, by up to 0.15 of a
+    # category (geom_jitter's width); a latency is never moved.
+    rng = np.random.default_rng(0)
+    x = rows["size"].map(sizes.index).to_numpy() + rng.uniform(-0.15, 0.15, len(rows))
+    warn = (rows["status"] == "warning").to_numpy()
+    points = ax.scatter(
+        x,
+        rows["p50"].to_numpy() / MILLISECONDS.divisor,
+        s=80,
+        c=[colours[c] for c in rows["config"]],
+        edgecolors=np.where(warn, "red", "black"),
+        linewidths=np.where(warn, 1.6, 0.6),
+    )
+    # Named in the SVG, so that a test can count the points.
+    points.set_gid("seed-points")
+    ax.set_xticks(range(len(sizes)), [f"{s:g}" for s in sizes])
+    ax.set_xlim(-0.6, len(sizes) - 0.4)
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
+    ax.set_xlabel("request body size (bytes)")
+    ax.set_ylabel(f"p50 response time ({MILLISECONDS.label})")
+    ax.grid(True, alpha=0.3)
+    handles = [seed_marker(c, colours[c], "black", 0.6) for c in configs]
+    if warn.any():
+        handles.append(seed_marker("status warning", "white", "red", 1.6))
+    fig.legend(handles=handles, title="config", loc="outside right center", fontsize="small")
+    fig.suptitle(
+        f"{SEED_TITLE}\n{csv.parent.name or csv.name}: a point per iteration "
+        "(rows with status error left out)"
+    )
+    return fig
+
+
+def seed_marker(label: str, fill, edge: str, edge_width: float):
+    """A legend entry drawn as the seed picture's points are."""
+    return plt.Line2D(
+        [],
+        [],
+        marker="o",
+        linestyle="none",
+        markersize=9,
+        markerfacecolor=fill,
+        markeredgecolor=edge,
+        markeredgewidth=edge_width,
+        label=label,
+    )
+
+
+# The seed picture's title: it redraws the original experiment's figure.
+SEED_TITLE = "Reproduction of the original experiment: p50 response time by body size"
+
+
 def save(fig, stem: Path) -> list[Path]:
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     fig.savefig(png, dpi=110)
@@ -375,16 +486,19 @@ def save(fig, stem: Path) -> list[Path]:
     return [png, svg]
 
 
-def results_summary(frame, plotted, order, csv: Path) -> str:
+def results_summary(frame, plotted, order, figures, csv: Path) -> str:
+    """The median tables of `figures` (their panels as shown), and the rows not ok."""
     lines = [
         f"# Summary of {csv}",
         "",
         f"{status_line(frame)} Figures are medians over the iterations of rows "
         "whose status is ok or warning (rows with status error are left out; see the end).",
-        "Latencies in µs; sizes are request body bytes.",
+        f"Latencies in µs, or in ms where one of a table's iterations passes {MS_ABOVE_US:,} "
+        "µs (its heading says which, as its picture's axis does); sizes are request body "
+        "bytes.",
     ]
     sizes = sorted(plotted["size"].dropna().unique())
-    for _, _, panels in FIGURES:
+    for _, _, panels in figures:
         for panel in panels:
             lines += ["", f"## {panel.title}: median, {panel.ylabel}", ""]
             lines += median_table(plotted, order, sizes, panel)
@@ -407,7 +521,7 @@ def case_table(plotted, order, key: str, cases: list, labels: list[str], panel: 
     for name in order:
         cells = []
         for case in cases:
-            value = medians.get((name, case), math.nan)
+            value = medians.get((name, case), math.nan) / panel.divisor
             cells.append(number(value, panel.fmt))
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows

@@ -3,6 +3,8 @@ harness's output, numbers invented):
 
 - results.csv: 5 configs, the rustls ones in two flavours, 3 sizes, 3 iterations, two
   warning rows and one error row;
+- seed-results.csv: a results.csv under the seed preset's 3,000 connections, latencies in
+  the hundreds of ms (shown in ms);
 - handshakes.csv: 10 TLS variants, full and resumed handshakes with ECDSA and RSA, the
   post-quantum hybrid for rustls-aws-lc only, 3 iterations, one warning row and two error
   rows (one with figures that must stay out of the medians, one with none);
@@ -41,6 +43,8 @@ PLOT_R = HERE / "plot.R"
 FIXTURES = HERE / "fixtures"
 FIXTURE = FIXTURES / "results.csv"
 MAKE_FIXTURE = FIXTURES / "make_fixture.py"
+# A results.csv under the seed preset's load: latencies of hundreds of ms.
+SEED_FIXTURE = FIXTURES / "seed-results.csv"
 
 # What each CSV kind makes: plot.py's files, then plot.R's.
 PY_FILES = {
@@ -51,13 +55,15 @@ PY_FILES = {
         "throughput.svg",
         "efficiency.png",
         "efficiency.svg",
+        "seed.png",
+        "seed.svg",
         "summary.md",
     ],
     "handshakes.csv": ["handshakes.png", "handshakes.svg", "handshakes-summary.md"],
     "idle.csv": ["idle.png", "idle.svg", "idle-summary.md"],
 }
 R_FILES = {
-    "results.csv": ["latency_r.png", "tls_tax_r.png"],
+    "results.csv": ["latency_r.png", "tls_tax_r.png", "seed_r.png"],
     "handshakes.csv": ["handshakes_r.png"],
     "idle.csv": ["idle_r.png"],
 }
@@ -180,6 +186,10 @@ def launched(tmp_path_factory):
         folder = tmp_path_factory.mktemp("py-old")
         path = make(folder)
         runs.start(f"py old {kind}", py_command(path, folder / "out"), path, folder / "out")
+    # The seed preset's latencies (ms), and a second run of the fixture (the same bytes).
+    for name, path in (("py seed", SEED_FIXTURE), ("py again", FIXTURE)):
+        out = tmp_path_factory.mktemp("py")
+        runs.start(name, py_command(path, out), path, out)
     # One bad input through the real process too: the exit code as the harness sees it.
     folder = tmp_path_factory.mktemp("py-bad")
     path = BAD_INPUTS["missing-column-handshakes.csv"](folder)
@@ -192,6 +202,9 @@ def launched(tmp_path_factory):
             folder = tmp_path_factory.mktemp("r-old")
             path = make(folder)
             runs.start(f"R old {kind}", r_command(path, folder / "out"), path, folder / "out")
+        for name, path in (("R seed", SEED_FIXTURE), ("R again", FIXTURE)):
+            out = tmp_path_factory.mktemp("r")
+            runs.start(name, r_command(path, out), path, out)
         for case, make in BAD_INPUTS.items():
             folder = tmp_path_factory.mktemp("r-bad")
             path = make(folder)
@@ -419,6 +432,91 @@ def test_results_error_rows_are_left_out_of_the_medians(launched):
     assert row.rstrip(" |").endswith(f"{statistics.median(good):,.0f}"), row
 
 
+def test_seed_picture_is_the_original_figure_with_a_point_per_iteration(launched):
+    result, _, out = launched.result("py results.csv")
+    assert result.returncode == 0, result.stderr
+    text = (out / "seed.svg").read_text(encoding="utf-8")
+    # matplotlib draws text as paths, each after a comment holding the text.
+    title = "Reproduction of the original experiment: p50 response time by body size"
+    assert f"<!-- {title} -->" in text
+    assert "<!-- p50 response time (ms) -->" in text
+    assert "<!-- request body size (bytes) -->" in text
+    points = next(g for g in ET.fromstring(text).iter() if g.get("id") == "seed-points")
+    styles = [u.get("style", "") for u in points.iter("{http://www.w3.org/2000/svg}use")]
+    rows = [r for r in records(FIXTURE) if r["status"] != "error"]
+    assert len(styles) == len(rows), "one point per iteration, error rows left out"
+    warnings = sum(r["status"] == "warning" for r in rows)
+    assert warnings > 0
+    assert sum("stroke: #ff0000" in style for style in styles) == warnings
+
+
+def test_seed_picture_draws_p50_in_ms_by_size_as_a_factor(plot):
+    frame = plot.load(FIXTURE, plot.KINDS["results.csv"])
+    plotted = frame[frame["status"] != "error"].dropna(subset=["p50"])
+    fig = plot.seed_figure(plotted, FIXTURE)
+    offsets = fig.axes[0].collections[0].get_offsets()
+    sizes = sorted(plotted["size"].unique())
+    categories = plotted["size"].map(sizes.index).to_numpy()
+    # Each point sideways within 0.15 of its size's place, its height the p50 in ms.
+    assert (abs(offsets[:, 0] - categories) <= 0.15).all()
+    assert list(offsets[:, 1]) == pytest.approx(list(plotted["p50"] / 1000))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["10", "1000", "10000"]
+
+
+def test_pictures_are_the_same_bytes_from_the_same_csv(launched):
+    """The jitter is seeded: a rerun does not move a point."""
+    (first, _, one), (again, _, two) = launched.result("py results.csv"), launched.result(
+        "py again"
+    )
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    for name in ("seed.svg", "seed.png", "latency.svg"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    "largest_us, unit", [(0.0, "µs"), (9_999.0, "µs"), (10_000.0, "µs"), (10_000.5, "ms")]
+)
+def test_latency_unit_passes_to_ms_above_10000_us(plot, largest_us, unit):
+    values = plot.pd.Series([1.0, largest_us, float("nan")])
+    assert plot.latency_unit(values).label == unit
+    panel = next(p for p in plot.LATENCY if p.column == "p99").shown(values)
+    assert panel.ylabel == unit
+    assert panel.divisor == (1000.0 if unit == "ms" else 1.0)
+
+
+def test_latency_unit_without_figures_is_us_and_other_panels_keep_theirs(plot):
+    assert plot.latency_unit(plot.pd.Series([], dtype=float)).label == "µs"
+    rps = next(p for p in plot.THROUGHPUT if p.column == "rps")
+    assert rps.shown(plot.pd.Series([5e6])) is rps
+
+
+@pytest.mark.parametrize("fixture, unit", [("py results.csv", "µs"), ("py seed", "ms")])
+def test_latency_axes_and_tables_name_their_unit(plot, launched, fixture, unit):
+    """The quick fixture's latencies stay in µs; the seed preset's, in the hundreds of ms,
+    are in ms in the pictures' axes and the summary's tables, the figures divided by 1000."""
+    result, path, out = launched.result(fixture)
+    assert result.returncode == 0, result.stderr
+    other = "ms" if unit == "µs" else "µs"
+    svg = (out / "latency.svg").read_text(encoding="utf-8")
+    assert svg.count(f"<!-- {unit} -->") == 3 and f"<!-- {other} -->" not in svg
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    rows = [r for r in records(path) if r["status"] != "error"]
+    name = series_of(rows)
+    divisor, fmt = (1000.0, "{:,.1f}") if unit == "ms" else (1.0, "{:,.0f}")
+    for column in ("p50", "p90", "p99"):
+        assert f"\n## {column} latency: median, {unit}\n" in summary, column
+        medians = table(summary, f"{column} latency")
+        for r in rows:
+            same = [
+                float(o[column])
+                for o in rows
+                if name(o) == name(r) and o["size"] == r["size"] and o[column] != ""
+            ]
+            cell = medians[name(r)][plot.human_bytes(float(r["size"]))]
+            assert cell == fmt.format(statistics.median(same) / divisor), (column, name(r))
+
+
 # (table heading, CSV column, format): the median tables of handshakes-summary.md.
 HANDSHAKE_TABLES = [
     ("handshakes per second", "rps", "{:,.0f}"),
@@ -539,7 +637,7 @@ def test_extra_and_reordered_columns_are_ignored(plot, tmp_path):
     assert frame["p99"].notna().sum() == len(rows) - 1  # the error row has no figures
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, SEED_FIXTURE.name])
 def test_fixture_is_what_its_script_writes(kind):
     spec = importlib.util.spec_from_file_location("make_fixture", MAKE_FIXTURE)
     module = importlib.util.module_from_spec(spec)
@@ -570,6 +668,20 @@ def test_r_writes_its_picture(launched, kind, layout):
         path = out / name
         assert str(path) in result.stdout.split(), result.stdout
         check_png(path)
+
+
+def test_r_draws_the_seed_fixture_and_the_same_pictures_again(launched):
+    rscript()
+    result, _, out = launched.result("R seed")
+    assert result.returncode == 0, result.stderr
+    for name in R_FILES["results.csv"]:
+        check_png(out / name)
+    (first, _, one), (again, _, two) = launched.result("R results.csv"), launched.result(
+        "R again"
+    )
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    for name in R_FILES["results.csv"]:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
 # ---------------------------------------------------------------- both: bad input
