@@ -72,8 +72,7 @@ pub fn of_variant(variant: &Variant, ours: &Ours, peers: &[Peer]) -> String {
     let Some(backend) = variant.backend else {
         return NONE.to_owned();
     };
-    let echo_terminates = matches!(config, ConfigName::HttpsRustls | ConfigName::HttpsOpenssl);
-    ours.get(echo_terminates, backend)
+    ours.get(config.echo_terminates(), backend)
 }
 
 /// The TLS library of each backend in our two terminating binaries, read once from their

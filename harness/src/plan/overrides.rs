@@ -34,9 +34,10 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "parsed")]
     pub scenario: Option<Scenario>,
-    /// Configs, comma-separated: http, https-rustls, https-openssl, proxy-rustls,
-    /// proxy-openssl, haproxy, nginx, hitch, stunnel, or all (peers that are not installed
-    /// are skipped with the Debian package to install).
+    /// Configs, comma-separated: http, relay, https-rustls, https-openssl, https-native-tls,
+    /// proxy-rustls, proxy-openssl, proxy-native-tls, haproxy, haproxy-awslc, nginx, hitch,
+    /// stunnel, or all (peers that are not installed are skipped with the Debian package to
+    /// install; the native-tls ones, TLS 1.2 only, are skipped with --tls-version 1.3).
     #[arg(long, value_delimiter = ',')]
     #[serde(default, deserialize_with = "configs")]
     pub configs: Option<Vec<ConfigPick>>,
