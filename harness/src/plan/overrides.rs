@@ -75,8 +75,8 @@ pub struct Overrides {
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub ready_timeout: Option<Duration>,
-    /// TLS backends, comma-separated (rustls-aws-lc, rustls-ring, openssl): the rustls
-    /// configs run once per rustls flavour listed.
+    /// TLS backends, comma-separated (rustls-aws-lc, rustls-ring, openssl, native-tls): the
+    /// rustls configs run once per rustls flavour listed.
     #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
     #[serde(default, deserialize_with = "backends")]
     pub tls_backends: Option<Vec<Backend>>,
@@ -228,7 +228,7 @@ fn parse_backends(items: &[String]) -> anyhow::Result<Vec<Backend>> {
         .map(|s| parse_backend(s.trim()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if backends.is_empty() {
-        bail!("no TLS backend given; backends: rustls-aws-lc, rustls-ring, openssl");
+        bail!("no TLS backend given; backends: {}", backend_names());
     }
     Ok(backends)
 }
@@ -237,9 +237,11 @@ fn parse_backend(s: &str) -> anyhow::Result<Backend> {
     Backend::ALL
         .into_iter()
         .find(|b| b.name() == s)
-        .with_context(|| {
-            format!("unknown TLS backend {s:?}; backends: rustls-aws-lc, rustls-ring, openssl")
-        })
+        .with_context(|| format!("unknown TLS backend {s:?}; backends: {}", backend_names()))
+}
+
+fn backend_names() -> String {
+    Backend::ALL.map(Backend::name).join(", ")
 }
 
 fn parse_tls_version(s: &str) -> anyhow::Result<TlsVersion> {

@@ -13,8 +13,9 @@
 //! [`info`] leaves those `None` rather than guess. ALPN it can do (`alpn-accept`).
 //!
 //! What it runs with, all native-tls's choices: TLS 1.2 only, Mozilla's intermediate cipher
-//! list in server order (ChaCha20-Poly1305 first), OpenSSL's default session cache and
-//! tickets, OpenSSL's default groups.
+//! list in server order (ChaCha20-Poly1305 first; CBC-SHA and DHE suites accepted too, which
+//! the other backends refuse), OpenSSL's default session cache and tickets (a second TLS 1.2
+//! connection resumes), OpenSSL's default groups.
 
 use std::io;
 
