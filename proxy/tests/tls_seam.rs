@@ -749,6 +749,65 @@ fn missing_or_empty_client_ca_is_refused_by_name(
     }
 }
 
+/// A client that closes TCP without close_notify (wrk and most HTTP clients do) ends its
+/// direction as an EOF on every backend, after all the data it sent: a clean one (both
+/// OpenSSL backends) or an `UnexpectedEof` error (rustls), which the relay reads as the
+/// client's EOF too, rather than a client error.
+#[apply(every_backend)]
+#[tokio::test]
+async fn a_close_without_close_notify_reads_as_eof(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
+    let (mut server, mut client) = connect(&acceptor, client, "localhost").await.unwrap();
+    client.write_all(b"last words").await.unwrap();
+    client.flush().await.unwrap();
+    drop(client.into_inner().0); // the transport closes; no close_notify was sent
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, server.read_to_end(&mut got))
+        .await
+        .expect("server read timed out");
+    match read {
+        Ok(n) => assert_eq!(n, 10, "{backend}"),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{backend}: {e}"),
+    }
+    assert_eq!(got, b"last words", "{backend}");
+}
+
+/// The server's shutdown sends close_notify and then shuts the transport (FIN): the relay
+/// relies on it to pass an upstream's EOF on to the client (tokio-native-tls sends only the
+/// close_notify; the seam adds the FIN).
+#[apply(every_backend)]
+#[tokio::test]
+async fn server_shutdown_sends_close_notify_then_fin(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
+    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    server.shutdown().await.unwrap();
+    let (mut transport, _) = client.into_inner();
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, transport.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{backend}: no FIN after close_notify"))
+        .unwrap();
+    // The close_notify came before the FIN (encrypted in TLS 1.3, so not told apart here
+    // from the tickets that may precede it; ping_pong checks the client reads it as EOF).
+    assert!(!rest.is_empty(), "{backend}: a FIN but no close_notify");
+}
+
 // ---- native-tls: what it cannot do is refused, what it does is checked ----------------
 
 /// Each option native-tls cannot honour stops the build with the option's name and the

@@ -561,13 +561,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_read(cx, buf),
             TlsStream::Openssl(s) => Pin::new(s).poll_read(cx, buf),
-            TlsStream::NativeTls(s) => match Pin::new(s).poll_read(cx, buf) {
-                // A close without close_notify ends the stream, as with the others.
-                Poll::Ready(Err(e)) if self::native_tls::is_unexpected_eof(&e) => {
-                    Poll::Ready(Ok(()))
-                }
-                other => other,
-            },
+            TlsStream::NativeTls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }

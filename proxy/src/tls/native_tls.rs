@@ -108,17 +108,6 @@ where
     }
 }
 
-/// A read error that is only the client closing TCP without close_notify (most HTTP
-/// clients do): OpenSSL 3 reports it as an error unless `SSL_OP_IGNORE_UNEXPECTED_EOF` is
-/// set, which native-tls does not let us set. The other backends read it as a clean EOF,
-/// and so does the seam for this one.
-pub(super) fn is_unexpected_eof(e: &io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
-        .and_then(openssl::ssl::Error::ssl_error)
-        .is_some_and(super::openssl::is_unexpected_eof)
-}
-
 /// Every option this backend cannot honour, refused by name before anything is built.
 fn refuse_unsupported(settings: &TlsSettings, certs: &LoadedCerts) -> Result<(), TlsError> {
     let refuse = |option: &'static str, detail: &str| {

@@ -178,11 +178,6 @@ pub(super) fn kind_of_stack(stack: &ErrorStack) -> HandshakeErrorKind {
     kind_of_reasons(&ssl_reasons(stack))
 }
 
-/// Whether libssl's error stack says the peer closed TCP without close_notify.
-pub(super) fn is_unexpected_eof(stack: &ErrorStack) -> bool {
-    ssl_reasons(stack).contains(&reason::UNEXPECTED_EOF_WHILE_READING)
-}
-
 fn context_builder(
     settings: &TlsSettings,
     cert: &LoadedCert,
@@ -477,7 +472,7 @@ mod reason {
     const UNSUPPORTED_PROTOCOL: c_int = 258;
     const WRONG_VERSION_NUMBER: c_int = 267;
     /// OpenSSL 3 only; 1.1 reports the same EOF as `SSL_ERROR_SYSCALL`.
-    pub const UNEXPECTED_EOF_WHILE_READING: c_int = 294;
+    const UNEXPECTED_EOF_WHILE_READING: c_int = 294;
     const NO_SHARED_SIGNATURE_ALGORITHMS: c_int = 376;
     const VERSION_TOO_LOW: c_int = 396;
     const NO_SHARED_GROUPS: c_int = 410;
