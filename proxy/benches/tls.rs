@@ -27,10 +27,9 @@
 //!   library* (rustls with the same provider, or OpenSSL) reads them, so each byte is
 //!   encrypted once and decrypted once by the backend under test: the same crypto work per
 //!   byte as the proxy decrypting a request and encrypting a response of that size.
-//!
-//! - native-tls (TLS 1.2 only, and no choice of suite or group) is in the handshake groups'
-//!   TLS 1.2 rows, with its own defaults and the client's offer pinning suite and group,
-//!   and not in the TLS 1.3 bulk group.
+//! - native-tls (TLS 1.2 only, and no choice of suite or group) is in the TLS 1.2 rows of
+//!   the handshake groups, with its own defaults and the client's offer pinning suite and
+//!   group, and not in the TLS 1.3 bulk group.
 //!
 //! Every configuration is checked once before it is measured (negotiated version, suite,
 //! group, full or resumed handshake, bytes round-tripped), and the handshake kind again in
