@@ -716,7 +716,8 @@ fn native_tls_refuses_what_it_cannot_do_with_exit_2(
     );
     let config = format!(
         "[tls]\nbackend = \"native-tls\"\ncert = \"{cert}\"\nkey = \"{key}\"\n{tls_lines}\n\
-         [[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"unix:/tmp/x.sock\"\n{listener_lines}\n"
+         [[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"unix:/tmp/x.sock\"\n\
+         {listener_lines}\n"
     )
     .replace("CERT", &cert)
     .replace("KEY", &key);

@@ -3,8 +3,8 @@
 //! The proxy and the echo-server's HTTPS mode both call [`Acceptor::build`] and
 //! [`Acceptor::accept`], so "the backend does TLS itself" and "the proxy does TLS" differ only
 //! by the proxy hop. Each library lives in its own module ([`rustls`](self::rustls),
-//! [`openssl`](self::openssl), [`native_tls`](self::native_tls)) exporting the same names: `build(&TlsSettings, &LoadedCerts)`,
-//! an acceptor type with `accept`, and `info(&stream)`.
+//! [`openssl`](self::openssl), [`native_tls`](self::native_tls)) exporting the same names:
+//! `build(&TlsSettings, &LoadedCerts)`, an acceptor type with `accept`, and `info(&stream)`.
 //!
 //! Options a backend cannot honour are refused with [`TlsError::Unsupported`], never ignored:
 //! a comparison between backends is only fair when both really run the parameters asked for.

@@ -120,7 +120,8 @@ fn refuse_unsupported(settings: &TlsSettings, certs: &LoadedCerts) -> Result<(),
     if settings.min_version == TlsVersion::Tls13 {
         return refuse(
             "min_version",
-            "native-tls's server disables TLS 1.3 (Mozilla intermediate profile); it speaks TLS 1.2 only",
+            "native-tls's server speaks TLS 1.2 only (its Mozilla intermediate profile \
+             disables TLS 1.3)",
         );
     }
     let cannot_choose = |asked: &[String]| {
