@@ -3,16 +3,17 @@
 //! - where the OpenSSL that the `openssl` backend links came from: openssl-sys tells its
 //!   dependents `vendored=1` (as DEP_OPENSSL_VENDORED) when it built OpenSSL from source,
 //!   and nothing when it found the host's libssl (OPENSSL_NO_VENDOR=1);
-//! - the versions of rustls and its crypto providers (aws-lc-rs, ring), which have no version
-//!   constant of their own: read from the workspace's `Cargo.lock`, the file that decides
-//!   which versions are compiled. Without the lock file (a build outside the workspace) the
+//! - the versions of rustls and its crypto providers (aws-lc-rs, ring), and of native-tls,
+//!   which have no version constant of their own: read from the workspace's `Cargo.lock`,
+//!   the file that decides which versions are compiled. Without the lock file (a build outside the workspace) the
 //!   version is "version unknown"; the build never fails over it.
 
 use std::path::Path;
 
 /// The crates whose version `--version` names, and the variable each is exported as.
-const CRATES: [(&str, &str); 3] = [
+const CRATES: [(&str, &str); 4] = [
     ("rustls", "TLS_OFF_RUSTLS_VERSION"),
+    ("native-tls", "TLS_OFF_NATIVE_TLS_VERSION"),
     ("aws-lc-rs", "TLS_OFF_AWS_LC_RS_VERSION"),
     ("ring", "TLS_OFF_RING_VERSION"),
 ];

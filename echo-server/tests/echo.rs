@@ -23,10 +23,12 @@ async fn post_body_round_trips_byte_exact(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
-    #[values(0, 10, 100_000, 10_000_000)] size: usize,
+    // 16 KiB +- 1: around one TLS record's payload.
+    #[values(0, 10, 16_383, 16_384, 16_385, 100_000, 10_000_000)] size: usize,
 ) {
     let server = Server::start(target, &[]);
     let body = pattern(size, size as u64);
@@ -48,6 +50,7 @@ async fn keep_alive_connection_serves_several_requests(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -73,6 +76,7 @@ async fn chunked_request_is_echoed_with_content_length(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -101,6 +105,7 @@ async fn pipelined_requests_are_answered_in_order(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -128,6 +133,7 @@ async fn get_gets_an_empty_200(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -150,6 +156,7 @@ async fn malformed_request_gets_400_and_close(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -170,7 +177,13 @@ async fn malformed_request_gets_400_and_close(
 #[rstest]
 #[tokio::test]
 async fn tls_garbage_closes_that_connection_only(
-    #[values(Target::HTTPS_AWS_LC, Target::HTTPS_RING, Target::HTTPS_OPENSSL)] target: Target,
+    #[values(
+        Target::HTTPS_AWS_LC,
+        Target::HTTPS_RING,
+        Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS
+    )]
+    target: Target,
 ) {
     let server = Server::start(target, &[]);
     // A client mid-session keeps working while another sends garbage.
@@ -191,6 +204,12 @@ async fn tls_garbage_closes_that_connection_only(
         bad.assert_closed_after_alerts().await;
         bad = common::Client::new(server.connect_raw().await);
     }
+    // A handshake record that promises 512 bytes, cut short by the client's FIN.
+    bad.write(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+        .await
+        .expect("writing a truncated hello");
+    bad.close_write().await.expect("closing the write side");
+    bad.assert_closed_after_alerts().await;
     drop(bad);
 
     assert_eq!(good.request(&post(b"during")).await.body, b"during");
@@ -206,6 +225,7 @@ async fn oversized_body_gets_413(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,
@@ -293,6 +313,7 @@ async fn sigterm_stops_cleanly(
         Target::HTTPS_AWS_LC,
         Target::HTTPS_RING,
         Target::HTTPS_OPENSSL,
+        Target::HTTPS_NATIVE_TLS,
         Target::Unix
     )]
     target: Target,

@@ -72,8 +72,7 @@ pub fn of_variant(variant: &Variant, ours: &Ours, peers: &[Peer]) -> String {
     let Some(backend) = variant.backend else {
         return NONE.to_owned();
     };
-    let echo_terminates = matches!(config, ConfigName::HttpsRustls | ConfigName::HttpsOpenssl);
-    ours.get(echo_terminates, backend)
+    ours.get(config.echo_terminates(), backend)
 }
 
 /// The TLS library of each backend in our two terminating binaries, read once from their
@@ -177,7 +176,8 @@ fn openssl_version_in(bytes: &[u8]) -> Option<String> {
 }
 
 /// Our `--version` text: the library of `backend` (`rustls-aws-lc backend: rustls 0.23.31 +
-/// aws-lc-rs 1.13.3`; the openssl line's date and origin are dropped: `OpenSSL 3.6.3`).
+/// aws-lc-rs 1.13.3`; the openssl line's date and origin are dropped: `OpenSSL 3.6.3`, and
+/// the native-tls line's: `native-tls 0.2.18 + OpenSSL 3.6.3`).
 pub fn ours(version: &str, backend: Backend) -> Option<String> {
     let prefix = format!("{backend} backend: ");
     let line = version
@@ -185,6 +185,12 @@ pub fn ours(version: &str, backend: Backend) -> Option<String> {
         .find_map(|l| l.trim().strip_prefix(prefix.as_str()))?;
     match backend {
         Backend::Openssl => short(line),
+        // `native-tls 0.2.18 + OpenSSL 3.6.3 9 Jun 2026 (...)` -> `native-tls 0.2.18 + OpenSSL 3.6.3`
+        Backend::NativeTls => {
+            let (krate, openssl) = line.split_once(" + ")?;
+            let krate = short(krate)?;
+            Some(format!("{krate} + {}", short(openssl)?))
+        }
         Backend::RustlsAwsLc | Backend::RustlsRing => {
             (!line.trim().is_empty()).then(|| line.trim().to_owned())
         }

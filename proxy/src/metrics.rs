@@ -294,8 +294,10 @@ impl Metrics {
     /// A TLS handshake completed `took` after accept, with the negotiated `version` (`TLSv1.2`,
     /// `TLSv1.3`) and IANA `cipher` name as `tls::HandshakeInfo` reports them. Values
     /// outside the known set count as `other`, so label cardinality stays fixed.
-    pub fn handshake_done(&self, took: Duration, version: &str, cipher: &str) {
+    /// `None`: the backend does not report it (native-tls), counted as `other`.
+    pub fn handshake_done(&self, took: Duration, version: Option<&str>, cipher: Option<&str>) {
         self.handshake_duration.observe(took);
+        let (version, cipher) = (version.unwrap_or(OTHER), cipher.unwrap_or(OTHER));
         self.tls_handshakes[tls_label_index(version, cipher)].inc();
     }
 
@@ -945,11 +947,16 @@ mod tests {
         m.refused_max_connections();
         m.handshake_done(
             Duration::from_micros(800),
-            "TLSv1.3",
-            "TLS_AES_128_GCM_SHA256",
+            Some("TLSv1.3"),
+            Some("TLS_AES_128_GCM_SHA256"),
         );
-        m.handshake_done(Duration::from_millis(3), "TLSv1.2", "TLS_RSA_WITH_NULL_MD5");
-        m.handshake_done(Duration::from_secs(20), "SSLv3", "whatever");
+        m.handshake_done(
+            Duration::from_millis(3),
+            Some("TLSv1.2"),
+            Some("TLS_RSA_WITH_NULL_MD5"),
+        );
+        // A backend that reports neither (native-tls) counts as other/other.
+        m.handshake_done(Duration::from_secs(20), None, None);
         m.upstream_connect_failed();
         m.closed(
             g1,
@@ -1078,6 +1085,7 @@ mod tests {
             1,
             "case does not matter"
         );
+        assert_eq!(tls_label_index("SSLv3", "whatever"), TLS_LABELS.len() - 1);
     }
 
     #[test]

@@ -58,9 +58,11 @@ pub enum Addresses {
 /// TLS facts of the client connection, carried as v2 TLVs the way HAProxy sends them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsFacts {
-    /// Protocol version as OpenSSL spells it, e.g. `"TLSv1.3"` (`PP2_SUBTYPE_SSL_VERSION`).
+    /// Protocol version as OpenSSL spells it, e.g. `"TLSv1.3"` (`PP2_SUBTYPE_SSL_VERSION`);
+    /// empty: not known (the backend does not report it), and no TLV is sent.
     pub version: String,
-    /// Cipher suite, IANA name, e.g. `"TLS_AES_128_GCM_SHA256"` (`PP2_SUBTYPE_SSL_CIPHER`).
+    /// Cipher suite, IANA name, e.g. `"TLS_AES_128_GCM_SHA256"` (`PP2_SUBTYPE_SSL_CIPHER`);
+    /// empty as for `version`.
     pub cipher: String,
     /// Server name the client asked for (`PP2_TYPE_AUTHORITY`).
     pub sni: Option<String>,
@@ -387,7 +389,7 @@ fn encode_tls_tlvs(tls: &TlsFacts, out: &mut Vec<u8>) {
     };
     out.push(client);
     out.extend_from_slice(&verify.to_be_bytes());
-    if tls.version.len() <= MAX_TLS_NAME_BYTES {
+    if !tls.version.is_empty() && tls.version.len() <= MAX_TLS_NAME_BYTES {
         put_tlv(out, PP2_SUBTYPE_SSL_VERSION, tls.version.as_bytes());
     }
     let cn = tls
@@ -397,7 +399,7 @@ fn encode_tls_tlvs(tls: &TlsFacts, out: &mut Vec<u8>) {
     if let Some(cn) = cn.filter(|cn| cn.len() <= MAX_CN_BYTES) {
         put_tlv(out, PP2_SUBTYPE_SSL_CN, cn.as_bytes());
     }
-    if tls.cipher.len() <= MAX_TLS_NAME_BYTES {
+    if !tls.cipher.is_empty() && tls.cipher.len() <= MAX_TLS_NAME_BYTES {
         put_tlv(out, PP2_SUBTYPE_SSL_CIPHER, tls.cipher.as_bytes());
     }
     finish_tlv(out, ssl_at);
@@ -1103,6 +1105,22 @@ mod tests {
         let facts = header.tls_facts().unwrap().unwrap();
         assert_eq!(facts.cipher, "");
         assert_eq!(facts.version, "TLSv1.3");
+    }
+
+    #[test]
+    fn version_and_cipher_not_reported_send_no_tlv() {
+        // native-tls reports neither: the SSL TLV goes out without them, not with "".
+        let tls = TlsFacts {
+            version: String::new(),
+            cipher: String::new(),
+            ..tls13()
+        };
+        let without = encoded(Version::V2, &Addresses::Unknown, Some(&tls));
+        let with = encoded(Version::V2, &Addresses::Unknown, Some(&tls13()));
+        let sub_tlvs = 2 * 3 + "TLSv1.3".len() + tls13().cipher.len();
+        assert_eq!(with.len() - without.len(), sub_tlvs);
+        let facts = parse_whole(&without).tls_facts().unwrap().unwrap();
+        assert_eq!(facts, tls);
     }
 
     // ---- parsing what others send ----

@@ -507,9 +507,11 @@ async fn serve<F: Front>(
     };
     let guard = shared.metrics.accepted(client.ip());
     if let Some(info) = &info {
-        shared
-            .metrics
-            .handshake_done(started.elapsed(), &info.version, &info.cipher_suite);
+        shared.metrics.handshake_done(
+            started.elapsed(),
+            info.version.as_deref(),
+            info.cipher_suite.as_deref(),
+        );
     }
     let log = AccessLog::new(client, started, shared.access_log);
     let close = 'close: {
@@ -605,8 +607,9 @@ fn proxy_header(
     info: Option<&HandshakeInfo>,
 ) -> Vec<u8> {
     let tls = info.map(|info| TlsFacts {
-        version: info.version.clone(),
-        cipher: info.cipher_suite.clone(),
+        // Not reported (native-tls): empty, which the encoder leaves out of the header.
+        version: info.version.clone().unwrap_or_default(),
+        cipher: info.cipher_suite.clone().unwrap_or_default(),
         sni: info.sni.clone(),
         alpn: info.alpn.as_ref().map(|a| a.as_bytes().to_vec()),
         client_cert: info.client_cert.as_ref().map(|c| ClientCert {
@@ -659,7 +662,8 @@ impl AccessLog {
         }
     }
 
-    /// `tls` is `None` on a plain listener: its TLS fields read "-" (`resumed` is left out).
+    /// `tls` is `None` on a plain listener: its TLS fields read "-" (`resumed` is left out);
+    /// so do the fields a backend does not report (native-tls).
     fn finish(
         self,
         tls: Option<&HandshakeInfo>,
@@ -675,9 +679,9 @@ impl AccessLog {
             client = %self.client,
             sni = tls.and_then(|t| t.sni.as_deref()).unwrap_or("-"),
             alpn = tls.and_then(|t| t.alpn.as_deref()).unwrap_or("-"),
-            tls_version = %tls.map_or("-", |t| t.version.as_str()),
-            cipher = %tls.map_or("-", |t| t.cipher_suite.as_str()),
-            resumed = tls.map(|t| t.resumed),
+            tls_version = %tls.and_then(|t| t.version.as_deref()).unwrap_or("-"),
+            cipher = %tls.and_then(|t| t.cipher_suite.as_deref()).unwrap_or("-"),
+            resumed = tls.and_then(|t| t.resumed),
             client_cn = tls.and_then(|t| t.client_cert.as_ref()).and_then(|c| c.subject_cn.as_deref()).unwrap_or("-"),
             handshake_us = self.handshake.as_micros() as u64,
             bytes_in = stats.client_to_upstream,

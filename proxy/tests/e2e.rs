@@ -102,6 +102,8 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 #[case::ring_unix("rustls-ring", Up::Unix)]
 #[case::openssl_unix("openssl", Up::Unix)]
 #[case::openssl_tcp("openssl", Up::Tcp)]
+#[case::native_tls_unix("native-tls", Up::Unix)]
+#[case::native_tls_tcp("native-tls", Up::Tcp)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_round_trip_exactly_with_half_close(#[case] backend: &str, #[case] up: Up) {
     let pki = Pki::new(&[]);
@@ -216,11 +218,15 @@ async fn dead_upstream_closes_client_promptly_and_recovers(#[case] backend: &str
     );
 }
 
+#[rstest]
+#[case::rustls("rustls-aws-lc")]
+#[case::openssl("openssl")]
+#[case::native_tls("native-tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
+async fn silent_and_garbage_clients_are_closed_and_others_unaffected(#[case] backend: &str) {
     let pki = Pki::new(&[]);
     let upstream = Upstream::start(Up::Unix, pki.dir.path()).await;
-    let mut args = pki.args(&upstream.spec, "rustls-aws-lc");
+    let mut args = pki.args(&upstream.spec, backend);
     args.extend(["--handshake-timeout", "1s"]);
     let mut proxy = Proxy::start_debug(pki.dir.path(), &args);
 
@@ -237,7 +243,7 @@ async fn silent_and_garbage_clients_are_closed_and_others_unaffected() {
     ] {
         assert!(
             closed_within(s, PROMPT).await,
-            "{name} client was not closed"
+            "{backend}: {name} client was not closed"
         );
     }
     let data = pattern(1000, 2);
@@ -683,10 +689,75 @@ fn check_validates_config_and_certificates() {
     assert!(err.contains("nope.pem"), "{err}");
 }
 
+/// The native-tls backend refuses, at start and in `proxy check`, every option it cannot
+/// honour: exit 2 and one line naming the option and the backend, never a proxy that runs
+/// without it.
+#[rstest]
+#[case::min_version("min_version", "min_version = \"1.3\"", "")]
+#[case::cipher_suites("cipher_suites", "cipher_suites = [\"TLS_AES_128_GCM_SHA256\"]", "")]
+#[case::kx_groups("kx_groups", "kx_groups = [\"X25519\"]", "")]
+#[case::session_resumption("session_resumption", "session_resumption = false", "")]
+#[case::strict_sni("strict_sni", "strict_sni = true", "")]
+#[case::sni(
+    "sni",
+    "[[tls.sni]]\nname = \"other.test\"\ncert = \"CERT\"\nkey = \"KEY\"",
+    ""
+)]
+#[case::client_ca("client_ca", "", "client_ca = \"CERT\"")]
+fn native_tls_refuses_what_it_cannot_do_with_exit_2(
+    #[case] option: &str,
+    #[case] tls_lines: &str,
+    #[case] listener_lines: &str,
+) {
+    let pki = Pki::new(&[]);
+    let (cert, key) = (
+        pki.cert.display().to_string(),
+        pki.key.display().to_string(),
+    );
+    let config = format!(
+        "[tls]\nbackend = \"native-tls\"\ncert = \"{cert}\"\nkey = \"{key}\"\n{tls_lines}\n\
+         [[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"unix:/tmp/x.sock\"\n\
+         {listener_lines}\n"
+    )
+    .replace("CERT", &cert)
+    .replace("KEY", &key);
+    let file = pki.dir.path().join("native-tls.toml");
+    std::fs::write(&file, config).unwrap();
+    for args in [
+        vec!["check", file.to_str().unwrap()],
+        vec![file.to_str().unwrap()],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + PROMPT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > end {
+                child.kill().unwrap();
+                panic!("proxy {args:?} with {option} is still running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(option), "{args:?}: {err}");
+        assert!(err.contains("native-tls"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
 /// `proxy --version` names the library of every backend, the lines the harness copies into
 /// meta.json and the CSV: the OpenSSL the openssl backend runs and where it came from (the
 /// version is the library this test links too), and the rustls and provider crates compiled
-/// in, with the versions the workspace's Cargo.lock pins; `-V` stays one line.
+/// in, with the versions the workspace's Cargo.lock pins (native-tls's too, before its
+/// OpenSSL); `-V` stays one line.
 #[test]
 fn version_names_the_library_of_every_backend() {
     let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
@@ -715,9 +786,17 @@ fn version_names_the_library_of_every_backend() {
         lock[at..].split('"').next().unwrap().to_owned()
     };
     let (rustls, aws_lc_rs, ring) = (locked("rustls"), locked("aws-lc-rs"), locked("ring"));
+    let native_tls = locked("native-tls");
     for line in [
         format!("rustls-aws-lc backend: rustls {rustls} + aws-lc-rs {aws_lc_rs}"),
         format!("rustls-ring backend: rustls {rustls} + ring {ring}"),
+        // The same OpenSSL line as the openssl backend's, after the crate's version.
+        format!(
+            "native-tls backend: native-tls {native_tls} + {}",
+            text.lines()
+                .find_map(|l| l.strip_prefix("openssl backend: "))
+                .unwrap_or_default()
+        ),
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in: {text}");
     }

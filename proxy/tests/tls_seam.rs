@@ -29,6 +29,21 @@ use common::{ClientIdentity, TestCa};
 #[template]
 #[rstest]
 fn every_backend(
+    #[values(
+        Backend::RustlsAwsLc,
+        Backend::RustlsRing,
+        Backend::Openssl,
+        Backend::NativeTls
+    )]
+    backend: Backend,
+) {
+}
+
+/// The backends that honour every option (TLS 1.3, SNI certificates, mutual TLS, ...):
+/// native-tls refuses those, which `native_tls_refuses_what_it_cannot_do` asserts.
+#[template]
+#[rstest]
+fn backends_with_every_option(
     #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
 ) {
 }
@@ -174,7 +189,8 @@ async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(backend: Backend) {
     match build(backend, set) {
         Ok(acceptor) => {
             let der = read_cert(&paths.cert);
-            let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&der], &[]);
+            let client =
+                client_config(aws_lc_rs::default_provider(), newest(backend), &[&der], &[]);
             let (server, client) = connect(&acceptor, client, "localhost").await.unwrap();
             ping_pong(server, client).await;
         }
@@ -188,7 +204,7 @@ async fn ed25519_pkcs8_v2_key_works_or_is_refused_clearly(backend: Backend) {
 
 // ---- what the handshake reports ------------------------------------------------------
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn tls13_parameters_are_reported(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -204,12 +220,12 @@ async fn tls13_parameters_are_reported(backend: Backend) {
     assert_eq!(
         server.info(),
         HandshakeInfo {
-            version: "TLSv1.3".into(),
-            cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+            version: Some("TLSv1.3".into()),
+            cipher_suite: Some("TLS_AES_128_GCM_SHA256".into()),
             kx_group: Some("X25519".into()),
             alpn: Some("http/1.1".into()),
             sni: Some("localhost".into()),
-            resumed: false,
+            resumed: Some(false),
             client_cert: None,
         },
         "{backend}"
@@ -245,7 +261,7 @@ async fn tls13_parameters_are_reported(backend: Backend) {
 /// The server's suite order wins over the client's (testssl.sh rates the opposite HIGH):
 /// a client that prefers AES-128 but also offers AES-256 gets AES-256, which every backend
 /// here ranks first.
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn the_server_suite_order_wins(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -259,8 +275,8 @@ async fn the_server_suite_order_wins(backend: Backend) {
     let client = client_config(provider, TLS13, &[&cert.der], &[]);
     let (server, _) = connect(&acceptor, client, "localhost").await.unwrap();
     assert_eq!(
-        server.info().cipher_suite,
-        "TLS_AES_256_GCM_SHA384",
+        server.info().cipher_suite.as_deref(),
+        Some("TLS_AES_256_GCM_SHA384"),
         "{backend}"
     );
 }
@@ -273,15 +289,17 @@ async fn tls12_parameters_are_reported(backend: Backend) {
     let acceptor = build_acceptor(backend, &cert.set());
     let client = client_config(tls12_ecdsa_aes128_p256(), TLS12, &[&cert.der], &[]);
     let (server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    // native-tls reports none of these: `None`, never a guess.
+    let reported = |value: &str| backend.reports_parameters().then(|| value.to_owned());
     assert_eq!(
         server.info(),
         HandshakeInfo {
-            version: "TLSv1.2".into(),
-            cipher_suite: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
-            kx_group: Some("secp256r1".into()),
+            version: reported("TLSv1.2"),
+            cipher_suite: reported("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+            kx_group: reported("secp256r1"),
             alpn: None,
-            sni: Some("localhost".into()),
-            resumed: false,
+            sni: reported("localhost"),
+            resumed: backend.reports_parameters().then_some(false),
             client_cert: None,
         },
         "{backend}"
@@ -298,11 +316,19 @@ async fn every_key_type_handshakes(
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", kind, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
-    let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&cert.der], &[]);
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
     let (server, client) = connect(&acceptor, client, "localhost")
         .await
         .unwrap_or_else(|e| panic!("{backend} with a {} certificate: {e}", kind.name()));
-    assert_eq!(server.info().version, "TLSv1.3");
+    let expected = backend
+        .reports_parameters()
+        .then(|| newest_name(backend).to_owned());
+    assert_eq!(server.info().version, expected, "{backend}");
     assert_eq!(
         client.get_ref().1.peer_certificates().map(|c| c[0].clone()),
         Some(cert.der.clone())
@@ -317,6 +343,9 @@ async fn second_connection_resumes_only_when_enabled(
     #[values(TlsVersion::Tls13, TlsVersion::Tls12)] version: TlsVersion,
     #[values(true, false)] session_resumption: bool,
 ) {
+    if !backend.speaks(version) || (backend == Backend::NativeTls && !session_resumption) {
+        return; // refused at build: native_tls_refuses_what_it_cannot_do
+    }
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let settings = TlsSettings {
@@ -329,12 +358,22 @@ async fn second_connection_resumes_only_when_enabled(
         TlsVersion::Tls13 => client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]),
         TlsVersion::Tls12 => client_config(tls12_ecdsa_aes128_p256(), TLS12, &[&cert.der], &[]),
     };
+    // The server's own report where the backend gives one (native-tls does not).
+    let reported = |resumed: bool| backend.reports_parameters().then_some(resumed);
     // One client config: its session cache carries the ticket or session id over.
     let (server, first) = connect(&acceptor, client.clone(), "localhost")
         .await
         .unwrap();
-    assert!(!server.info().resumed);
-    assert_eq!(server.info().version, version.name());
+    assert_eq!(server.info().resumed, reported(false), "{backend}");
+    let wire = match version {
+        TlsVersion::Tls13 => rustls::ProtocolVersion::TLSv1_3,
+        TlsVersion::Tls12 => rustls::ProtocolVersion::TLSv1_2,
+    };
+    assert_eq!(
+        first.get_ref().1.protocol_version(),
+        Some(wire),
+        "{backend}"
+    );
     // The exchange makes the client read (and store) any TLS 1.3 tickets sent after the
     // handshake.
     ping_pong(server, first).await;
@@ -342,21 +381,28 @@ async fn second_connection_resumes_only_when_enabled(
         let (server, again) = connect(&acceptor, client.clone(), "localhost")
             .await
             .unwrap();
-        assert_eq!(
-            server.info().resumed,
-            session_resumption,
+        let what = format!(
             "{backend} {}, connection {}: resumption {}",
             version.name(),
             i + 2,
             if session_resumption { "on" } else { "off" }
         );
+        assert_eq!(
+            server.info().resumed,
+            reported(session_resumption),
+            "{what}"
+        );
+        // The client knows whatever the backend says: native-tls's resumption is seen here.
+        let kind = again.get_ref().1.handshake_kind();
+        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, session_resumption, "{what}: client saw {kind:?}");
         ping_pong(server, again).await;
     }
 }
 
 // ---- SNI -----------------------------------------------------------------------------
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn sni_picks_the_certificate(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +445,7 @@ async fn sni_picks_the_certificate(backend: Backend) {
     ping_pong(server, client).await;
 }
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn strict_sni_refuses_unknown_names(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -438,7 +484,7 @@ async fn strict_sni_refuses_unknown_names(backend: Backend) {
 
 // ---- mutual TLS ----------------------------------------------------------------------
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn required_client_auth_accepts_only_certificates_from_the_ca(
     backend: Backend,
@@ -466,7 +512,12 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     // A resumed session still knows its client: logs and PROXY TLVs must not lose the CN.
     let (server, client) = connect(&acceptor, good, "localhost").await.unwrap();
     let info = server.info();
-    assert!(info.resumed, "{backend} {}: not resumed", version.name());
+    assert_eq!(
+        info.resumed,
+        Some(true),
+        "{backend} {}: not resumed",
+        version.name()
+    );
     assert_eq!(
         info.client_cert,
         Some(ClientCertInfo {
@@ -499,7 +550,7 @@ async fn required_client_auth_accepts_only_certificates_from_the_ca(
     );
 }
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
     backend: Backend,
@@ -553,7 +604,7 @@ async fn optional_client_auth_accepts_none_but_verifies_what_is_sent(
 
 /// Client verification must not depend on which certificate SNI picked (OpenSSL switches
 /// the whole context in its servername callback).
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 #[tokio::test]
 async fn client_auth_applies_to_sni_selected_certificates(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -599,6 +650,9 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
     backend: Backend,
     #[values(false, true)] mutual: bool,
 ) {
+    if mutual && backend == Backend::NativeTls {
+        return; // no mutual TLS: native_tls_refuses_what_it_cannot_do
+    }
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let ca = TestCa::new(dir.path(), "ca");
@@ -608,7 +662,12 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
         build_acceptor(backend, &cert.set())
     };
     // Trusted, but for another name: the client sends a bad_certificate alert.
-    let client = mtls_client(TlsVersion::Tls13, &cert, Some(ca.issue("client-1")));
+    let version = if backend.speaks(TlsVersion::Tls13) {
+        TlsVersion::Tls13
+    } else {
+        TlsVersion::Tls12
+    };
+    let client = mtls_client(version, &cert, Some(ca.issue("client-1")));
     match handshake(&acceptor, client, "wrong-name.test").await {
         (
             Err(TlsError::Handshake {
@@ -633,13 +692,18 @@ async fn client_refusing_the_server_certificate_is_not_a_client_certificate_refu
 async fn handshake_failures_carry_their_kind(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    // The client offers only TLS 1.3 with TLS_AES_128_GCM_SHA256: the server takes only
+    // AES-256 (native-tls, which cannot choose suites, has no TLS 1.3 to agree on).
+    let cipher_suites = match backend {
+        Backend::NativeTls => Vec::new(),
+        _ => vec!["TLS_AES_256_GCM_SHA384".into()],
+    };
     let settings = TlsSettings {
         backend,
-        cipher_suites: vec!["TLS_AES_256_GCM_SHA384".into()],
+        cipher_suites,
         ..TlsSettings::default()
     };
     let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
-    // The client offers only TLS_AES_128_GCM_SHA256.
     let client = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &[]);
     let (server, _) = handshake(&acceptor, client, "localhost").await;
     assert_kind(
@@ -656,7 +720,7 @@ async fn handshake_failures_carry_their_kind(backend: Backend) {
     assert_kind(cut_short, HandshakeErrorKind::PeerClosed, backend);
 }
 
-#[apply(every_backend)]
+#[apply(backends_with_every_option)]
 fn missing_or_empty_client_ca_is_refused_by_name(
     backend: Backend,
     #[values(true, false)] required: bool,
@@ -683,6 +747,166 @@ fn missing_or_empty_client_ca_is_refused_by_name(
         let name = ca.file_name().unwrap().to_string_lossy();
         assert!(err.contains(&*name), "{backend}: {err}");
     }
+}
+
+/// A client that closes TCP without close_notify (wrk and most HTTP clients do) ends its
+/// direction as an EOF on every backend, after all the data it sent: a clean one (both
+/// OpenSSL backends) or an `UnexpectedEof` error (rustls), which the relay reads as the
+/// client's EOF too, rather than a client error.
+#[apply(every_backend)]
+#[tokio::test]
+async fn a_close_without_close_notify_reads_as_eof(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
+    let (mut server, mut client) = connect(&acceptor, client, "localhost").await.unwrap();
+    client.write_all(b"last words").await.unwrap();
+    client.flush().await.unwrap();
+    drop(client.into_inner().0); // the transport closes; no close_notify was sent
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, server.read_to_end(&mut got))
+        .await
+        .expect("server read timed out");
+    match read {
+        Ok(n) => assert_eq!(n, 10, "{backend}"),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{backend}: {e}"),
+    }
+    assert_eq!(got, b"last words", "{backend}");
+}
+
+/// The server's shutdown sends close_notify and then shuts the transport (FIN): the relay
+/// relies on it to pass an upstream's EOF on to the client (tokio-native-tls sends only the
+/// close_notify; the seam adds the FIN).
+#[apply(every_backend)]
+#[tokio::test]
+async fn server_shutdown_sends_close_notify_then_fin(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
+    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    server.shutdown().await.unwrap();
+    let (mut transport, _) = client.into_inner();
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, transport.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{backend}: no FIN after close_notify"))
+        .unwrap();
+    // The close_notify came before the FIN (encrypted in TLS 1.3, so not told apart here
+    // from the tickets that may precede it; ping_pong checks the client reads it as EOF).
+    assert!(!rest.is_empty(), "{backend}: a FIN but no close_notify");
+}
+
+// ---- native-tls: what it cannot do is refused, what it does is checked ----------------
+
+/// Each option native-tls cannot honour stops the build with the option's name and the
+/// backend's, never a server that quietly runs without it.
+#[rstest]
+#[case::min_version_1_3("min_version")]
+#[case::cipher_suites("cipher_suites")]
+#[case::kx_groups("kx_groups")]
+#[case::sni_certificates("sni")]
+#[case::strict_sni("strict_sni")]
+#[case::client_ca("client_ca")]
+#[case::session_resumption_off("session_resumption")]
+fn native_tls_refuses_what_it_cannot_do(#[case] option: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let other = Cert::new(&dir, "other", KeyKind::EcdsaP256, &["other.test"]);
+    let ca = TestCa::new(dir.path(), "ca");
+    let mut settings = TlsSettings {
+        backend: Backend::NativeTls,
+        ..TlsSettings::default()
+    };
+    let mut set = cert.set();
+    match option {
+        "min_version" => settings.min_version = TlsVersion::Tls13,
+        "cipher_suites" => settings.cipher_suites = vec!["TLS_AES_128_GCM_SHA256".into()],
+        "kx_groups" => settings.kx_groups = vec!["X25519".into()],
+        "sni" => set.by_sni.push(("other.test".into(), other.paths.clone())),
+        "strict_sni" => set.strict_sni = true,
+        "client_ca" => {
+            settings.client_auth = Some(ClientAuth {
+                ca: ca.path.clone(),
+                required: false,
+            })
+        }
+        "session_resumption" => settings.session_resumption = false,
+        other => panic!("no case for {other}"),
+    }
+    match Acceptor::build(&settings, &set) {
+        Ok(_) => panic!("native-tls built with {option}"),
+        Err(e @ TlsError::Unsupported { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(option), "{msg}");
+            assert!(msg.contains("native-tls"), "{msg}");
+        }
+        Err(other) => panic!("{option}: not a refusal: {other}"),
+    }
+}
+
+/// native-tls's server speaks TLS 1.2 only (its Mozilla "intermediate" profile turns 1.3
+/// off), prefers ChaCha20-Poly1305 (that profile's order), resumes by default (OpenSSL's
+/// tickets), negotiates ALPN, and reports ALPN alone.
+#[tokio::test]
+async fn native_tls_speaks_tls12_with_its_own_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        backend: Backend::NativeTls,
+        alpn: vec!["h2".into(), "http/1.1".into()],
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+
+    let tls13_only = client_config(tls13_aes128_x25519(), TLS13, &[&cert.der], &["http/1.1"]);
+    let (server, _) = handshake(&acceptor, tls13_only, "localhost").await;
+    assert_kind(
+        server.err(),
+        HandshakeErrorKind::NoSharedParameters,
+        Backend::NativeTls,
+    );
+
+    let both = client_config(
+        aws_lc_rs::default_provider(),
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+        &[&cert.der],
+        &["http/1.1", "h2"],
+    );
+    let (server, client) = connect(&acceptor, both, "localhost").await.unwrap();
+    let conn = client.get_ref().1;
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)
+    );
+    assert_eq!(
+        conn.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "server's order wins"
+    );
+    assert_eq!(
+        server.info(),
+        HandshakeInfo {
+            alpn: Some("h2".into()),
+            ..HandshakeInfo::default()
+        }
+    );
+    ping_pong(server, client).await;
 }
 
 // ---- helpers -------------------------------------------------------------------------
@@ -736,6 +960,24 @@ fn build_acceptor(backend: Backend, set: &CertSet) -> Acceptor {
 
 const TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
 const TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// The newest version `backend` speaks, as the client's only offer.
+fn newest(backend: Backend) -> &'static [&'static SupportedProtocolVersion] {
+    if backend.speaks(TlsVersion::Tls13) {
+        TLS13
+    } else {
+        TLS12
+    }
+}
+
+/// The name of [`newest`] as the seam reports it.
+fn newest_name(backend: Backend) -> &'static str {
+    if backend.speaks(TlsVersion::Tls13) {
+        TlsVersion::Tls13.name()
+    } else {
+        TlsVersion::Tls12.name()
+    }
+}
 
 /// A client that can only agree to TLS_AES_128_GCM_SHA256 over X25519.
 fn tls13_aes128_x25519() -> CryptoProvider {

@@ -33,6 +33,7 @@ impl Target {
     pub const HTTPS_AWS_LC: Target = Target::Https(Backend::RustlsAwsLc);
     pub const HTTPS_RING: Target = Target::Https(Backend::RustlsRing);
     pub const HTTPS_OPENSSL: Target = Target::Https(Backend::Openssl);
+    pub const HTTPS_NATIVE_TLS: Target = Target::Https(Backend::NativeTls);
 
     fn mode(self) -> &'static str {
         match self {
@@ -377,6 +378,11 @@ impl Client {
     pub async fn write(&mut self, raw: &[u8]) -> io::Result<()> {
         self.wr.write_all(raw).await?;
         self.wr.flush().await
+    }
+
+    /// Shuts the write side (FIN): the server reads EOF, whatever it was waiting for.
+    pub async fn close_write(&mut self) -> io::Result<()> {
+        self.wr.shutdown().await
     }
 
     /// Asserts the server closes the connection (EOF, or a reset / TLS EOF error) without

@@ -48,7 +48,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// How long a server may take to print its `listening on` line.
     pub ready_timeout: Duration,
-    /// TLS backends; the rustls configs run once per rustls flavour listed here.
+    /// TLS backends; the rustls configs run once per rustls flavour listed here (the
+    /// openssl and native-tls configs run their own backend whatever this says).
     pub tls_backends: Vec<Backend>,
     pub cert_type: CertType,
     pub tls_version: TlsVersion,
@@ -194,6 +195,13 @@ impl Plan {
                         .collect::<Vec<_>>()
                 );
             }
+            if self.variants().is_empty() {
+                let why: Vec<String> = self.skipped_configs().into_iter().map(|(_, l)| l).collect();
+                bail!(
+                    "--configs / configs: nothing left to run: {}",
+                    why.join("; ")
+                );
+            }
         }
         if let Some(target) = &self.target {
             check_target(target).context("--target / target")?;
@@ -205,22 +213,46 @@ impl Plan {
         self.tls_backends
             .iter()
             .copied()
-            .filter(|b| *b != Backend::Openssl)
+            .filter(|b| matches!(b, Backend::RustlsAwsLc | Backend::RustlsRing))
+            .collect()
+    }
+
+    /// The configs of the plan whose backend cannot speak its TLS version (native-tls and
+    /// TLS 1.3), each with the line a run prints and records in meta.json's `skipped`:
+    /// [`Plan::variants`] leaves them out, rather than measure a wall of failed handshakes.
+    pub fn skipped_configs(&self) -> Vec<(ConfigName, String)> {
+        self.configs
+            .iter()
+            .filter_map(|&config| {
+                let backend = config.fixed_backend()?;
+                (!backend.speaks(self.tls_version)).then(|| {
+                    let line = format!(
+                        "skipping {config}: the {backend} backend cannot speak {}; \
+                         run it with --tls-version 1.2",
+                        self.tls_version.name()
+                    );
+                    (config, line)
+                })
+            })
             .collect()
     }
 
     /// Every variant in run order; the rustls configs expand to one per rustls flavour.
     pub fn variants(&self) -> Vec<Variant> {
+        let skipped: Vec<ConfigName> = self.skipped_configs().into_iter().map(|(c, _)| c).collect();
         let mut out = Vec::new();
-        for &config in &self.configs {
+        for &config in self.configs.iter().filter(|c| !skipped.contains(c)) {
             match config {
                 ConfigName::Http | ConfigName::Relay => out.push(Variant {
                     config,
                     backend: None,
                 }),
-                ConfigName::HttpsOpenssl | ConfigName::ProxyOpenssl => out.push(Variant {
+                ConfigName::HttpsOpenssl
+                | ConfigName::ProxyOpenssl
+                | ConfigName::HttpsNativeTls
+                | ConfigName::ProxyNativeTls => out.push(Variant {
                     config,
-                    backend: Some(Backend::Openssl),
+                    backend: config.fixed_backend(),
                 }),
                 ConfigName::HttpsRustls | ConfigName::ProxyRustls => {
                     out.extend(self.rustls_backends().into_iter().map(|b| Variant {
@@ -558,6 +590,44 @@ mod tests {
         };
         let plan = Plan::resolve(None, cli).unwrap();
         assert_eq!(plan.variants().len(), 1);
+    }
+
+    #[test]
+    fn native_tls_configs_run_with_tls12_and_are_skipped_with_a_line_for_tls13() {
+        let configs = vec![ConfigPick::One(ConfigName::ProxyOpenssl)]
+            .into_iter()
+            .chain([ConfigName::HttpsNativeTls, ConfigName::ProxyNativeTls].map(ConfigPick::One))
+            .collect();
+        let cli = Overrides {
+            configs: Some(configs),
+            tls_version: Some(TlsVersion::Tls12),
+            ..Overrides::default()
+        };
+        let plan = Plan::resolve(None, cli.clone()).unwrap();
+        let backends: Vec<_> = plan.variants().iter().map(|v| v.backend).collect();
+        let native = Some(Backend::NativeTls);
+        assert_eq!(backends, [Some(Backend::Openssl), native, native]);
+        assert!(plan.skipped_configs().is_empty());
+
+        let plan = Plan {
+            tls_version: TlsVersion::Tls13,
+            ..plan
+        };
+        assert_eq!(plan.variants().len(), 1);
+        let lines: Vec<_> = plan.skipped_configs().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].contains("proxy-native-tls"), "{lines:?}");
+        assert!(lines[1].contains("TLSv1.3"), "{lines:?}");
+
+        // Nothing left to run is an error that says why.
+        let only_native = Overrides {
+            configs: Some(vec![ConfigPick::One(ConfigName::ProxyNativeTls)]),
+            tls_version: Some(TlsVersion::Tls13),
+            ..Overrides::default()
+        };
+        let err = Plan::resolve(None, only_native).unwrap_err().to_string();
+        assert!(err.contains("proxy-native-tls"), "{err}");
+        assert!(err.contains("--tls-version 1.2"), "{err}");
     }
 
     #[test]

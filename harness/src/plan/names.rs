@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use anyhow::bail;
 use proxy::tls::selfsigned::KeyKind;
+use proxy::tls::Backend;
 
 use super::overrides::dedup;
 
@@ -116,10 +117,15 @@ pub enum ConfigName {
     HttpsRustls,
     /// echo-server terminates TLS itself with OpenSSL.
     HttpsOpenssl,
+    /// echo-server terminates TLS itself with native-tls (on the same OpenSSL; TLS 1.2 only).
+    HttpsNativeTls,
     /// our proxy terminates TLS with rustls -> echo-server on a Unix socket.
     ProxyRustls,
     /// our proxy terminates TLS with OpenSSL -> echo-server on a Unix socket.
     ProxyOpenssl,
+    /// our proxy terminates TLS with native-tls (the original experiment's stack; TLS 1.2
+    /// only) -> echo-server on a Unix socket.
+    ProxyNativeTls,
     /// HAProxy terminates TLS -> the same Unix-socket echo-server.
     Haproxy,
     /// HAProxy built on AWS-LC (as HAProxy's own images ship it; `peers install` builds it).
@@ -135,13 +141,15 @@ pub enum ConfigName {
 impl ConfigName {
     /// Every config, ours first; `all` on the command line (peers that are not installed
     /// are skipped when the run starts).
-    pub const ALL: [ConfigName; 11] = [
+    pub const ALL: [ConfigName; 13] = [
         ConfigName::Http,
         ConfigName::Relay,
         ConfigName::HttpsRustls,
         ConfigName::HttpsOpenssl,
+        ConfigName::HttpsNativeTls,
         ConfigName::ProxyRustls,
         ConfigName::ProxyOpenssl,
+        ConfigName::ProxyNativeTls,
         ConfigName::Haproxy,
         ConfigName::HaproxyAwslc,
         ConfigName::Nginx,
@@ -150,13 +158,15 @@ impl ConfigName {
     ];
 
     /// Ours: the configs that need no third-party program.
-    pub const OURS: [ConfigName; 6] = [
+    pub const OURS: [ConfigName; 8] = [
         ConfigName::Http,
         ConfigName::Relay,
         ConfigName::HttpsRustls,
         ConfigName::HttpsOpenssl,
+        ConfigName::HttpsNativeTls,
         ConfigName::ProxyRustls,
         ConfigName::ProxyOpenssl,
+        ConfigName::ProxyNativeTls,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,8 +175,10 @@ impl ConfigName {
             ConfigName::Relay => "relay",
             ConfigName::HttpsRustls => "https-rustls",
             ConfigName::HttpsOpenssl => "https-openssl",
+            ConfigName::HttpsNativeTls => "https-native-tls",
             ConfigName::ProxyRustls => "proxy-rustls",
             ConfigName::ProxyOpenssl => "proxy-openssl",
+            ConfigName::ProxyNativeTls => "proxy-native-tls",
             ConfigName::Haproxy => "haproxy",
             ConfigName::HaproxyAwslc => "haproxy-awslc",
             ConfigName::Nginx => "nginx",
@@ -189,13 +201,31 @@ impl ConfigName {
         !matches!(self, ConfigName::Http | ConfigName::Relay)
     }
 
+    /// The one backend an `https-*` or `proxy-*` config runs, for those not run once per
+    /// rustls flavour.
+    pub fn fixed_backend(self) -> Option<Backend> {
+        match self {
+            ConfigName::HttpsOpenssl | ConfigName::ProxyOpenssl => Some(Backend::Openssl),
+            ConfigName::HttpsNativeTls | ConfigName::ProxyNativeTls => Some(Backend::NativeTls),
+            _ => None,
+        }
+    }
+
+    /// The echo-server terminates TLS itself (`https-*`), no proxy in front.
+    pub fn echo_terminates(self) -> bool {
+        matches!(
+            self,
+            ConfigName::HttpsRustls | ConfigName::HttpsOpenssl | ConfigName::HttpsNativeTls
+        )
+    }
+
     /// The config that moves the same bytes over the same path without TLS: the relay for
     /// a terminator in front of the echo-server, plain HTTP for the echo-server doing TLS
     /// itself. A config's TLS tax is its CPU per request minus its floor's.
     pub fn no_tls_floor(self) -> Option<ConfigName> {
         match self {
             ConfigName::Http | ConfigName::Relay => None,
-            ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => Some(ConfigName::Http),
+            https if https.echo_terminates() => Some(ConfigName::Http),
             _ => Some(ConfigName::Relay),
         }
     }

@@ -34,9 +34,10 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "parsed")]
     pub scenario: Option<Scenario>,
-    /// Configs, comma-separated: http, https-rustls, https-openssl, proxy-rustls,
-    /// proxy-openssl, haproxy, nginx, hitch, stunnel, or all (peers that are not installed
-    /// are skipped with the Debian package to install).
+    /// Configs, comma-separated: http, relay, https-rustls, https-openssl, https-native-tls,
+    /// proxy-rustls, proxy-openssl, proxy-native-tls, haproxy, haproxy-awslc, nginx, hitch,
+    /// stunnel, or all (peers that are not installed are skipped with the Debian package to
+    /// install; the native-tls ones, TLS 1.2 only, are skipped with --tls-version 1.3).
     #[arg(long, value_delimiter = ',')]
     #[serde(default, deserialize_with = "configs")]
     pub configs: Option<Vec<ConfigPick>>,
@@ -74,8 +75,8 @@ pub struct Overrides {
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub ready_timeout: Option<Duration>,
-    /// TLS backends, comma-separated (rustls-aws-lc, rustls-ring, openssl): the rustls
-    /// configs run once per rustls flavour listed.
+    /// TLS backends, comma-separated (rustls-aws-lc, rustls-ring, openssl, native-tls): the
+    /// rustls configs run once per rustls flavour listed.
     #[arg(long, value_delimiter = ',', value_parser = parse_backend)]
     #[serde(default, deserialize_with = "backends")]
     pub tls_backends: Option<Vec<Backend>>,
@@ -227,7 +228,7 @@ fn parse_backends(items: &[String]) -> anyhow::Result<Vec<Backend>> {
         .map(|s| parse_backend(s.trim()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if backends.is_empty() {
-        bail!("no TLS backend given; backends: rustls-aws-lc, rustls-ring, openssl");
+        bail!("no TLS backend given; backends: {}", backend_names());
     }
     Ok(backends)
 }
@@ -236,9 +237,11 @@ fn parse_backend(s: &str) -> anyhow::Result<Backend> {
     Backend::ALL
         .into_iter()
         .find(|b| b.name() == s)
-        .with_context(|| {
-            format!("unknown TLS backend {s:?}; backends: rustls-aws-lc, rustls-ring, openssl")
-        })
+        .with_context(|| format!("unknown TLS backend {s:?}; backends: {}", backend_names()))
+}
+
+fn backend_names() -> String {
+    Backend::ALL.map(Backend::name).join(", ")
 }
 
 fn parse_tls_version(s: &str) -> anyhow::Result<TlsVersion> {

@@ -90,7 +90,11 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
     let split =
         CpuSplit::resolve(&mask, plan.server_cpus.as_ref(), plan.client_cpus.as_ref()).setup()?;
     let host = Host::probe(mask);
-    let (peers, skipped) = find_peers(&mut plan).setup()?;
+    let (peers, mut skipped) = find_peers(&mut plan).setup()?;
+    for (_, line) in plan.skipped_configs() {
+        eprintln!("harness: {line}");
+        skipped.push(line);
+    }
     // Idle connections need a descriptor each in the load generator and two in a proxy
     // (client and upstream): raise the limit every child inherits, and hold fewer
     // connections when even the raised limit cannot carry them.

@@ -95,14 +95,16 @@ pub fn for_variant(variant: &Variant, inputs: &Inputs<'_>) -> Recipe {
             echo(inputs, "http", LOOPBACK_ANY_PORT.into(), Vec::new()),
             "http",
         ),
-        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl => {
+        ConfigName::HttpsRustls | ConfigName::HttpsOpenssl | ConfigName::HttpsNativeTls => {
             let listen = LOOPBACK_ANY_PORT.into();
             alone(
                 echo(inputs, "https", listen, tls_args(inputs, backend)),
                 "https",
             )
         }
-        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl => proxied(inputs, Some(backend)),
+        ConfigName::ProxyRustls | ConfigName::ProxyOpenssl | ConfigName::ProxyNativeTls => {
+            proxied(inputs, Some(backend))
+        }
         ConfigName::Relay => proxied(inputs, None),
         peer @ (ConfigName::Haproxy
         | ConfigName::HaproxyAwslc

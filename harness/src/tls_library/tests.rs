@@ -93,7 +93,19 @@ fn our_version_text_names_each_backend() {
         some("rustls 0.23.46 + ring 0.17.14")
     );
     assert_eq!(ours(text, Backend::Openssl), some("OpenSSL 3.6.3"));
+    assert_eq!(
+        ours(text, Backend::NativeTls),
+        some("native-tls 0.2.18 + OpenSSL 3.6.3")
+    );
     assert_eq!(ours("proxy 0.1.0\n", Backend::Openssl), None);
+    assert_eq!(
+        ours(
+            "native-tls backend: native-tls 0.2.18\n",
+            Backend::NativeTls
+        ),
+        None,
+        "no OpenSSL named"
+    );
 }
 
 #[test]
@@ -180,6 +192,15 @@ fn each_variant_gets_its_terminators_library() {
     assert_eq!(
         of(ConfigName::HttpsRustls, Some(Backend::RustlsAwsLc)),
         UNKNOWN
+    );
+    assert_eq!(
+        of(ConfigName::ProxyNativeTls, Some(Backend::NativeTls)),
+        "native-tls 0.2.18 + OpenSSL 3.6.3"
+    );
+    assert_eq!(
+        of(ConfigName::HttpsNativeTls, Some(Backend::NativeTls)),
+        UNKNOWN,
+        "the echo-server's own line, which this one lacks"
     );
     assert_eq!(
         ours.to_json(false)["rustls-aws-lc"],

@@ -370,7 +370,7 @@ async fn accept_and_serve(tcp: tokio::net::TcpStream, state: &State, pending: &m
         Some(acceptor) => {
             if let Ok(tls) = acceptor.accept(tcp).await {
                 state.counters.handshakes.fetch_add(1, Ordering::SeqCst);
-                if tls.info().resumed {
+                if tls.info().resumed == Some(true) {
                     state.counters.resumed.fetch_add(1, Ordering::SeqCst);
                 }
                 serve(tls, state, pending).await;

@@ -3,12 +3,13 @@
 //! The proxy and the echo-server's HTTPS mode both call [`Acceptor::build`] and
 //! [`Acceptor::accept`], so "the backend does TLS itself" and "the proxy does TLS" differ only
 //! by the proxy hop. Each library lives in its own module ([`rustls`](self::rustls),
-//! [`openssl`](self::openssl)) exporting the same names: `build(&TlsSettings, &LoadedCerts)`,
-//! an acceptor type with `accept`, and `info(&stream)`.
+//! [`openssl`](self::openssl), [`native_tls`](self::native_tls)) exporting the same names:
+//! `build(&TlsSettings, &LoadedCerts)`, an acceptor type with `accept`, and `info(&stream)`.
 //!
 //! Options a backend cannot honour are refused with [`TlsError::Unsupported`], never ignored:
 //! a comparison between backends is only fair when both really run the parameters asked for.
 
+pub mod native_tls;
 pub mod openssl;
 pub mod rustls;
 pub mod selfsigned;
@@ -34,6 +35,9 @@ pub enum Backend {
     RustlsRing,
     /// The system OpenSSL (libssl), through the `openssl` crate.
     Openssl,
+    /// The same OpenSSL through `native-tls` (the original experiment's stack): TLS 1.2
+    /// only, and fewer options (see [`native_tls`](self::native_tls)).
+    NativeTls,
 }
 
 impl Backend {
@@ -43,16 +47,33 @@ impl Backend {
             Backend::RustlsAwsLc => "rustls-aws-lc",
             Backend::RustlsRing => "rustls-ring",
             Backend::Openssl => "openssl",
+            Backend::NativeTls => "native-tls",
         }
     }
 
     /// Every backend, for tests and sweeps that cover them all.
-    pub const ALL: [Backend; 3] = [Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl];
+    pub const ALL: [Backend; 4] = [
+        Backend::RustlsAwsLc,
+        Backend::RustlsRing,
+        Backend::Openssl,
+        Backend::NativeTls,
+    ];
+
+    /// Whether this backend can speak `version` (native-tls's server cannot speak TLS 1.3).
+    pub fn speaks(self, version: TlsVersion) -> bool {
+        self != Backend::NativeTls || version == TlsVersion::Tls12
+    }
+
+    /// Whether [`TlsStream::info`] reports the negotiated version, cipher suite, group, SNI
+    /// and resumption (native-tls does not expose them; its fields are `None`).
+    pub fn reports_parameters(self) -> bool {
+        self != Backend::NativeTls
+    }
 
     /// The TLS library this backend runs: for rustls the crates compiled in, with the
     /// versions the workspace's Cargo.lock pins (see build.rs), e.g.
     /// `rustls 0.23.46 + aws-lc-rs 1.19.0`; for openssl the libssl loaded at run time,
-    /// which only the library itself knows.
+    /// which only the library itself knows; for native-tls both, its crate's version first.
     pub fn library(self) -> String {
         let rustls = env!("TLS_OFF_RUSTLS_VERSION");
         match self {
@@ -66,6 +87,7 @@ impl Backend {
                 format!("rustls {rustls} + ring {}", env!("TLS_OFF_RING_VERSION"))
             }
             Backend::Openssl => openssl::linked_library(),
+            Backend::NativeTls => native_tls::library(),
         }
     }
 }
@@ -185,19 +207,23 @@ impl Default for TlsSettings {
     }
 }
 
-/// What a handshake settled on, the same fields for every backend.
+/// What a handshake settled on, the same fields for every backend. `None` in `version`,
+/// `cipher_suite`, `kx_group` and `resumed` means "not reported by this backend" (native-tls
+/// reports none of them): it is shown as such (`-` in logs, `other` in metrics, no TLV in
+/// PROXY headers), never as a guess.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HandshakeInfo {
     /// `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
+    pub version: Option<String>,
     /// IANA name, e.g. `TLS_AES_128_GCM_SHA256`.
-    pub cipher_suite: String,
-    /// e.g. `X25519`, `secp256r1`; `None` where the backend does not say.
+    pub cipher_suite: Option<String>,
+    /// e.g. `X25519`, `secp256r1`.
     pub kx_group: Option<String>,
     pub alpn: Option<String>,
+    /// The name the client asked for; also `None` where the backend does not say (native-tls).
     pub sni: Option<String>,
     /// The client resumed an earlier session (ticket or session id).
-    pub resumed: bool,
+    pub resumed: Option<bool>,
     /// The client's certificate, with mutual TLS.
     pub client_cert: Option<ClientCertInfo>,
 }
@@ -439,6 +465,7 @@ pub struct Acceptor {
 enum AcceptorInner {
     Rustls(self::rustls::Acceptor),
     Openssl(self::openssl::Acceptor),
+    NativeTls(self::native_tls::Acceptor),
 }
 
 impl fmt::Debug for Acceptor {
@@ -463,6 +490,9 @@ impl Acceptor {
                 AcceptorInner::Rustls(self::rustls::build(settings, certs)?)
             }
             Backend::Openssl => AcceptorInner::Openssl(self::openssl::build(settings, certs)?),
+            Backend::NativeTls => {
+                AcceptorInner::NativeTls(self::native_tls::build(settings, certs)?)
+            }
         };
         Ok(Acceptor { inner })
     }
@@ -471,6 +501,7 @@ impl Acceptor {
         match &self.inner {
             AcceptorInner::Rustls(a) => a.backend(),
             AcceptorInner::Openssl(_) => Backend::Openssl,
+            AcceptorInner::NativeTls(_) => Backend::NativeTls,
         }
     }
 
@@ -482,6 +513,7 @@ impl Acceptor {
         match &self.inner {
             AcceptorInner::Rustls(a) => a.accept(io).await.map(TlsStream::Rustls),
             AcceptorInner::Openssl(a) => a.accept(io).await.map(TlsStream::Openssl),
+            AcceptorInner::NativeTls(a) => a.accept(io).await.map(TlsStream::NativeTls),
         }
     }
 }
@@ -494,14 +526,19 @@ impl Acceptor {
 pub enum TlsStream<IO> {
     Rustls(tokio_rustls::server::TlsStream<IO>),
     Openssl(tokio_openssl::SslStream<IO>),
+    NativeTls(tokio_native_tls::TlsStream<IO>),
 }
 
 impl<IO> TlsStream<IO> {
     /// The negotiated parameters.
-    pub fn info(&self) -> HandshakeInfo {
+    pub fn info(&self) -> HandshakeInfo
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         match self {
             TlsStream::Rustls(s) => self::rustls::info(s),
             TlsStream::Openssl(s) => self::openssl::info(s),
+            TlsStream::NativeTls(s) => self::native_tls::info(s),
         }
     }
 
@@ -510,6 +547,7 @@ impl<IO> TlsStream<IO> {
         match self {
             TlsStream::Rustls(s) => s.get_ref().0,
             TlsStream::Openssl(s) => s.get_ref(),
+            TlsStream::NativeTls(s) => s.get_ref().get_ref().get_ref(),
         }
     }
 }
@@ -523,6 +561,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_read(cx, buf),
             TlsStream::Openssl(s) => Pin::new(s).poll_read(cx, buf),
+            TlsStream::NativeTls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -536,6 +575,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_write(cx, buf),
             TlsStream::Openssl(s) => Pin::new(s).poll_write(cx, buf),
+            TlsStream::NativeTls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -547,6 +587,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             TlsStream::Openssl(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            TlsStream::NativeTls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -554,6 +595,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         match self {
             TlsStream::Rustls(s) => s.is_write_vectored(),
             TlsStream::Openssl(s) => s.is_write_vectored(),
+            TlsStream::NativeTls(s) => s.is_write_vectored(),
         }
     }
 
@@ -561,6 +603,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_flush(cx),
             TlsStream::Openssl(s) => Pin::new(s).poll_flush(cx),
+            TlsStream::NativeTls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -569,6 +612,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_shutdown(cx),
             TlsStream::Openssl(s) => Pin::new(s).poll_shutdown(cx),
+            // tokio-native-tls sends close_notify only; the FIN is ours to send.
+            TlsStream::NativeTls(s) => {
+                std::task::ready!(Pin::new(&mut *s).poll_shutdown(cx))?;
+                Pin::new(s.get_mut().get_mut().get_mut()).poll_shutdown(cx)
+            }
         }
     }
 }

@@ -1,17 +1,20 @@
 //! The OpenSSL backend: libssl through the `openssl` and `tokio-openssl` crates; by default
 //! an OpenSSL 3.x built with the workspace (`vendored`), the host's with OPENSSL_NO_VENDOR=1.
 //!
-//! Why not native-tls (the original design's choice): native-tls has no server-side ALPN,
-//! no way to pick cipher suites or key-exchange groups, and no control over session
-//! resumption. Each of those is an option this project must either honour or refuse, and
-//! refusing them for OpenSSL would make the backend comparison meaningless. The `openssl`
-//! crate drives the same library with those knobs exposed.
+//! Why this and not only native-tls (the original experiment's choice, kept as its own
+//! backend in [`native_tls`](super::native_tls)): native-tls's server runs TLS 1.2 only,
+//! cannot pick cipher suites or key-exchange groups, serve per-SNI certificates, ask for
+//! client certificates or turn session resumption off, and reports nothing of what it
+//! negotiated but ALPN. Each of those is an option this project must honour or refuse, and
+//! refusing them all for OpenSSL would make the backend comparison meaningless. The
+//! `openssl` crate drives the same library with those knobs exposed.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::raw::c_int;
 use std::pin::Pin;
 
+use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
 use openssl::ssl::SslVerifyMode;
 use openssl::ssl::{
@@ -105,17 +108,16 @@ pub fn build(settings: &TlsSettings, certs: &LoadedCerts) -> Result<Acceptor, Tl
 pub fn info<IO>(stream: &tokio_openssl::SslStream<IO>) -> HandshakeInfo {
     let ssl = stream.ssl();
     HandshakeInfo {
-        version: ssl.version_str().to_string(),
+        version: Some(ssl.version_str().to_string()),
         cipher_suite: ssl
             .current_cipher()
-            .map(|c| canonical_suite(c.standard_name().unwrap_or(c.name())))
-            .unwrap_or_default(),
+            .map(|c| canonical_suite(c.standard_name().unwrap_or(c.name()))),
         kx_group: negotiated_group(ssl),
         alpn: ssl
             .selected_alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         sni: ssl.servername(NameType::HOST_NAME).map(str::to_owned),
-        resumed: ssl.session_reused(),
+        resumed: Some(ssl.session_reused()),
         client_cert: ssl.peer_certificate().map(|cert| ClientCertInfo {
             verified: ssl.verify_result() == X509VerifyResult::OK,
             subject_cn: cert.to_der().ok().and_then(|der| subject_cn(&der)),
@@ -131,28 +133,14 @@ fn handshake_error(e: &openssl::ssl::Error, ssl: &SslRef) -> TlsError {
     if verify != X509VerifyResult::OK {
         return TlsError::ClientCertificate(format!("{e}: {}", verify.error_string()));
     }
-    // The reasons libssl gave, innermost first (other libraries' entries say less).
-    let reasons: Vec<c_int> = e
-        .ssl_error()
-        .map(|stack| {
-            stack
-                .errors()
-                .iter()
-                .filter(|err| err.library_code() == reason::ERR_LIB_SSL)
-                .map(openssl::error::Error::reason_code)
-                .collect()
-        })
-        .unwrap_or_default();
+    let reasons = e.ssl_error().map(ssl_reasons).unwrap_or_default();
     if reasons.contains(&reason::PEER_DID_NOT_RETURN_A_CERTIFICATE) {
         return TlsError::ClientCertificate(e.to_string());
     }
     let kind = if let Some(io) = e.io_error() {
         HandshakeErrorKind::of_io(io)
     } else if e.code() == ErrorCode::SSL {
-        reasons
-            .iter()
-            .find_map(|&r| reason::kind(r))
-            .unwrap_or(HandshakeErrorKind::Protocol)
+        kind_of_reasons(&reasons)
     } else if e.code() == ErrorCode::SYSCALL || e.code() == ErrorCode::ZERO_RETURN {
         // SYSCALL without an I/O error is an EOF (OpenSSL 1.1); ZERO_RETURN a close_notify.
         HandshakeErrorKind::PeerClosed
@@ -163,6 +151,31 @@ fn handshake_error(e: &openssl::ssl::Error, ssl: &SslRef) -> TlsError {
         kind,
         detail: e.to_string(),
     }
+}
+
+/// The reasons libssl gave, innermost first (other libraries' entries say less).
+fn ssl_reasons(stack: &ErrorStack) -> Vec<c_int> {
+    stack
+        .errors()
+        .iter()
+        .filter(|err| err.library_code() == reason::ERR_LIB_SSL)
+        .map(openssl::error::Error::reason_code)
+        .collect()
+}
+
+/// The kind of a failure libssl reported with these reasons: the first one sorted in
+/// [`reason::kind`], else a protocol error.
+fn kind_of_reasons(reasons: &[c_int]) -> HandshakeErrorKind {
+    reasons
+        .iter()
+        .find_map(|&r| reason::kind(r))
+        .unwrap_or(HandshakeErrorKind::Protocol)
+}
+
+/// The kind of a handshake failure that reached us only as libssl's error stack (the
+/// native-tls backend sees no more than that).
+pub(super) fn kind_of_stack(stack: &ErrorStack) -> HandshakeErrorKind {
+    kind_of_reasons(&ssl_reasons(stack))
 }
 
 fn context_builder(

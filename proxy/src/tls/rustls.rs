@@ -174,14 +174,10 @@ pub fn server_config(
 pub fn info<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> HandshakeInfo {
     let (_, conn) = stream.get_ref();
     HandshakeInfo {
-        version: conn
-            .protocol_version()
-            .map(version_name)
-            .unwrap_or_default(),
+        version: conn.protocol_version().map(version_name),
         cipher_suite: conn
             .negotiated_cipher_suite()
-            .map(|s| canonical_suite(s.suite().as_str().unwrap_or("unknown")))
-            .unwrap_or_default(),
+            .map(|s| canonical_suite(s.suite().as_str().unwrap_or("unknown"))),
         kx_group: conn
             .negotiated_key_exchange_group()
             .map(|g| canonical_group(g.name().as_str().unwrap_or("unknown"))),
@@ -189,7 +185,7 @@ pub fn info<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> HandshakeInfo {
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         sni: conn.server_name().map(str::to_owned),
-        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        resumed: Some(conn.handshake_kind() == Some(HandshakeKind::Resumed)),
         // rustls only completes a handshake whose client certificate verified.
         client_cert: conn
             .peer_certificates()
@@ -206,10 +202,10 @@ pub fn provider(backend: Backend) -> Result<CryptoProvider, TlsError> {
     match backend {
         Backend::RustlsAwsLc => Ok(rustls::crypto::aws_lc_rs::default_provider()),
         Backend::RustlsRing => Ok(rustls::crypto::ring::default_provider()),
-        Backend::Openssl => Err(TlsError::Unsupported {
+        Backend::Openssl | Backend::NativeTls => Err(TlsError::Unsupported {
             backend,
             option: "the rustls builder",
-            detail: "openssl is not a rustls provider".into(),
+            detail: format!("{backend} is not a rustls provider"),
         }),
     }
 }
