@@ -16,7 +16,9 @@ pub enum Preset {
     Smoke,
     /// The default: a few minutes on two cores.
     Quick,
-    /// The original experiment: 30 s runs, 5 iterations, 3000 connections, one client thread.
+    /// The original experiment: http, https and the proxy in front of a Unix-socket echo,
+    /// TLS through native-tls (so TLS 1.2), 30 s runs, 5 iterations, 3000 connections, one
+    /// client thread.
     Seed,
 }
 
@@ -82,6 +84,14 @@ impl Preset {
                 ..base
             },
             Preset::Seed => Plan {
+                // The experiment's three configurations, on its TLS stack: native-tls,
+                // whose server speaks TLS 1.2 only.
+                configs: vec![
+                    ConfigName::Http,
+                    ConfigName::HttpsNativeTls,
+                    ConfigName::ProxyNativeTls,
+                ],
+                tls_version: TlsVersion::Tls12,
                 sizes: vec![10, 100, 1000, 10_000],
                 iterations: nz(5),
                 duration: Duration::from_secs(30),
@@ -138,6 +148,13 @@ mod tests {
         assert_eq!(seed.iterations.get(), 5);
         assert_eq!(seed.duration, Duration::from_secs(30));
         assert_eq!(seed.client_threads.map(NonZeroU32::get), Some(1));
+        // http, https and proxy on native-tls, none skipped: 3 x 4 sizes x 5 iterations.
+        assert!(seed.skipped_configs().is_empty());
+        assert_eq!(seed.measurements().len(), 60);
+        let backends: Vec<_> = seed.variants().iter().map(|v| v.backend).collect();
+        let native = Some(Backend::NativeTls);
+        assert_eq!(backends, [None, native, native]);
+        assert!(seed.estimate() < Duration::from_secs(40 * 60));
         assert!(Preset::Quick.plan().estimate() < Duration::from_secs(8 * 60));
         assert!(smoke.estimate() < Duration::from_secs(40));
     }
