@@ -366,11 +366,23 @@ impl Plan {
     /// backend here speaks; rustls would otherwise pick a post-quantum hybrid OpenSSL 3.0
     /// lacks, and the comparison would not be like for like).
     pub fn effective_kx_groups(&self) -> Vec<String> {
-        if self.kx_groups.is_empty() {
-            vec!["X25519".to_owned()]
-        } else {
-            self.kx_groups.clone()
+        self.kx_groups_for(self.cert_type)
+    }
+
+    /// [`Plan::effective_kx_groups`] for a certificate of type `cert`. At TLS 1.2 an ECDSA
+    /// certificate's curve must be among the client's groups too (RFC 8422 section 5.1;
+    /// OpenSSL and so the openssl and native-tls backends refuse the handshake otherwise):
+    /// P-256 is offered after X25519, which every server here prefers, so the key exchange
+    /// stays X25519 (each row records the group negotiated).
+    fn kx_groups_for(&self, cert: CertType) -> Vec<String> {
+        if !self.kx_groups.is_empty() {
+            return self.kx_groups.clone();
         }
+        let mut groups = vec!["X25519".to_owned()];
+        if (self.tls_version, cert) == (TlsVersion::Tls12, CertType::EcdsaP256) {
+            groups.push("secp256r1".to_owned());
+        }
+        groups
     }
 
     /// The TLS parameters of a measurement of `kind`: the handshake scenario brings its own
@@ -382,7 +394,7 @@ impl Plan {
         };
         let kx_groups = match kind {
             Kind::Handshake { hybrid: true, .. } => vec![HYBRID_GROUP.to_owned()],
-            _ => self.effective_kx_groups(),
+            _ => self.kx_groups_for(cert),
         };
         TlsParams {
             version: self.tls_version,
@@ -636,11 +648,16 @@ mod tests {
         assert_eq!(plan.effective_cipher_suites(), ["TLS_AES_128_GCM_SHA256"]);
         assert_eq!(plan.effective_kx_groups(), ["X25519"]);
         plan.tls_version = TlsVersion::Tls12;
+        assert_eq!(plan.effective_kx_groups(), ["X25519", "secp256r1"]);
         plan.cert_type = CertType::Rsa2048;
         assert_eq!(
             plan.effective_cipher_suites(),
             ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
         );
+        assert_eq!(plan.effective_kx_groups(), ["X25519"]);
+        plan.kx_groups = vec!["secp384r1".into()];
+        plan.cert_type = CertType::EcdsaP256;
+        assert_eq!(plan.effective_kx_groups(), ["secp384r1"], "as given");
     }
 
     #[test]
