@@ -756,16 +756,7 @@ fn missing_or_empty_client_ca_is_refused_by_name(
 #[apply(every_backend)]
 #[tokio::test]
 async fn a_close_without_close_notify_reads_as_eof(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let acceptor = build_acceptor(backend, &cert.set());
-    let client = client_config(
-        aws_lc_rs::default_provider(),
-        newest(backend),
-        &[&cert.der],
-        &[],
-    );
-    let (mut server, mut client) = connect(&acceptor, client, "localhost").await.unwrap();
+    let (mut server, mut client) = connected_over_newest(backend).await;
     client.write_all(b"last words").await.unwrap();
     client.flush().await.unwrap();
     drop(client.into_inner().0); // the transport closes; no close_notify was sent
@@ -786,16 +777,7 @@ async fn a_close_without_close_notify_reads_as_eof(backend: Backend) {
 #[apply(every_backend)]
 #[tokio::test]
 async fn server_shutdown_sends_close_notify_then_fin(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let acceptor = build_acceptor(backend, &cert.set());
-    let client = client_config(
-        aws_lc_rs::default_provider(),
-        newest(backend),
-        &[&cert.der],
-        &[],
-    );
-    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    let (mut server, client) = connected_over_newest(backend).await;
     server.shutdown().await.unwrap();
     let (mut transport, _) = client.into_inner();
     let mut rest = Vec::new();
@@ -1102,6 +1084,23 @@ impl std::fmt::Display for Failure {
             Failure::Client(e) => write!(f, "client: {e}"),
         }
     }
+}
+
+/// A server of `backend` and a rustls client, connected over the newest version the
+/// backend speaks, with a P-256 certificate for `localhost`.
+async fn connected_over_newest(backend: Backend) -> (ServerStream, ClientStream) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let acceptor = build_acceptor(backend, &cert.set());
+    let client = client_config(
+        aws_lc_rs::default_provider(),
+        newest(backend),
+        &[&cert.der],
+        &[],
+    );
+    connect(&acceptor, client, "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{backend}: {e}"))
 }
 
 /// Runs both handshakes over an in-memory pipe. `name` is sent as SNI when it is a DNS
