@@ -1091,7 +1091,7 @@ impl std::fmt::Display for Failure {
 /// A server of `backend` and a rustls client, connected over the newest version the
 /// backend speaks, with a P-256 certificate for `localhost`.
 async fn connected_over_newest(backend: Backend) -> (ServerStream, ClientStream) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
     let acceptor = build_acceptor(backend, &cert.set());
     let client = client_config(
