@@ -205,11 +205,24 @@ mod tests {
             "command_line": "harness --preset smoke",
             "git": {"commit": "abc", "dirty": true},
             "cpus": {"server": "0-2", "client": "3", "warning": null},
-            "plan": {"tls_version": "1.3", "kx_groups": ["X25519", "secp256r1"], "sizes": [10, 1000]},
-            "binaries": {"proxy": {"version": "proxy 0.1.0",
-                "tls_libraries": {"openssl": "OpenSSL 3.6.3", "rustls-ring": "rustls 0.23.46 + ring 0.17.14"}}},
-            "peers": {"haproxy": {"program": "/usr/sbin/haproxy", "version": "HAProxy version 2.6.12",
-                "origin": "system", "tls_library": "OpenSSL 3.0.15"}},
+            "plan": {
+                "tls_version": "TLSv1.3",
+                "kx_groups": ["X25519", "secp256r1"],
+                "sizes": [10, 1000],
+            },
+            "binaries": {"proxy": {
+                "version": "proxy 0.1.0",
+                "tls_libraries": {
+                    "openssl": "OpenSSL 3.6.3",
+                    "rustls-ring": "rustls 0.23.46 + ring 0.17.14",
+                },
+            }},
+            "peers": {"haproxy": {
+                "program": "/usr/sbin/haproxy",
+                "version": "HAProxy version 2.6.12",
+                "origin": "system",
+                "tls_library": "OpenSSL 3.0.15",
+            }},
             "libraries": {"rustls": "0.23.46", "ring": null, "openssl_cli": "OpenSSL 3.0.15"},
             "skipped": [],
         });
@@ -231,6 +244,13 @@ mod tests {
             assert!(s.contains(expected), "{expected}\n{s}");
         }
         assert!(!s.contains("CPU warning"), "null is left out: {s}");
+        let skipped = json!({"skipped": ["skipping a: why", "skipping b: why"]});
+        let html = to_html(&skipped, "run");
+        assert!(
+            html.as_str()
+                .contains("<td>skipping a: why\nskipping b: why</td>"),
+            "one a line: {html:?}"
+        );
         assert!(!s.contains("<td>kernel</td>"), "absent is left out: {s}");
     }
 }
