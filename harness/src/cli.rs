@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::peers::{self, current::PeerDir};
 use crate::plan::{self, Overrides, Plan};
 use crate::procs::Stop;
+use crate::report;
 use crate::run::{self, Options, Outcome, SetupError};
 
 /// Measures what TLS termination costs on this machine: runs the echo-server, the proxy
@@ -56,6 +57,12 @@ pub enum Command {
     Peers {
         #[command(subcommand)]
         action: PeersAction,
+    },
+    /// Write (or rewrite) DIR/index.html, the run's page, from what the run folder holds:
+    /// e.g. after `python3 analysis/plot.py DIR/results.csv` drew its pictures.
+    Report {
+        /// A run folder (results/<UTC time>-<host>/).
+        dir: PathBuf,
     },
 }
 
@@ -121,8 +128,10 @@ impl Cli {
 /// measurement succeeded, 1 when a measurement or the run failed, 2 for a bad command
 /// line, plan or machine (nothing was measured), 130 when interrupted.
 pub fn main(cli: Cli) -> ExitCode {
-    if let Some(Command::Peers { action }) = cli.command {
-        return peers_main(action);
+    match cli.command {
+        Some(Command::Peers { action }) => return peers_main(action),
+        Some(Command::Report { dir }) => return report_main(&dir),
+        None => {}
     }
     let stop = match Stop::install() {
         Ok(stop) => stop,
@@ -160,6 +169,28 @@ pub fn main(cli: Cli) -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// `harness report DIR`: 0 when written; 2 when DIR is not a readable run folder (or one
+/// of its files is malformed), 1 when the page cannot be written.
+fn report_main(dir: &std::path::Path) -> ExitCode {
+    let folder = match report::RunFolder::read(dir) {
+        Ok(folder) => folder,
+        Err(e) => {
+            eprintln!("harness: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match folder.write() {
+        Ok(path) => {
+            println!("report:  {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("harness: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

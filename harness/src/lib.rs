@@ -1,7 +1,7 @@
 //! harness: the project's main command. `cargo run --release -p harness` builds the other
 //! binaries, runs a plan of measurements (config x body size x iteration) with every
 //! process pinned to its CPUs, and writes one run folder: `results.csv`, `meta.json`,
-//! `summary.txt` and `logs/`.
+//! `summary.txt`, `logs/`, the pictures and `index.html`.
 //!
 //! Modules, in the order a run uses them:
 //! - [`cli`]: flags, and the exit code of a run.
@@ -23,6 +23,8 @@
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
+//! - [`report`]: `index.html`, the run folder as one page that needs no network (also
+//!   `harness report DIR`); its [`report::html`] builds pages.
 
 pub mod bins;
 pub mod certs;
@@ -37,6 +39,7 @@ pub mod plan;
 pub mod plot;
 pub mod procfs;
 pub mod procs;
+pub mod report;
 pub mod run;
 pub mod stack;
 pub mod summary;

@@ -104,6 +104,16 @@ pub fn plot_with(python: &OsStr, script: &Path, csv: &Path) -> Plots {
 }
 
 impl Plots {
+    /// One line for meta.json's `plots`: what was drawn, or why nothing was (the report
+    /// page says it where a picture is missing).
+    pub fn outcome(&self) -> String {
+        match self {
+            Plots::Written(paths) => format!("{SCRIPT} wrote {} file(s)", paths.len()),
+            Plots::Skipped { reason, .. } => reason.clone(),
+            Plots::Failed { message, .. } => format!("{SCRIPT} failed: {message}"),
+        }
+    }
+
     /// Prints the outcome the way the run prints its paths: results on stdout, a failure
     /// on stderr.
     pub fn print(&self) {

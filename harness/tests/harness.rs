@@ -354,6 +354,16 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
         stdout.contains("handshakes/s") && stdout.contains("KiB/conn"),
         "{log}"
     );
+    // The run's page, written last: every scenario, and why there are no pictures.
+    assert!(stdout.contains("report:  "), "{log}");
+    let page = std::fs::read_to_string(run.join("index.html")).unwrap();
+    for section in ["sweep", "handshakes", "idle", "closing-table"] {
+        assert!(
+            page.contains(&format!("<section id=\"{section}\">")),
+            "{section}"
+        );
+    }
+    assert!(page.contains("(the run says: --no-plot)"), "{page}");
 }
 
 #[test]
@@ -418,6 +428,11 @@ fn interrupted_run_leaves_no_children_and_a_valid_csv() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["status"], "interrupted", "{meta}");
+    let page = std::fs::read_to_string(run.join("index.html")).unwrap();
+    assert!(
+        page.contains(": interrupted"),
+        "the page says how the run ended"
+    );
     let runtime = PathBuf::from(meta["runtime_dir"].as_str().unwrap());
     assert!(
         !runtime.exists(),

@@ -1,5 +1,6 @@
 //! The measurement loop of the sweep, handshakes and idle scenarios: one measurement at a
 //! time, each row written as soon as it is complete, then the summary, paths and pictures.
+//! (The report page comes after, in `run::execute`, once meta.json says how the run ended.)
 
 use std::path::Path;
 
@@ -73,7 +74,7 @@ pub(super) fn run_measurements(
     };
     let (rows, failed_fast) = measure_all(&res, &mut sinks, &mut ledger, run.opts.fail_fast, meta)?;
     drop(runtime);
-    finish(run, &sinks, &rows)?;
+    finish(run, &sinks, &rows, meta)?;
     let failed_rows = rows
         .load
         .iter()
@@ -192,8 +193,9 @@ fn measure_one(
     }
 }
 
-/// The summary table (stdout and `summary.txt`), the paths, and the pictures.
-fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
+/// The summary table (stdout and `summary.txt`), the paths, and the pictures; what became
+/// of each CSV's pictures goes in meta.json's `plots`, for the report page to say.
+fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows, meta: &mut Value) -> anyhow::Result<()> {
     let mut table = summary::render_all(&rows.load, &rows.idle);
     if let Some((path, left_out)) = sinks.original() {
         table.push_str(&original_line(path, left_out));
@@ -210,15 +212,40 @@ fn finish(run: &Run<'_>, sinks: &Sinks, rows: &Rows) -> anyhow::Result<()> {
     }
     println!("meta:    {}", run.out.meta.display());
     println!("logs:    {}", run.out.logs.display());
-    let nothing = rows.load.is_empty() && rows.idle.is_empty();
-    if !(run.opts.no_plot || run.stop.requested() || nothing) {
-        eprintln!("harness: plotting (analysis/plot.py; --no-plot skips this)");
-        // A scenario the run never reached (interrupted, --fail-fast) has only a header.
-        for path in sinks.paths_with_rows() {
-            plot::plot(&path).print();
-        }
-    }
+    meta["plots"] = draw(run, sinks, rows.load.is_empty() && rows.idle.is_empty());
     Ok(())
+}
+
+/// Runs plot.py on each CSV that has rows, unless `--no-plot`, a signal or an empty run
+/// says not to; returns what became of each CSV's pictures, by file name.
+fn draw(run: &Run<'_>, sinks: &Sinks, nothing: bool) -> Value {
+    let not_drawn = if run.opts.no_plot {
+        Some("--no-plot")
+    } else if run.stop.requested() {
+        Some("the run was interrupted")
+    } else if nothing {
+        Some("no rows to draw")
+    } else {
+        eprintln!("harness: plotting (analysis/plot.py; --no-plot skips this)");
+        None
+    };
+    let with_rows = sinks.paths_with_rows();
+    let mut outcomes = serde_json::Map::new();
+    for path in sinks.paths() {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let outcome = match not_drawn {
+            Some(why) => why.to_owned(),
+            // A scenario the run never reached (interrupted, --fail-fast) has only a header.
+            None if !with_rows.contains(&path) => "no rows to draw".to_owned(),
+            None => {
+                let plots = plot::plot(&path);
+                plots.print();
+                plots.outcome()
+            }
+        };
+        outcomes.insert(name.into_owned(), json!(outcome));
+    }
+    Value::Object(outcomes)
 }
 
 /// The summary's line on `tls-bench.csv`.

@@ -1,7 +1,8 @@
 //! One harness run: check everything that can be checked before anything starts, build the
 //! binaries, generate the run's certificate, then for each measurement start the servers
 //! (pinned, waited for), run the load generator, read its report and the servers' CPU time,
-//! stop everything and write the row. Ends with meta.json, the summary table and the paths.
+//! stop everything and write the row. Ends with meta.json, the summary table, the paths and
+//! the report page (`index.html`).
 
 mod folder;
 mod idle;
@@ -125,6 +126,11 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
         measurements::run_measurements(&run, sinks, &peers, &mut meta)
     };
     record_end(&result, &mut meta, &out);
+    // Last, so that it shows how the run ended; like the pictures, never a failed run.
+    match crate::report::write(&out.dir) {
+        Ok(path) => println!("report:  {}", path.display()),
+        Err(e) => eprintln!("harness: no report page: {e:#}"),
+    }
     match result {
         Err(e) if e.is::<Interrupted>() => {
             let rows = meta["rows"].as_u64().unwrap_or(0) as usize;
