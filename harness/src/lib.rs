@@ -23,10 +23,13 @@
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
+//! - [`compare`]: `harness compare BASE NEW` (ratios, intervals, verdicts), the regression
+//!   gate, `--threshold` checks and saved baselines, also run at the end of a run.
 
 pub mod bins;
 pub mod certs;
 pub mod cli;
+pub mod compare;
 pub mod cpus;
 pub mod faults;
 pub mod loadgen;
