@@ -11,18 +11,20 @@
 //! - [`load`]: reading a run (folder, CSV file or `baseline:NAME`) into keys and figures.
 //! - [`stats`]: the bootstrap interval; [`metric`]: the figures and their directions.
 //! - [`warnings`]: meta.json differences and library versions; [`threshold`]: the grammar
-//!   and the checks; [`baseline`]: saving and finding baselines; [`gate`]: regressions.
+//!   and the checks; [`baseline`]: saving and finding baselines; [`gate`]: regressions;
+//!   `run_end`: what a run does with them after its summary ([`AtRunEnd`]).
 
 pub mod baseline;
 pub mod gate;
 pub mod load;
 pub mod metric;
 pub mod render;
+mod run_end;
 pub mod stats;
 pub mod threshold;
 pub mod warnings;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -31,6 +33,7 @@ use crate::output::Status;
 pub use gate::{Gate, Regression};
 pub use load::{Key, Run, Source};
 pub use metric::Metric;
+pub use run_end::AtRunEnd;
 use stats::Interval;
 pub use threshold::{Threshold, ThresholdCheck};
 
@@ -317,79 +320,6 @@ pub fn percent(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{text:?}: expected a percentage from 0 to 100, e.g. 5%"
         )),
-    }
-}
-
-/// What a run does at its end besides its summary: `--threshold`, `--save-baseline` and
-/// `--baseline` on the run's own folder.
-#[derive(Debug, Clone, Default)]
-pub struct AtRunEnd {
-    pub thresholds: Vec<Threshold>,
-    pub save_baseline: Option<String>,
-    pub baseline: Option<String>,
-    /// The baselines folder ([`baseline::folder`]).
-    pub baselines: PathBuf,
-}
-
-impl AtRunEnd {
-    /// What can be checked before `plan` runs: the names, that `--baseline` exists, and
-    /// that the run writes what a baseline keeps (the fault suite writes only faults.csv).
-    pub fn check(&self, plan: &crate::plan::Plan) -> anyhow::Result<()> {
-        if plan.scenario.is_fault_suite() {
-            let flag = match (&self.save_baseline, &self.baseline) {
-                (Some(_), _) => Some("--save-baseline"),
-                (None, Some(_)) => Some("--baseline"),
-                (None, None) => None,
-            };
-            if let Some(flag) = flag {
-                anyhow::bail!(
-                    "{flag}: --scenario {} writes faults.csv, which baselines do not compare",
-                    plan.scenario.name()
-                );
-            }
-        }
-        if let Some(name) = &self.save_baseline {
-            baseline::check_name(name).map_err(|e| anyhow::anyhow!("--save-baseline: {e}"))?;
-        }
-        if let Some(name) = &self.baseline {
-            baseline::resolve(name, &self.baselines)
-                .map_err(|e| anyhow::anyhow!("--baseline: {e:#}"))?;
-        }
-        Ok(())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.thresholds.is_empty() && self.save_baseline.is_none() && self.baseline.is_none()
-    }
-
-    /// Checks the thresholds on the run in `dir` and prints their list, saves it as a
-    /// baseline, and prints its comparison with `--baseline` last. Returns whether every
-    /// threshold held. The baseline is read before a save of the same name replaces it.
-    pub fn finish(&self, dir: &Path) -> anyhow::Result<bool> {
-        if self.is_empty() {
-            return Ok(true);
-        }
-        let run = Run::load(&dir.display().to_string(), &self.baselines)?;
-        let base = match &self.baseline {
-            Some(name) => Some(Run::load(
-                &format!("{}{name}", load::BASELINE_PREFIX),
-                &self.baselines,
-            )?),
-            None => None,
-        };
-        let checks = threshold::check(&self.thresholds, &run);
-        if !checks.is_empty() {
-            println!("\n{}", render::thresholds_text(&checks));
-        }
-        if let Some(name) = &self.save_baseline {
-            let saved = baseline::save(dir, name, &self.baselines)?;
-            println!("baseline {name}: {}", saved.display());
-        }
-        if let Some(base) = base {
-            let comparison = Comparison::of(&base, &run, DEFAULT_NOISE);
-            println!("\n{}", render::text(&comparison));
-        }
-        Ok(checks.iter().all(|c| c.passed))
     }
 }
 
