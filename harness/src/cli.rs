@@ -1,7 +1,7 @@
 //! The command line: clap flags, each an override of the plan (see `plan`), plus the
 //! run options; and the mapping from outcome to exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -180,32 +180,18 @@ pub fn main(cli: Cli) -> ExitCode {
             rows,
             failed_rows,
             dir,
-        }) => {
-            let end = at_end.finish(&dir);
-            match &end {
-                Ok(true) => {}
-                Ok(false) => eprintln!("harness: a --threshold failed (the list above)"),
-                Err(e) => eprintln!("harness: {e:#}"),
-            }
-            if failed_rows > 0 {
-                eprintln!(
-                    "harness: {failed_rows} of {rows} measurements failed (status `error` in \
-                     the CSV)"
-                );
-            }
-            if failed_rows == 0 && matches!(end, Ok(true)) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        }) => complete(&at_end, rows, failed_rows, &dir),
         Ok(Outcome::FailedFast { rows }) => {
             eprintln!(
                 "harness: stopped after a failed measurement (--fail-fast); {rows} row(s) written"
             );
+            at_end.skipped();
             ExitCode::FAILURE
         }
-        Ok(Outcome::Interrupted { .. }) => ExitCode::from(130),
+        Ok(Outcome::Interrupted { .. }) => {
+            at_end.skipped();
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("harness: {e:#}");
             if e.is::<SetupError>() {
@@ -214,6 +200,27 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A run that ran every measurement: its thresholds and baselines, then 0 when no
+/// measurement failed and every threshold held, else 1.
+fn complete(at_end: &AtRunEnd, rows: usize, failed_rows: usize, dir: &Path) -> ExitCode {
+    let end = at_end.finish(dir);
+    match &end {
+        Ok(true) => {}
+        Ok(false) => eprintln!("harness: a --threshold failed (the list above)"),
+        Err(e) => eprintln!("harness: {e:#}"),
+    }
+    if failed_rows > 0 {
+        eprintln!(
+            "harness: {failed_rows} of {rows} measurements failed (status `error` in the CSV)"
+        );
+    }
+    if failed_rows == 0 && matches!(end, Ok(true)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -45,6 +45,16 @@ impl AtRunEnd {
         Ok(())
     }
 
+    /// Says that a run that stopped early checked and saved nothing (it lacks rows).
+    pub fn skipped(&self) {
+        if !self.is_empty() {
+            eprintln!(
+                "harness: --threshold, --save-baseline and --baseline skipped: the run stopped \
+                 before its end"
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.thresholds.is_empty() && self.save_baseline.is_none() && self.baseline.is_none()
     }
