@@ -138,6 +138,9 @@ mod tests {
         let iv = bootstrap_interval(&BASE, &new).unwrap();
         assert_eq!(iv.low, 40_000.0 / 46_200.0);
         assert_eq!(iv.high, 47_000.0 / 44_100.0);
+        // And at 2 vs 2 (the README's caveat).
+        let iv = bootstrap_interval(&[10.0, 12.0], &[9.0, 11.0]).unwrap();
+        assert_eq!((iv.low, iv.high), (9.0 / 12.0, 11.0 / 10.0));
     }
 
     #[test]
