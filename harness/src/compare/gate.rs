@@ -12,7 +12,7 @@ pub struct Gate {
     /// The limit, a fraction (0.05 for 5%).
     pub limit: f64,
     pub regressions: Vec<Regression>,
-    /// Comparisons with no interval (one iteration on a side): the gate cannot judge them.
+    /// Comparisons with no interval (fewer than 3 iterations on a side): the gate cannot judge them.
     pub unjudged: usize,
 }
 

@@ -157,7 +157,7 @@ pub struct MetricComparison {
     pub new_n: usize,
     /// new / base.
     pub ratio: Option<f64>,
-    /// `None` with one iteration on a side.
+    /// `None` with fewer than 3 iterations on a side.
     pub interval: Option<Interval>,
     pub verdict: Verdict,
 }

@@ -213,7 +213,7 @@ fn notes(c: &Comparison) -> String {
         }
         if gate.unjudged > 0 {
             out.push_str(&format!(
-                "  {} comparison(s) with one iteration on a side: no interval, not judged\n",
+                "  {} comparison(s) with fewer than 3 iterations on a side: no interval, not judged\n",
                 gate.unjudged
             ));
         }
