@@ -1,12 +1,13 @@
 //! The command line: clap flags, each an override of the plan (see `plan`), plus the
 //! run options; and the mapping from outcome to exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Parser;
 
+use crate::compare::{self, AtRunEnd, Threshold};
 use crate::peers::{self, current::PeerDir};
 use crate::plan::{self, Overrides, Plan};
 use crate::procs::Stop;
@@ -41,6 +42,20 @@ pub struct Cli {
     /// Stop at the first failed measurement.
     #[arg(long)]
     pub fail_fast: bool,
+    /// A limit checked at the end of the run, [CONFIG[@SIZE]:]METRIC OP VALUE[UNIT]
+    /// (p99<5ms, proxy-rustls:rps>20000, proxy-rustls@1k:cpu_per_req<=40); repeatable;
+    /// exit 1 when one fails.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<Threshold>,
+    /// Keep this run's CSV files and meta.json as baseline NAME (results/baselines/NAME/).
+    #[arg(long, value_name = "NAME")]
+    pub save_baseline: Option<String>,
+    /// Compare this run with baseline NAME at the end (the comparison closes the output).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// Where baselines are saved [default: results/baselines in the workspace].
+    #[arg(long, value_name = "DIR", env = "TLS_OFF_BASELINES")]
+    pub baseline_dir: Option<PathBuf>,
     /// Print the resolved plan and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -52,6 +67,10 @@ pub struct Cli {
 /// Commands other than a run.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Compare two runs (run folders, CSV files or baseline:NAME), key by key: the ratio of
+    /// medians of req/s, p50, p99 and CPU per request, a 95% bootstrap interval and a
+    /// verdict (faster, slower, no change, no confidence).
+    Compare(compare::Args),
     /// Install, check or remove the current peer set (HAProxy, nginx, hitch and stunnel
     /// from Debian's current stable release, and HAProxy built on AWS-LC).
     Peers {
@@ -66,7 +85,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum PeersAction {
     /// Make the current peer set in its own folder (as root; about 1 GB, 5-10 minutes);
     /// a second run checks it and stops.
@@ -122,15 +141,27 @@ impl Cli {
             command: std::env::args().collect(),
         }
     }
+
+    /// What the run does after its summary: thresholds, saving and comparing baselines.
+    fn at_run_end(&self) -> AtRunEnd {
+        AtRunEnd {
+            thresholds: self.thresholds.clone(),
+            save_baseline: self.save_baseline.clone(),
+            baseline: self.baseline.clone(),
+            baselines: compare::baseline::folder(self.baseline_dir.as_deref()),
+        }
+    }
 }
 
 /// Runs the harness as the binary does and returns its exit code: 0 when every
-/// measurement succeeded, 1 when a measurement or the run failed, 2 for a bad command
-/// line, plan or machine (nothing was measured), 130 when interrupted.
+/// measurement succeeded and every `--threshold` held, 1 when a measurement, a threshold or
+/// the run failed, 2 for a bad command line, plan, baseline or machine (nothing was
+/// measured), 130 when interrupted. `compare` has its own codes ([`compare::main`]).
 pub fn main(cli: Cli) -> ExitCode {
-    match cli.command {
-        Some(Command::Peers { action }) => return peers_main(action),
-        Some(Command::Report { dir }) => return report_main(&dir),
+    match &cli.command {
+        Some(Command::Peers { action }) => return peers_main(action.clone()),
+        Some(Command::Compare(args)) => return compare::main(args),
+        Some(Command::Report { dir }) => return report_main(dir),
         None => {}
     }
     let stop = match Stop::install() {
@@ -140,7 +171,11 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let plan = match cli.plan() {
+    let at_end = cli.at_run_end();
+    let plan = match cli.plan().and_then(|plan| {
+        at_end.check(&plan)?;
+        Ok(plan)
+    }) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("harness: {e:#}");
@@ -148,20 +183,23 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     match run::execute(plan, &cli.options(), &stop) {
-        Ok(Outcome::Complete { failed_rows: 0, .. }) | Ok(Outcome::DryRun) => ExitCode::SUCCESS,
-        Ok(Outcome::Complete { rows, failed_rows }) => {
-            eprintln!(
-                "harness: {failed_rows} of {rows} measurements failed (status `error` in the CSV)"
-            );
-            ExitCode::FAILURE
-        }
+        Ok(Outcome::DryRun) => ExitCode::SUCCESS,
+        Ok(Outcome::Complete {
+            rows,
+            failed_rows,
+            dir,
+        }) => complete(&at_end, rows, failed_rows, &dir),
         Ok(Outcome::FailedFast { rows }) => {
             eprintln!(
                 "harness: stopped after a failed measurement (--fail-fast); {rows} row(s) written"
             );
+            at_end.skipped();
             ExitCode::FAILURE
         }
-        Ok(Outcome::Interrupted { .. }) => ExitCode::from(130),
+        Ok(Outcome::Interrupted { .. }) => {
+            at_end.skipped();
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("harness: {e:#}");
             if e.is::<SetupError>() {
@@ -170,6 +208,27 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A run that ran every measurement: its thresholds and baselines, then 0 when no
+/// measurement failed and every threshold held, else 1.
+fn complete(at_end: &AtRunEnd, rows: usize, failed_rows: usize, dir: &Path) -> ExitCode {
+    let end = at_end.finish(dir);
+    match &end {
+        Ok(true) => {}
+        Ok(false) => eprintln!("harness: a --threshold failed (the list above)"),
+        Err(e) => eprintln!("harness: {e:#}"),
+    }
+    if failed_rows > 0 {
+        eprintln!(
+            "harness: {failed_rows} of {rows} measurements failed (status `error` in the CSV)"
+        );
+    }
+    if failed_rows == 0 && matches!(end, Ok(true)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -25,10 +25,13 @@
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 //! - [`report`]: `index.html`, the run folder as one page that needs no network (also
 //!   `harness report DIR`); its [`report::html`] builds pages.
+//! - [`compare`]: `harness compare BASE NEW` (ratios, intervals, verdicts), the regression
+//!   gate, `--threshold` checks and saved baselines, also run at the end of a run.
 
 pub mod bins;
 pub mod certs;
 pub mod cli;
+pub mod compare;
 pub mod cpus;
 pub mod faults;
 pub mod loadgen;

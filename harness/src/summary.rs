@@ -34,15 +34,28 @@ pub struct Line {
 /// What a row is a measurement of besides its config: its body size, or for a new
 /// connection per request the handshake kind, certificate and group.
 fn case(r: &Row) -> String {
-    if r.handshake == "keep-alive" || r.handshake.is_empty() {
-        r.size.to_string()
+    case_name(
+        &r.handshake,
+        r.size,
+        r.cert_type.as_deref().unwrap_or(""),
+        r.tls_kx_group.as_deref().unwrap_or(""),
+    )
+}
+
+/// [`case`] from a row's cells (`compare` reads them from the CSV): the size for keep-alive
+/// rows, else `full ecdsa-p256 X25519` (`-` for an empty cell).
+pub fn case_name(handshake: &str, size: u64, cert_type: &str, kx_group: &str) -> String {
+    if handshake == "keep-alive" || handshake.is_empty() {
+        size.to_string()
     } else {
-        format!(
-            "{} {} {}",
-            r.handshake,
-            r.cert_type.as_deref().unwrap_or("-"),
-            r.tls_kx_group.as_deref().unwrap_or("-")
-        )
+        let or_dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        format!("{handshake} {} {}", or_dash(cert_type), or_dash(kx_group))
     }
 }
 
@@ -344,6 +357,30 @@ fn render_with(lines: &[Line], case: &str, rate: &str, cpu: &str) -> String {
 
 /// Aligned text: the first `text_columns` columns left-aligned, the rest right-aligned.
 fn table(header: &[&str], body: &[Vec<String>], text_columns: usize) -> String {
+    let align: Vec<Align> = (0..header.len())
+        .map(|i| {
+            if i < text_columns {
+                Align::Left
+            } else {
+                Align::Right
+            }
+        })
+        .collect();
+    aligned_table(header, body, &align)
+}
+
+/// How a column of [`aligned_table`] is aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Text.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// An aligned text table: the header, a rule, the body; each column as wide as its widest
+/// cell, two spaces between columns, no trailing spaces.
+pub fn aligned_table(header: &[&str], body: &[Vec<String>], align: &[Align]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in body {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -353,9 +390,8 @@ fn table(header: &[&str], body: &[Vec<String>], text_columns: usize) -> String {
     let line = |cells: Vec<&str>| -> String {
         let mut out = String::new();
         for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
-            // Text columns left-aligned, numbers right-aligned.
             let pad = w - cell.chars().count();
-            if i < text_columns {
+            if align.get(i) != Some(&Align::Right) {
                 out.push_str(cell);
                 out.push_str(&" ".repeat(pad));
             } else {

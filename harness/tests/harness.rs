@@ -661,3 +661,78 @@ fn a_relative_out_folder_works_for_nginx() {
     let status = rows[0].get(COLUMNS.iter().position(|c| *c == "status").unwrap());
     assert_ne!(status, Some("error"), "{rows:?}");
 }
+
+#[test]
+fn thresholds_and_baselines_at_the_end_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let baselines = dir.path().join("baselines");
+    let run = |name: &str, extra: &[&str]| {
+        let out = harness()
+            .env("TLS_OFF_BASELINES", &baselines)
+            .args(["--preset", "smoke", "--configs", "http", "--sizes", "10"])
+            .args(["--iterations", "2", "--no-plot", "--out"])
+            .arg(dir.path().join(name))
+            .args(extra)
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        (
+            code,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text(&out),
+        )
+    };
+    // One threshold that holds, one no server meets: exit 1, each listed after the
+    // summary, and the run saved as a baseline all the same.
+    let (code, stdout, log) = run(
+        "first",
+        &[
+            "--threshold",
+            "http:rps>1",
+            "--threshold",
+            "http@10:p99<1us",
+            "--save-baseline",
+            "first",
+        ],
+    );
+    assert_eq!(code, Some(1), "{log}");
+    let list = stdout
+        .find("thresholds (median over iterations): 1 passed, 1 failed")
+        .unwrap_or_else(|| panic!("the list\n{log}"));
+    assert!(
+        stdout.find("req/s").unwrap() < list,
+        "after the summary\n{log}"
+    );
+    assert!(stdout.contains("  pass  http:rps>1 "), "{log}");
+    assert!(stdout.contains("  FAIL  http@10:p99<1us "), "{log}");
+    assert!(baselines.join("first/results.csv").is_file(), "{log}");
+    assert!(baselines.join("first/meta.json").is_file(), "{log}");
+    assert!(log.contains("a --threshold failed"), "{log}");
+
+    // Compared with it at the end: the comparison closes the output; exit 0.
+    let (code, stdout, log) = run(
+        "second",
+        &["--baseline", "first", "--threshold", "http:rps>1"],
+    );
+    assert_eq!(code, Some(0), "{log}");
+    let comparison = stdout
+        .find("base: baseline:first")
+        .unwrap_or_else(|| panic!("the comparison\n{log}"));
+    assert!(stdout.find("thresholds (").unwrap() < comparison, "{log}");
+    // http's key is compared, or listed as not compared when a saturated load generator
+    // made its rows warnings (a 2-CPU machine).
+    let tail = &stdout[comparison..];
+    assert!(
+        tail.contains("\nsweep\n") || tail.contains("  sweep http none 10: no ok row"),
+        "{log}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("verdicts: "),
+        "{log}"
+    );
+}

@@ -42,6 +42,8 @@ use crate::cpus::{CpuList, CpuSplit};
 use crate::output::CsvSink;
 use crate::procs::{Interrupted, Ledger, Stop};
 
+/// The suite's seeded generator, also `compare`'s bootstrap's.
+pub use hello::Rng;
 pub use report::{FaultRow, Verdict};
 
 /// The TLS backend of the proxy under attack: rustls with aws-lc-rs, the default.

@@ -96,6 +96,7 @@ pub(super) fn run_measurements(
     Ok(Outcome::Complete {
         rows: rows.load.len() + rows.idle.len(),
         failed_rows,
+        dir: run.out.dir.clone(),
     })
 }
 

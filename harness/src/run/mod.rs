@@ -52,8 +52,13 @@ pub struct Options {
 /// How a run ended (errors that stop it are `Err`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every measurement ran; `failed_rows` of them are error rows.
-    Complete { rows: usize, failed_rows: usize },
+    /// Every measurement ran; `failed_rows` of them are error rows. `dir` is the run
+    /// folder (for the thresholds and baselines checked after the run).
+    Complete {
+        rows: usize,
+        failed_rows: usize,
+        dir: PathBuf,
+    },
     /// Stopped by `--fail-fast` after a failed measurement.
     FailedFast { rows: usize },
     /// Stopped by SIGINT/SIGTERM; rows so far are kept.
@@ -377,6 +382,7 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
     Ok(Outcome::Complete {
         rows: rows.len(),
         failed_rows,
+        dir: out.dir.clone(),
     })
 }
 
