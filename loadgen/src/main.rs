@@ -75,10 +75,10 @@ fn main() -> ExitCode {
 
     let report = Report::new(&settings, &result);
     let histograms = Histograms::of_run(&result);
-    match settings.output {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Text => print!("{}", report::text(&report, histograms, Some(result.cpus))),
-    }
+    emit(&match settings.output {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => report::text(&report, histograms, Some(result.cpus)),
+    });
     if let Some(path) = &settings.hdr_out {
         let what = report::hdr_title(report.mode);
         if let Err(e) = report::write_hdr(path, histograms.latency, what) {
@@ -109,10 +109,10 @@ fn merge_reports(args: &MergeArgs) -> ExitCode {
         }
     };
     let report = &merged.report;
-    match args.output {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Text => print!("{}", report::text(report, merged.histograms(), None)),
-    }
+    emit(&match args.output {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => report::text(report, merged.histograms(), None),
+    });
     if let Some(path) = &args.hdr_out {
         let what = report::hdr_title(report.mode);
         if let Err(e) = report::write_hdr(path, &merged.latency, what) {
@@ -124,4 +124,11 @@ fn merge_reports(args: &MergeArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Writes the report to stdout. A reader that went away (`| head`) is not loadgen's error:
+/// `print!` would panic on the broken pipe.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
