@@ -267,13 +267,14 @@ mod tests {
         r.cpu.saturated = true;
         r.cpu.utilization = 0.95;
         let remarks = load(&r, &plan, &m, true);
-        assert_eq!(
-            texts(&remarks, Status::Warning),
-            [
-                "load generator saturated (CPU utilisation 0.95; segment 2/2 of 2 processes): \
-              the client, not the server, may be the limit"
-            ]
-        );
+        let said = "load generator saturated (CPU utilisation 0.95; segment 2/2 of 2 \
+                    processes): the client, not the server, may be the limit";
+        assert_eq!(texts(&remarks, Status::Warning), [said]);
+        // The row keeps the flag.
+        let mut row = crate::output::Row::default();
+        super::super::rows::fill(&mut row, &r, &plan, &m, true);
+        assert_eq!(row.loadgen_saturated, Some(true));
+        assert_eq!((row.status, row.note.as_str()), (Status::Warning, said));
     }
 
     #[test]
