@@ -90,8 +90,9 @@ async fn two_segments_of_an_open_loop_rate_each_send_half() {
     assert_eq!(max(&merged), max(&a).max(max(&b)));
 }
 
-/// A segment's connections: `-c 10` over 3 segments is 4, 3, 3; over more segments than
-/// connections a segment would get none, which is refused naming the flag.
+/// A segment's connections: `-c 10` over 3 segments is 4, 3, 3, and its threads no more
+/// than those; over more segments than connections a segment would get none, which is
+/// refused naming the flag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_takes_its_share_of_the_connections() {
     let _serial = SERIAL.lock().await;
@@ -112,6 +113,27 @@ async fn a_segment_takes_its_share_of_the_connections() {
         .ok_json();
         assert_eq!(int(&report, "/connections"), connections, "{segment}");
         assert!(report["rate"].is_null());
+    }
+    // Threads never outnumber the segment's connections.
+    let run = loadgen(&[
+        "-c",
+        "10",
+        "-t",
+        "8",
+        "-d",
+        "300ms",
+        "--segment",
+        "2/3",
+        &server.url,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for needle in ["segment 2/3 of the load", "3 threads and 3 connections"] {
+        assert!(
+            run.stdout.contains(needle),
+            "{needle:?} in:\n{}",
+            run.stdout
+        );
     }
     let run = loadgen(&["-c", "2", "--segment", "3/3", &server.url]).await;
     assert_eq!(run.code, 2, "{run:?}");
