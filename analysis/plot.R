@@ -17,7 +17,11 @@
 #   plot.py and the harness's summary compute it), where the CSV has the CPU column and a
 #   floor; and seed_r.png: the original experiment's figure reproduced, as plot.py's
 #   seed.png (p50 in ms against body size as a factor, a jittered point per iteration,
-#   filled by config);
+#   filled by config); and spectrum_r.png: the percentile spectrum (latency against
+#   1/(1-percentile) on a log axis labelled 50%, 90%, 99%, 99.9%..., one panel per body
+#   size, a line per series from its median iteration by p99), from the rows' full
+#   distributions (latency/*.hgrm, named by the latency_file column), as plot.py's
+#   spectrum.png; skipped with a line on stderr for a run without them;
 # - handshakes.csv -> handshakes_r.png: handshakes/s and server CPU-µs per handshake (one
 #   panel each) per case (handshake, certificate, key-exchange group), a bar per series
 #   for the median, every iteration a point;
@@ -32,7 +36,7 @@
 # before the column existed) a config measured with several backends is split by
 # `tls_backend` instead, as plot.py does. Rows with status `error` are left out; `warning` rows are crosses.
 #
-# Reads only the CSV; extra columns are ignored. Exits 2 with one line on stderr for a
+# Reads the CSV (and, for the spectrum, the .hgrm files it names); extra columns are ignored. Exits 2 with one line on stderr for a
 # missing or empty file, a required column missing, or a figure that is not a number.
 # Needs ggplot2 and readr (Debian: apt-get install r-base-core r-cran-ggplot2 r-cran-readr).
 
@@ -142,6 +146,8 @@ render_results <- function(data, csv) {
   tax <- tls_tax_picture(plotted, csv)
   if (!is.null(tax)) pictures$tls_tax_r.png <- tax
   pictures$seed_r.png <- seed_picture(plotted, csv)
+  spectrum <- spectrum_picture(plotted, csv)
+  if (!is.null(spectrum)) pictures$spectrum_r.png <- spectrum
   pictures
 }
 
@@ -219,6 +225,88 @@ seed_picture <- function(plotted, csv) {
 }
 
 seed_title <- "Reproduction of the original experiment: p50 response time by body size"
+
+# One .hgrm file (HdrHistogram's percentile distribution, values in ms): its rows below
+# the `Value Percentile ...` header, without the last (percentile 1 has no 1/(1-p)). Fails
+# (exit 2) naming the file if it is not one.
+read_hgrm <- function(path) {
+  lines <- tryCatch(readLines(path, warn = FALSE),
+                    error = function(e) fail(path, ": cannot read: ", conditionMessage(e)))
+  header <- which(grepl("^\\s*Value\\s+Percentile", lines))
+  if (length(header) == 0) {
+    fail(path, ": no `Value Percentile TotalCount` header: not an HdrHistogram ",
+         "percentile distribution")
+  }
+  body <- lines[-seq_len(header[1])]
+  body <- trimws(body[!grepl("^#", body) & nzchar(trimws(body))])
+  fields <- strsplit(body, "\\s+")
+  value <- suppressWarnings(as.numeric(vapply(fields, `[`, "", 1)))
+  percentile <- suppressWarnings(as.numeric(vapply(fields, `[`, "", 2)))
+  bad <- which(is.na(value) | is.na(percentile) | lengths(fields) < 3)
+  if (length(bad) > 0) fail(path, ": '", body[bad[1]], "' is not a percentile row")
+  if (length(value) == 0) fail(path, ": no percentile rows (an empty histogram)")
+  keep <- percentile < 1
+  data.frame(latency_us = value[keep] * 1000, inverse = 1 / (1 - percentile[keep]))
+}
+
+# Of each series and size, the row of the median iteration by p99 (the lower middle one
+# for an even count), as plot.py's hgrm.representative.
+representative <- function(rows) {
+  groups <- split(rows, list(rows$series, rows$size), drop = TRUE)
+  picked <- lapply(groups, function(g) {
+    g <- g[order(g$p99, g$iteration), ]
+    g[(nrow(g) - 1) %/% 2 + 1, ]
+  })
+  do.call(rbind, picked)
+}
+
+spectrum_ticks <- c(`50%` = 2, `90%` = 10, `99%` = 100, `99.9%` = 1e3,
+                    `99.99%` = 1e4, `99.999%` = 1e5, `99.9999%` = 1e6)
+
+# NULL (said on stderr) when the run kept no distributions: no latency/ folder beside the
+# CSV, or no latency_file column (a run from before the harness kept them).
+spectrum_picture <- function(plotted, csv) {
+  folder <- file.path(dirname(csv), "latency")
+  files <- if ("latency_file" %in% names(plotted)) trimws(plotted$latency_file) else ""
+  rows <- plotted[nzchar(files) & !is.na(plotted$p99), ]
+  if (!dir.exists(folder) || nrow(rows) == 0) {
+    cat("plot.R: no latency distributions with ", csv, " (no latency/ folder, or no ",
+        "latency_file column: a run from before the harness kept them): spectrum_r.png ",
+        "skipped\n", sep = "", file = stderr())
+    return(NULL)
+  }
+  chosen <- representative(rows)
+  lines <- do.call(rbind, lapply(seq_len(nrow(chosen)), function(i) {
+    r <- chosen[i, ]
+    d <- read_hgrm(file.path(dirname(csv), trimws(r$latency_file)))
+    data.frame(series = r$series, size = r$size, inverse = d$inverse,
+               latency_us = d$latency_us)
+  }))
+  # Each panel in the unit latency_unit picks for its figures, named in its title.
+  sizes <- sort(unique(lines$size))
+  titles <- character()
+  lines$latency <- NA_real_
+  for (size in sizes) {
+    here <- lines$size == size
+    unit <- latency_unit(lines$latency_us[here])
+    lines$latency[here] <- lines$latency_us[here] / unit$divisor
+    titles[[as.character(size)]] <- paste0(human_bytes(size), " request body (",
+                                           unit$label, ")")
+  }
+  lines$series <- factor(lines$series, levels = levels(plotted$series))
+  ticks <- spectrum_ticks[spectrum_ticks <= max(lines$inverse) * 1.5]
+  picture <- ggplot(lines, aes(x = inverse, y = latency, colour = series)) +
+    geom_line(linewidth = 0.8) +
+    facet_wrap(~size, nrow = 1, scales = "free_y", labeller = as_labeller(titles)) +
+    scale_x_log10(breaks = ticks, labels = names(ticks)) +
+    scale_y_continuous(labels = plain_numbers, limits = c(0, NA)) +
+    labs(title = "Latency by percentile (HdrHistogram's percentile spectrum)",
+         subtitle = paste0(run_name(csv), ": each series' median iteration by p99"),
+         x = "percentile", y = "latency (unit in each panel's title)", colour = NULL) +
+    theme_bw(base_size = 11) +
+    theme(legend.position = "bottom", panel.grid.minor = element_blank())
+  list(picture = picture, width = max(4.6 * length(sizes), 8), height = 5.6)
+}
 
 # The config that moves the same bytes without TLS (plot.py's no_tls_floor).
 no_tls_floor <- function(config) {

@@ -19,6 +19,12 @@ results.csv (the body-size sweep over keep-alive connections)
 - seed.png/.svg: the original experiment's figure, reproduced: p50 in ms against body size
   as a factor, one jittered point per iteration, filled by config (as analysis/original.R
   draws it from tls-bench.csv);
+- spectrum.png/.svg: the percentile spectrum, as wrk2 users plot it: latency against
+  1/(1-percentile) on a log axis labelled 50%, 90%, 99%, 99.9%..., one panel per body size,
+  one line per series, from each row's full distribution (`latency/*.hgrm`, named by the
+  `latency_file` column; hgrm.py reads them). A series is drawn from its median iteration
+  by p99 (the lower middle one for an even count): a real run, not an average of runs.
+  Skipped, with a line on stderr, for a run without a `latency/` folder (older runs);
 - summary.md: the median tables behind the plots, and every row whose status is not ok.
 
 Latencies are shown in µs, or in ms where the largest figure a panel shows passes 10,000
@@ -77,6 +83,8 @@ except ImportError as missing:  # pragma: no cover - depends on the machine
         "python3 -m pip install -r analysis/requirements.txt\n"
     )
     sys.exit(2)
+
+import hgrm  # noqa: E402 (beside this file; it needs pandas, checked above)
 
 
 class InputError(Exception):
@@ -192,6 +200,8 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
     plotted = frame[frame["status"] != "error"]
     order = list(dict.fromkeys(frame["series"]))  # first appearance: the plan's order
     colours = palette(order)
+    # Read first: a distribution that cannot be read fails before anything is written.
+    spectra = spectrum_data(plotted, csv)
     written = []
     # Each panel's unit is decided once, from the figures it shows: the picture and the
     # summary's table then agree.
@@ -210,6 +220,8 @@ def render_results(frame: "pd.DataFrame", csv: Path, out_dir: Path) -> list[Path
         fig = figure(plotted, order, colours, title, panels, csv)
         written += save(fig, out_dir / name)
     written += save(seed_figure(plotted, csv), out_dir / "seed")
+    if spectra is not None:
+        written += save(spectrum_figure(spectra, order, colours, csv), out_dir / "spectrum")
     written.append(summary)
     return written
 
@@ -406,6 +418,106 @@ def figure(frame, order, colours, title, panels, csv):
         )
     fig.suptitle(f"{title}\n{csv.parent.name or csv.name}: points are iterations, lines medians")
     return fig
+
+
+def spectrum_data(plotted: "pd.DataFrame", csv: Path) -> "pd.DataFrame | None":
+    """Each series' distribution per size, from its median iteration by p99 (hgrm.py):
+    one row per point, with `series`, `size`, `inverse` and `latency_us`. None, said on
+    stderr, for a run without distributions (a CSV from before `latency_file`, or a folder
+    without `latency/`)."""
+    folder = csv.parent / "latency"
+    rows = plotted[(plotted["latency_file"] != "") & plotted["p99"].notna()]
+    if not folder.is_dir() or rows.empty:
+        sys.stderr.write(
+            f"plot.py: no latency distributions with {csv} (no latency/ folder, or no "
+            "latency_file column: a run from before the harness kept them): spectrum.png "
+            "skipped\n"
+        )
+        return None
+    parts = []
+    for _, r in hgrm.representative(rows).iterrows():
+        try:
+            dist = hgrm.read(csv.parent / r["latency_file"])
+        except hgrm.HgrmError as e:
+            raise InputError(str(e)) from None
+        dist = dist.dropna(subset=["inverse"])
+        parts.append(
+            pd.DataFrame(
+                {
+                    "series": r["series"],
+                    "size": r["size"],
+                    "iteration": r["iteration"],
+                    "inverse": dist["inverse"],
+                    "latency_us": dist["value_ms"] * 1000.0,
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def spectrum_figure(spectra, order, colours, csv):
+    """Latency against 1/(1-percentile), log x labelled in percentiles, one panel per size
+    (in the unit `latency_unit` picks for its figures), one line per series."""
+    sizes = sorted(spectra["size"].unique())
+    fig, axes = plt.subplots(
+        1,
+        len(sizes),
+        figsize=(max(4.6 * len(sizes), 8.0), 5.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    reach = spectra["inverse"].max()
+    ticks = [(x, label) for x, label in SPECTRUM_TICKS if x <= reach * 1.5]
+    for ax, size in zip(axes[0], sizes):
+        panel = spectra[spectra["size"] == size]
+        unit = latency_unit(panel["latency_us"])
+        for name in order:
+            line = panel[panel["series"] == name]
+            if line.empty:
+                continue
+            y = line["latency_us"].to_numpy() / unit.divisor
+            ax.plot(line["inverse"], y, color=colours[name], linewidth=1.6, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks([x for x, _ in ticks], [label for _, label in ticks])
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_ylim(bottom=0.0)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
+        ax.set_title(f"{human_bytes(size)} request body")
+        ax.set_xlabel("percentile")
+        ax.set_ylabel(f"latency ({unit.label})")
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = [], []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=legend_columns(fig, labels),
+        fontsize="small",
+        frameon=False,
+    )
+    fig.suptitle(
+        f"Latency by percentile (HdrHistogram's percentile spectrum)\n"
+        f"{csv.parent.name or csv.name}: each series' median iteration by p99"
+    )
+    return fig
+
+
+# The spectrum's x ticks: 1/(1-percentile) and the percentile it stands for (0%, at 1,
+# would sit on top of 50%).
+SPECTRUM_TICKS = [
+    (2.0, "50%"),
+    (10.0, "90%"),
+    (100.0, "99%"),
+    (1e3, "99.9%"),
+    (1e4, "99.99%"),
+    (1e5, "99.999%"),
+    (1e6, "99.9999%"),
+]
 
 
 def legend_columns(fig, labels: list[str]) -> int:
@@ -939,8 +1051,8 @@ KINDS: dict[str, Kind] = {
                 "server_cpu_us_per_req",
                 "status",
             ),
-            text=("config", "status", "tls_backend", "tls_library", "note"),
-            optional=("tls_backend", "tls_library", "note"),
+            text=("config", "status", "tls_backend", "tls_library", "note", "latency_file"),
+            optional=("tls_backend", "tls_library", "note", "latency_file"),
             render=render_results,
         ),
         Kind(

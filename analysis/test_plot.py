@@ -8,7 +8,9 @@ harness's output, numbers invented):
 - handshakes.csv: 10 TLS variants, full and resumed handshakes with ECDSA and RSA, the
   post-quantum hybrid for rustls-aws-lc only, 3 iterations, one warning row and two error
   rows (one with figures that must stay out of the medians, one with none);
-- idle.csv: 10 TLS variants, 3 iterations, one warning row and one error row with figures.
+- idle.csv: 10 TLS variants, 3 iterations, one warning row and one error row with figures;
+- spectrum/: a real smoke run's results.csv and its latency/*.hgrm (loadgen's distributions,
+  see its README), for the percentile spectrum.
 
     python3 -m pytest -q analysis
 
@@ -27,6 +29,7 @@ import csv
 import importlib.util
 import io
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,6 +48,9 @@ FIXTURE = FIXTURES / "results.csv"
 MAKE_FIXTURE = FIXTURES / "make_fixture.py"
 # A results.csv under the seed preset's load: latencies of hundreds of ms.
 SEED_FIXTURE = FIXTURES / "seed-results.csv"
+# A real run folder: results.csv with `latency_file`, and the latency/*.hgrm it names.
+SPECTRUM_RUN = FIXTURES / "spectrum"
+SPECTRUM_FIXTURE = SPECTRUM_RUN / "results.csv"
 
 # What each CSV kind makes: plot.py's files, then plot.R's.
 PY_FILES = {
@@ -137,6 +143,18 @@ BAD_INPUTS: dict[str, Callable[[Path], Path]] = {
 }
 
 
+def broken_distribution(folder: Path) -> Path:
+    """A copy of the spectrum run whose distributions each have a row that is not one (on
+    line 6), whichever the scripts read first."""
+    run = folder / "run"
+    shutil.copytree(SPECTRUM_RUN, run)
+    for path in (run / "latency").glob("*.hgrm"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        lines[5] = "   0.250 half 12"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return run / "results.csv"
+
+
 # ---------------------------------------------------------------- running the scripts
 
 
@@ -186,8 +204,13 @@ def launched(tmp_path_factory):
         folder = tmp_path_factory.mktemp("py-old")
         path = make(folder)
         runs.start(f"py old {kind}", py_command(path, folder / "out"), path, folder / "out")
-    # The seed preset's latencies (ms), and a second run of the fixture (the same bytes).
-    for name, path in (("py seed", SEED_FIXTURE), ("py again", FIXTURE)):
+    # The seed preset's latencies (ms), a second run of the fixture (the same bytes), and
+    # a run folder with its distributions (the spectrum).
+    for name, path in (
+        ("py seed", SEED_FIXTURE),
+        ("py again", FIXTURE),
+        ("py spectrum", SPECTRUM_FIXTURE),
+    ):
         out = tmp_path_factory.mktemp("py")
         runs.start(name, py_command(path, out), path, out)
     # One bad input through the real process too: the exit code as the harness sees it.
@@ -202,9 +225,16 @@ def launched(tmp_path_factory):
             folder = tmp_path_factory.mktemp("r-old")
             path = make(folder)
             runs.start(f"R old {kind}", r_command(path, folder / "out"), path, folder / "out")
-        for name, path in (("R seed", SEED_FIXTURE), ("R again", FIXTURE)):
+        for name, path in (
+            ("R seed", SEED_FIXTURE),
+            ("R again", FIXTURE),
+            ("R spectrum", SPECTRUM_FIXTURE),
+        ):
             out = tmp_path_factory.mktemp("r")
             runs.start(name, r_command(path, out), path, out)
+        folder = tmp_path_factory.mktemp("r-bad-hgrm")
+        path = broken_distribution(folder)
+        runs.start("R bad-hgrm", r_command(path, folder / "out"), path, folder / "out")
         for case, make in BAD_INPUTS.items():
             folder = tmp_path_factory.mktemp("r-bad")
             path = make(folder)
@@ -653,6 +683,129 @@ def test_handshakes_fixture_has_the_columns_of_results(plot):
     for kind in KINDS:
         header = rows_of(FIXTURES / kind)[0]
         assert set(plot.KINDS[kind].required) <= set(header), kind
+
+
+# ---------------------------------------------------------------- the percentile spectrum
+
+
+@pytest.fixture(scope="session")
+def hgrm():
+    """hgrm.py (plot.py's reader of the distributions), imported in-process."""
+    spec = importlib.util.spec_from_file_location("hgrm", HERE / "hgrm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_draws_the_spectrum_from_the_runs_distributions(launched):
+    result, path, out = launched.result("py spectrum")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.split()
+    for name in ("spectrum.png", "spectrum.svg"):
+        assert str(out / name) in printed, result.stdout
+    check_png(out / "spectrum.png")
+    check_svg(out / "spectrum.svg")
+    svg = (out / "spectrum.svg").read_text(encoding="utf-8")
+    # matplotlib writes each text as a comment before its paths.
+    assert "<!-- Latency by percentile (HdrHistogram's percentile spectrum) -->" in svg
+    for label in ("50%", "90%", "99%", "99.9%"):
+        assert f"<!-- {label} -->" in svg, label
+    sizes = {float(r["size"]) for r in records(path)}
+    for size in sizes:
+        assert f"<!-- {human_bytes(size)} request body -->" in svg, size
+    assert "spectrum.png skipped" not in result.stderr
+
+
+def test_the_spectrum_is_each_series_median_iteration_by_p99(plot, hgrm):
+    frame = plot.load(SPECTRUM_FIXTURE, plot.KINDS["results.csv"])
+    frame["series"] = plot.series_names(frame)
+    plotted = frame[frame["status"] != "error"]
+    spectra = plot.spectrum_data(plotted, SPECTRUM_FIXTURE)
+    rows = records(SPECTRUM_FIXTURE)
+    name = series_of(rows)
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for r in rows:
+        if r["status"] != "error":
+            groups.setdefault((name(r), r["size"]), []).append(r)
+    assert len(groups) == len(spectra.groupby(["series", "size"]))
+    for (series, size), members in groups.items():
+        assert len(members) == 3, "the fixture has three iterations"
+        middle = sorted(members, key=lambda r: (float(r["p99"]), int(r["iteration"])))[1]
+        drawn = spectra[(spectra["series"] == series) & (spectra["size"] == float(size))]
+        assert set(drawn["iteration"]) == {float(middle["iteration"])}, (series, size)
+        dist = hgrm.read(SPECTRUM_RUN / middle["latency_file"])
+        below = dist[dist["percentile"] < 1.0]
+        assert list(drawn["latency_us"]) == pytest.approx(list(below["value_ms"] * 1000))
+        # The file is the row's distribution: its largest value is the row's max (µs).
+        assert dist["value_ms"].iloc[-1] * 1000 == pytest.approx(float(middle["max"]), abs=1)
+        assert dist["total_count"].iloc[-1] == int(middle["requests"])
+
+
+def test_a_run_without_distributions_skips_the_spectrum_with_a_line(launched):
+    result, _, out = launched.result("py results.csv")
+    assert result.returncode == 0, result.stderr
+    assert "spectrum.png skipped" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (out / "spectrum.png").exists()
+
+
+def test_a_distribution_that_is_not_one_is_named_and_nothing_is_written(plot, tmp_path):
+    path = broken_distribution(tmp_path)
+    result = run_in_process(plot, path, tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert ".hgrm: line 6: '0.250 half 12' is not a percentile row" in result.stderr
+    assert not list((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("", "no `Value Percentile TotalCount` header"),
+        ("Value Percentile TotalCount 1/(1-Percentile)\n\n#[Mean = 1]\n", "no percentile rows"),
+        ("Value Percentile TotalCount\n 1.0 2.0 3\n", "percentile 2.0 is not in 0..1"),
+        ("Value Percentile TotalCount\n 1.0 0.5\n", "line 2: '1.0 0.5' is not a percentile row"),
+    ],
+)
+def test_hgrm_refuses_what_is_not_a_percentile_distribution(hgrm, tmp_path, text, says):
+    path = tmp_path / "x.hgrm"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(hgrm.HgrmError, match=re.escape(says)):
+        hgrm.read(path)
+
+
+def test_hgrm_picks_the_lower_middle_of_an_even_count(hgrm, plot):
+    rows = plot.pd.DataFrame(
+        {
+            "series": ["a"] * 4 + ["b"],
+            "size": [10.0] * 5,
+            "iteration": [1, 2, 3, 4, 1],
+            "p99": [40.0, 10.0, 30.0, 20.0, 5.0],
+        }
+    )
+    picked = hgrm.representative(rows)
+    assert list(zip(picked["series"], picked["iteration"])) == [("a", 4), ("b", 1)]
+
+
+def test_r_draws_the_spectrum_and_names_a_bad_distribution(launched):
+    rscript()
+    result, _, out = launched.result("R spectrum")
+    assert result.returncode == 0, result.stderr
+    assert str(out / "spectrum_r.png") in result.stdout.split(), result.stdout
+    check_png(out / "spectrum_r.png")
+    result, _, out = launched.result("R results.csv")
+    assert "spectrum_r.png skipped" in result.stderr, result.stderr
+    assert not (out / "spectrum_r.png").exists()
+    result, _, _ = launched.result("R bad-hgrm")
+    assert result.returncode == 2, result.stderr
+    assert "'0.250 half 12' is not a percentile row" in result.stderr, result.stderr
+
+
+def human_bytes(size: float) -> str:
+    """plot.py's panel titles: 10 B, 1 kB, 10 kB."""
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size:g} B"
 
 
 # ---------------------------------------------------------------- plot.R on the fixtures

@@ -31,6 +31,24 @@ impl CpuList {
         self.0.is_empty()
     }
 
+    /// The CPUs of each of `n` processes sharing this list, dealt round-robin: with at
+    /// least `n` CPUs, process `i` gets every `n`th CPU from the `i`th (`0-3` over 2:
+    /// `0,2` and `1,3`); with fewer, one CPU each, taken in turn (`0-1` over 3: `0`, `1`,
+    /// `0`), so a one-CPU list puts them all on that CPU.
+    pub fn round_robin(&self, n: usize) -> Vec<CpuList> {
+        let cpus = &self.0;
+        (0..n)
+            .map(|i| {
+                let mine = if cpus.len() >= n {
+                    cpus.iter().copied().skip(i).step_by(n).collect()
+                } else {
+                    vec![cpus[i % cpus.len()]]
+                };
+                CpuList(mine)
+            })
+            .collect()
+    }
+
     /// Fails, naming `what` (a flag or plan key), when a CPU is not in `mask`.
     pub fn ensure_within(&self, mask: &CpuList, what: &str) -> anyhow::Result<()> {
         let outside: Vec<usize> = self
@@ -221,6 +239,26 @@ mod tests {
     #[case("1,3,5-7")]
     fn displays_compactly(#[case] text: &str) {
         assert_eq!(list(text).to_string(), text);
+    }
+
+    #[rstest]
+    #[case("0-3", 2, &["0,2", "1,3"])]
+    #[case("0-4", 2, &["0,2,4", "1,3"])]
+    #[case("4-6", 3, &["4", "5", "6"])]
+    #[case("0-1", 3, &["0", "1", "0"])]
+    #[case("7", 4, &["7", "7", "7", "7"])]
+    #[case("0-3", 1, &["0-3"])]
+    fn processes_share_the_list_round_robin(
+        #[case] cpus: &str,
+        #[case] n: usize,
+        #[case] expected: &[&str],
+    ) {
+        let shares: Vec<String> = list(cpus)
+            .round_robin(n)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(shares, expected);
     }
 
     #[test]

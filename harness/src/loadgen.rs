@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use loadgen::segment::Segment;
 use serde::Deserialize;
 
 use crate::plan::{Kind, Measurement, Plan};
@@ -23,6 +24,8 @@ pub struct Invocation<'a> {
     pub cacert: Option<&'a Path>,
     /// Skip certificate verification (a remote target without `--cacert`).
     pub insecure: bool,
+    /// This process's segment of the load (`--client-processes` above 1).
+    pub segment: Option<Segment>,
 }
 
 impl Invocation<'_> {
@@ -50,6 +53,9 @@ impl Invocation<'_> {
             if let Some(rate) = plan.rate {
                 push(&mut args, "--rate", rate.to_string());
             }
+        }
+        if let Some(segment) = self.segment {
+            push(&mut args, "--segment", segment.to_string());
         }
         if let Kind::Handshake { resumed, .. } = m.kind {
             args.push("--no-keepalive".into());
@@ -119,6 +125,17 @@ pub struct Report {
     pub errors: Errors,
     pub tls: Option<Tls>,
     pub cpu: Cpu,
+    /// A merged report (`--client-processes` above 1): each process's own saturation.
+    #[serde(default)]
+    pub segments: Option<Vec<SegmentCpu>>,
+}
+
+/// One process of a merged report, as far as the verdict needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SegmentCpu {
+    pub segment: Option<String>,
+    pub utilization: f64,
+    pub saturated: bool,
 }
 
 /// Latencies of the measured period, microseconds.
@@ -340,6 +357,7 @@ pub(crate) mod tests {
             threads: 1,
             cacert: Some(ca),
             insecure: false,
+            segment: None,
         };
         let args: Vec<String> = inv
             .args()
@@ -404,7 +422,7 @@ pub(crate) mod tests {
         let idle = measurement(10, Kind::Idle);
         let line = Invocation {
             measurement: &idle,
-            ..inv
+            ..inv.clone()
         }
         .args()
         .iter()
@@ -413,5 +431,21 @@ pub(crate) mod tests {
         .join(" ");
         assert!(line.contains("-c 200 -d 1s --idle"), "{line}");
         assert!(!line.contains("--warmup"), "{line}");
+        assert!(!line.contains("--segment"), "{line}");
+
+        let second = Invocation {
+            segment: Some(Segment::new(2, 3).unwrap()),
+            ..inv
+        };
+        let line = second
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains("--warmup 500ms --segment 2/3 --tls-version"),
+            "{line}"
+        );
     }
 }

@@ -14,9 +14,9 @@ use anyhow::Context;
 use serde::{Serialize, Serializer};
 
 /// The header, in order. [`Row`]'s fields follow it exactly (a test pins that). Columns
-/// added later go last (`tls_library`), so that scripts reading older files by position
-/// still find every column where it was.
-pub const COLUMNS: [&str; 51] = [
+/// added later go last (`tls_library`, `client_processes`, `latency_file`), so that scripts
+/// reading older files by position still find every column where it was.
+pub const COLUMNS: [&str; 53] = [
     "config",
     "size",
     "requests",
@@ -68,6 +68,8 @@ pub const COLUMNS: [&str; 51] = [
     "status",
     "note",
     "tls_library",
+    "client_processes",
+    "latency_file",
 ];
 
 /// A number as the CSV shows it: integral values without a decimal point, others rounded
@@ -169,6 +171,12 @@ pub struct Row {
     /// The TLS library the terminator ran, read from the program (`OpenSSL 3.5.9`,
     /// `rustls 0.23.31 + aws-lc-rs 1.13.3`; `none` without TLS, `unknown` if unreadable).
     pub tls_library: String,
+    /// Load generator processes whose reports make this row (`--client-processes`).
+    pub client_processes: u32,
+    /// A sweep row's full latency distribution, relative to the run folder:
+    /// `latency/<config>-<size>-<iteration>.hgrm` (HdrHistogram's percentile distribution,
+    /// ms). Empty for error rows and handshake rows.
+    pub latency_file: Option<String>,
 }
 
 impl Row {
@@ -403,7 +411,10 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert_eq!(header, COLUMNS.join(","));
         assert!(header.starts_with("config,size,requests,mean,stdev,p50,p90,p99,"));
-        assert!(header.ends_with(",status,note,tls_library"), "{header}");
+        assert!(
+            header.ends_with(",status,note,tls_library,client_processes,latency_file"),
+            "{header}"
+        );
     }
 
     #[test]

@@ -169,6 +169,8 @@ fn smoke_preset_end_to_end() {
             assert_eq!(&r[col("cert_type")], "ecdsa-p256", "{r:?}");
         }
         assert_eq!(&r[col("handshake")], "keep-alive", "{r:?}");
+        assert_eq!(&r[col("client_processes")], "1", "{r:?}");
+        latency_file_matches_row(&run, r, &col);
         if r[col("config")].starts_with("proxy-")
             || ["relay", "haproxy"].contains(&&r[col("config")])
         {
@@ -217,6 +219,42 @@ fn smoke_preset_end_to_end() {
     }
     assert!(pids.iter().all(|(pid, _)| is_gone(*pid)), "{pids:?}");
     original_layout_matches_results(&run, &rows, &header);
+}
+
+/// A sweep row's full latency distribution: `latency/<config>-<size>-<iteration>.hgrm`,
+/// HdrHistogram's percentile table in ms, one sample per request of the row, its
+/// percentiles those of the row (to the table's 0.001 ms).
+fn latency_file(run: &Path, r: &csv::StringRecord, col: &dyn Fn(&str) -> usize) -> String {
+    let file = &r[col("latency_file")];
+    let backend = &r[col("tls_backend")];
+    let config = &r[col("config")];
+    let label = match backend {
+        "rustls-aws-lc" | "rustls-ring" => config.replace("rustls", backend),
+        _ => config.to_owned(),
+    };
+    let expected = format!(
+        "latency/{label}-{}-{}.hgrm",
+        &r[col("size")],
+        &r[col("iteration")]
+    );
+    assert_eq!(file, expected, "{r:?}");
+    std::fs::read_to_string(run.join(file)).unwrap()
+}
+
+fn latency_file_matches_row(run: &Path, r: &csv::StringRecord, col: &dyn Fn(&str) -> usize) {
+    let table = latency_file(run, r, col);
+    assert!(
+        table.starts_with("# loadgen latency; values in milliseconds\n"),
+        "{table}"
+    );
+    assert!(table.contains("Value     Percentile TotalCount 1/(1-Percentile)"));
+    let total = format!("Total count    = {:>12}]", &r[col("requests")]);
+    assert!(table.contains(&total), "{total:?} in {table}");
+    let max_ms: f64 = r[col("max")].parse::<f64>().unwrap() / 1000.0;
+    assert!(
+        table.contains(&format!("#[Max     = {max_ms:12.3},")),
+        "max {max_ms} ms in {table}"
+    );
 }
 
 /// `tls-bench.csv`: no header, one line per sweep row that is not an error, its cells the
@@ -309,6 +347,7 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
             other => panic!("handshake {other:?}"),
         }
         assert!(r[col("time_wait")].parse::<u64>().is_ok(), "{r:?}");
+        assert_eq!(&r[col("latency_file")], "", "sweep rows only: {r:?}");
     }
     let hybrid: Vec<_> = rows
         .iter()
@@ -364,6 +403,121 @@ fn handshake_and_idle_scenarios_write_their_own_csv() {
         );
     }
     assert!(page.contains("(the run says: --no-plot)"), "{page}");
+}
+
+/// `--client-processes 2`: two loadgen processes per measurement, segments 1/2 and 2/2 on
+/// the client CPUs, merged into one row; the handshakes too. The idle scenario refuses it.
+#[test]
+fn client_processes_merge_into_one_row_per_measurement() {
+    let dir = tempfile::tempdir().unwrap();
+    let split = split();
+    let shares: Vec<String> = split
+        .client
+        .round_robin(2)
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let run_with = |scenario: &str, run: &Path| {
+        let out = harness()
+            .args([
+                "--preset",
+                "smoke",
+                "--scenario",
+                scenario,
+                "--sizes",
+                "1000",
+            ])
+            .args(["--configs", "http,proxy-rustls", "--client-processes", "2"])
+            .args(["--peers", "system", "--no-plot", "--out"])
+            .arg(run)
+            .output()
+            .unwrap();
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+
+    let run = dir.path().join("sweep");
+    let log = run_with("sweep", &run);
+    let (header, rows) = read_csv(&run.join("results.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows.len(), 2, "one row per measurement: {rows:?}\n{log}");
+    for r in &rows {
+        assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
+        assert_eq!(&r[col("client_processes")], "2", "{r:?}");
+        assert_eq!(&r[col("client_cpus")], shares.join(";"), "{r:?}");
+        assert_eq!(&r[col("connections_opened")], "10", "5 + 5: {r:?}");
+        assert_eq!(&r[col("errors")], "0", "{r:?}");
+        latency_file_matches_row(&run, r, &col);
+        let label = if &r[col("config")] == "http" {
+            "http"
+        } else {
+            "proxy-rustls-aws-lc"
+        };
+        let stem = run.join(format!("logs/1-{label}-1000-loadgen"));
+        let segment = |i: u32| -> serde_json::Value {
+            let text = std::fs::read_to_string(format!("{}-{i}.out", stem.display())).unwrap();
+            serde_json::from_str(&text).unwrap()
+        };
+        let (one, two) = (segment(1), segment(2));
+        assert_eq!(
+            (one["segment"].as_str(), two["segment"].as_str()),
+            (Some("1/2"), Some("2/2"))
+        );
+        let merged: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}-merged.json", stem.display())).unwrap(),
+        )
+        .unwrap();
+        let requests = |v: &serde_json::Value| v["requests"].as_u64().unwrap();
+        assert_eq!(requests(&merged), requests(&one) + requests(&two));
+        assert_eq!(
+            r[col("requests")].parse::<u64>().unwrap(),
+            requests(&merged)
+        );
+        let saturated = one["cpu"]["saturated"] == true || two["cpu"]["saturated"] == true;
+        assert_eq!(&r[col("loadgen_saturated")], saturated.to_string(), "{r:?}");
+        assert_eq!(merged["segments"].as_array().unwrap().len(), 2);
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["plan"]["client_processes"], 2);
+    assert_eq!(meta["cpus"]["client_processes"], serde_json::json!(shares));
+    // Two load generators a measurement, each in the ledger.
+    let loadgens = child_pids(&run)
+        .iter()
+        .filter(|(_, name)| name.starts_with("loadgen-"))
+        .count();
+    assert_eq!(loadgens, 4);
+
+    let run = dir.path().join("handshakes");
+    let log = run_with("handshakes", &run);
+    let (header, rows) = read_csv(&run.join("handshakes.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows.len(), 5, "{rows:?}\n{log}");
+    for r in &rows {
+        assert_ne!(&r[col("status")], "error", "{r:?}\n{log}");
+        assert_eq!(&r[col("client_processes")], "2", "{r:?}");
+        assert!(r[col("rps")].parse::<f64>().unwrap() > 0.0, "{r:?}");
+    }
+
+    let out = harness()
+        .args([
+            "--preset",
+            "smoke",
+            "--scenario",
+            "idle",
+            "--client-processes",
+            "2",
+        ])
+        .args(["--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("applies to the sweep and the handshakes"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::request;
+use crate::segment::Segment;
 use crate::settings::{OutputFormat, Settings, SettingsError, MAX_BODY_BYTES};
 use crate::tls::{TlsClient, TlsOptions, TlsVersionArg};
 use crate::url::{Scheme, Url};
@@ -19,11 +20,23 @@ use crate::url::{Scheme, Url};
 ///
 /// URL: http://HOST:PORT/path, https://HOST:PORT/path or unix:///abs/path/to.sock
 /// (plain HTTP over a Unix socket, request path /).
+///
+/// `loadgen merge FILE...` adds the JSON reports of several runs (the segments of one load,
+/// see --segment) into one.
 #[derive(Debug, Clone, Parser)]
-#[command(version, max_term_width = 100)]
+#[command(
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Target URL.
-    pub url: String,
+    #[arg(required = true)]
+    pub url: Option<String>,
 
     /// Connections to keep open (closed loop: requests in flight).
     #[arg(short = 'c', long, default_value = "10")]
@@ -65,6 +78,12 @@ pub struct Args {
     /// Open loop: requests per second over all connections, at fixed intended times.
     #[arg(long, value_name = "REQ_PER_S")]
     pub rate: Option<f64>,
+
+    /// Run segment I of N of this load (numbered from 1): its share of -c (C/N, one more for
+    /// each of the first C%N segments) and of --rate (R/N), so N processes with 1/N..N/N
+    /// together offer exactly the load asked for; `loadgen merge` adds their reports.
+    #[arg(long, value_name = "I/N")]
+    pub segment: Option<Segment>,
 
     /// A new connection (and a full TLS handshake) per request, with `Connection: close`.
     #[arg(long)]
@@ -122,11 +141,40 @@ pub struct Args {
     pub hdr_out: Option<PathBuf>,
 }
 
+/// loadgen's subcommands (a run needs none).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    Merge(MergeArgs),
+}
+
+/// Add the JSON reports of several runs (the segments of one load) into one.
+///
+/// The reports are loadgen's `--output json`, typically of `--segment 1/N` .. `N/N`, run on
+/// one machine or several. Histograms are added and every percentile recomputed from the
+/// sum; counts, errors, connections, rates and CPU time are summed; the measured period is
+/// the union of theirs; each input's saturation is kept (`segments`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The JSON reports to merge (at least one).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value = "json")]
+    pub output: OutputFormat,
+
+    /// Write the merged latency histogram (HdrHistogram percentile-distribution text, ms).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_out: Option<PathBuf>,
+}
+
 impl Args {
     /// Checks every flag, reads the files they name and builds the request.
     pub fn into_settings(self) -> Result<Settings, SettingsError> {
         let args = self;
-        let url = Url::parse(&args.url)?;
+        // clap requires the URL unless a subcommand is given, and a subcommand never gets here.
+        let target = args.url.clone().ok_or(SettingsError::NoUrl)?;
+        let url = Url::parse(&target)?;
         if args.duration.is_zero() {
             return Err(SettingsError::ZeroDuration);
         }
@@ -216,17 +264,30 @@ impl Args {
             })?;
         }
 
-        let threads = sysio::host::worker_count(args.threads).min(args.connections);
+        let connections = match args.segment {
+            Some(segment) => segment.connections(args.connections).ok_or(
+                SettingsError::SegmentWithoutConnections {
+                    segment,
+                    connections: args.connections,
+                },
+            )?,
+            None => args.connections,
+        };
+        let rate = args
+            .rate
+            .map(|rate| args.segment.map_or(rate, |s| s.rate(rate)));
+        let threads = sysio::host::worker_count(args.threads).min(connections);
         Ok(Settings {
-            target: args.url.clone(),
+            target,
             head_request: method.eq_ignore_ascii_case("HEAD"),
             url,
-            connections: args.connections,
+            connections,
             threads,
             duration: args.duration,
             warmup: args.warmup,
             timeout: args.timeout,
-            rate: args.rate,
+            rate,
+            segment: args.segment,
             keepalive,
             idle: args.idle,
             request,
@@ -242,7 +303,7 @@ impl Args {
 /// `--idle` measures what holding connections costs: flags about sending requests over
 /// time have no meaning there, and are refused rather than silently ignored.
 fn check_idle_flags(args: &Args) -> Result<(), SettingsError> {
-    let conflicts: [(&'static str, bool, &'static str); 3] = [
+    let conflicts: [(&'static str, bool, &'static str); 4] = [
         (
             "--warmup",
             !args.warmup.is_zero(),
@@ -257,6 +318,11 @@ fn check_idle_flags(args: &Args) -> Result<(), SettingsError> {
             "--no-keepalive",
             args.no_keepalive,
             "idle connections must stay open after their one request",
+        ),
+        (
+            "--segment",
+            args.segment.is_some(),
+            "segments are merged into one load's report, and an idle run's is not merged",
         ),
     ];
     match conflicts.into_iter().find(|(_, set, _)| *set) {

@@ -27,7 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
@@ -55,6 +55,8 @@ pub struct RunResult {
     pub warmup: Duration,
     /// Stopped early (Ctrl-C): `measured` is the part that ran.
     pub interrupted: bool,
+    /// Wall-clock time at which the measured period began (after the warm-up).
+    pub measured_from: SystemTime,
     /// This process's CPU time in the measured period.
     pub cpu: CpuTimes,
     /// CPUs the threads could use: min(threads, CPUs in the affinity mask).
@@ -204,6 +206,7 @@ pub fn run(
     on_open(opened, connections);
 
     let start = Instant::now();
+    let wall_start = SystemTime::now();
     let schedule = Schedule {
         start,
         measure_from: start + settings.warmup,
@@ -282,6 +285,7 @@ pub fn run(
         open_time,
         measured: measured_until.saturating_duration_since(schedule.measure_from),
         interrupted: stopped_at.is_some(),
+        measured_from: wall_start + settings.warmup,
         warmup: settings.warmup,
         cpu,
         cpus,

@@ -11,6 +11,7 @@
 //! `request`, `tls`, `url`; nothing imports `cli`.
 //! - [`cli`]: the flags (clap), turned into a checked [`settings::Settings`].
 //! - [`settings`]: the checked run settings and every input error.
+//! - [`segment`]: `--segment I/N`, this process's exact share of a load run by N.
 //! - [`url`]: the target URL (`http`, `https`, `unix`).
 //! - [`request`]: the request bytes (built once) and the generated body.
 //! - [`tls`]: the rustls client configuration (versions, suites, groups, roots, resumption).
@@ -20,8 +21,9 @@
 //! - [`engine`]: the threads, their event loops, the opening of the connections and the
 //!   per-connection loops (or, idle, the hold).
 //! - [`stats`]: thread-local counters and HdrHistograms, merged at the end.
-//! - [`report`]: the JSON object (schema 1), the wrk-like text, the `--hdr-out` file and
-//!   the idle run's stderr line.
+//! - [`report`]: the JSON object (schema 1) with the exact histogram, the wrk-like text,
+//!   the `--hdr-out` file and the idle run's stderr line.
+//! - [`merge`]: `loadgen merge`, several reports (segments) added into one, exactly.
 //! - [`cpu`]: the load generator's own CPU time.
 
 pub mod cli;
@@ -29,8 +31,10 @@ pub mod connect;
 pub mod cpu;
 pub mod engine;
 pub mod http;
+pub mod merge;
 pub mod report;
 pub mod request;
+pub mod segment;
 pub mod settings;
 pub mod stats;
 pub mod tls;

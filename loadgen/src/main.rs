@@ -1,5 +1,7 @@
 //! `loadgen`: parse flags, run, print the report, map the outcome to an exit code
 //! (0 ok; 2 bad flags or inputs; 1 the run failed: unreachable, TLS refused, all failed).
+//! `loadgen merge FILE...` adds reports instead (0 ok; 2 unusable or mismatched inputs; 1
+//! the `--hdr-out` file could not be written).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use loadgen::cli::Args;
-use loadgen::report::{self, Report};
+use loadgen::cli::{Args, Command, MergeArgs};
+use loadgen::merge::{self, Input};
+use loadgen::report::{self, Histograms, Report};
 use loadgen::settings::OutputFormat;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -21,6 +24,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Command::Merge(merge)) = args.command {
+        return merge_reports(&merge);
+    }
     let settings = match args.into_settings() {
         Ok(settings) => settings,
         Err(e) => {
@@ -68,19 +74,14 @@ fn main() -> ExitCode {
     };
 
     let report = Report::new(&settings, &result);
-    match settings.output {
-        OutputFormat::Json => println!("{}", report.to_json()),
-        OutputFormat::Text => print!("{}", report::text(&report, &result)),
-    }
+    let histograms = Histograms::of_run(&result);
+    emit(&match settings.output {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => report::text(&report, histograms, Some(result.cpus)),
+    });
     if let Some(path) = &settings.hdr_out {
-        let what = if settings.idle {
-            "latency of connect, TLS handshake and first request"
-        } else if settings.rate.is_some() {
-            "latency from intended start times (corrected for coordinated omission)"
-        } else {
-            "latency"
-        };
-        if let Err(e) = report::write_hdr(path, &result.stats.latency, what) {
+        let what = report::hdr_title(report.mode);
+        if let Err(e) = report::write_hdr(path, histograms.latency, what) {
             eprintln!("loadgen: cannot write --hdr-out {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
@@ -90,4 +91,44 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `loadgen merge`: reads every report, adds them, prints the sum.
+fn merge_reports(args: &MergeArgs) -> ExitCode {
+    let merged = args
+        .files
+        .iter()
+        .map(|path| Input::read(path))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|inputs| merge::merge(&inputs));
+    let merged = match merged {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("loadgen merge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = &merged.report;
+    emit(&match args.output {
+        OutputFormat::Json => report.to_json() + "\n",
+        OutputFormat::Text => report::text(report, merged.histograms(), None),
+    });
+    if let Some(path) = &args.hdr_out {
+        let what = report::hdr_title(report.mode);
+        if let Err(e) = report::write_hdr(path, &merged.latency, what) {
+            eprintln!(
+                "loadgen merge: cannot write --hdr-out {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes the report to stdout. A reader that went away (`| head`) is not loadgen's error:
+/// `print!` would panic on the broken pipe.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::request::RequestError;
+use crate::segment::Segment;
 use crate::tls::{TlsClient, TlsConfigError};
 use crate::url::{Url, UrlError};
 
@@ -17,14 +18,18 @@ pub struct Settings {
     /// The URL as the user wrote it (the report's `target`).
     pub target: String,
     pub url: Url,
+    /// This process's connections: all of `-c`, or its segment's share.
     pub connections: NonZeroUsize,
     /// Threads to run: never more than connections.
     pub threads: NonZeroUsize,
     pub duration: Duration,
     pub warmup: Duration,
     pub timeout: Duration,
-    /// Open loop at this many requests per second; `None` is closed loop.
+    /// Open loop at this many requests per second (a segment's share of `--rate`); `None`
+    /// is closed loop.
     pub rate: Option<f64>,
+    /// `--segment I/N`: this process runs that share of the load.
+    pub segment: Option<Segment>,
     pub keepalive: bool,
     /// Idle run (`--idle`): open the connections with one request each, then hold them
     /// silent for `duration`.
@@ -55,6 +60,8 @@ pub enum OutputFormat {
 /// A flag, URL or file that cannot be used. Exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    #[error("a target URL is required")]
+    NoUrl,
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error("cannot read --body-file {}: {source}", path.display())]
@@ -78,6 +85,15 @@ pub enum SettingsError {
     IdleConflict {
         flag: &'static str,
         why: &'static str,
+    },
+    #[error(
+        "--segment {segment} gets no connection of -c {connections}: each segment needs at \
+         least one (use -c {} or more, or fewer segments)",
+        segment.count()
+    )]
+    SegmentWithoutConnections {
+        segment: Segment,
+        connections: NonZeroUsize,
     },
     #[error("--duration must be longer than zero")]
     ZeroDuration,

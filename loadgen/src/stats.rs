@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use crate::tls::Negotiated;
 
 /// Errors by kind, counted in the measured period only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Errors {
     /// TCP connect or TLS handshake failed.
     pub connect: u64,
@@ -163,7 +163,7 @@ impl Stats {
 /// A histogram from 1 µs to one hour at 3 significant digits (about 200 KiB, fixed: an
 /// hour-long run uses the same memory as a second-long one; longer latencies saturate).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG)
         .expect("constant bounds are valid: 1 <= low, high >= 2 * low, 3 significant digits")
 }
 
@@ -172,7 +172,9 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// Largest latency tracked: one hour, in µs.
-const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+/// Significant decimal digits of every latency histogram: 0.1% resolution, wrk2's.
+pub const HISTOGRAM_SIGFIG: u8 = 3;
 /// An open-loop request started later than this after its intended time counts as late:
 /// the event loop's timers tick every millisecond, so less is not lateness but resolution.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);

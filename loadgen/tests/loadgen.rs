@@ -140,10 +140,10 @@ async fn body_mismatches_are_counted() {
     assert_eq!(int(&report, "/errors/total"), 0);
 }
 
-/// The JSON report has exactly these keys with these types (closed loop over HTTP, open
-/// loop over HTTPS, where the nullable fields are filled, and an idle run). Changing the
-/// schema must change this test, and the schema number unless a field was only added at
-/// the end (`idle` was).
+/// The JSON report has exactly these keys with these types, in this order (closed loop
+/// over HTTP, open loop over HTTPS, where the nullable fields are filled, and an idle run).
+/// Changing the schema must change this test, and the schema number unless a field was only
+/// added at the end (`idle` was; then `segment` to `segments`, for `loadgen merge`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_schema_is_pinned() {
     let _serial = SERIAL.lock().await;
@@ -157,21 +157,66 @@ async fn json_schema_is_pinned() {
     });
     let cpu =
         json!({"user_s": "float", "sys_s": "float", "utilization": "float", "saturated": "bool"});
+    let histogram = json!({"unit": "string", "sigfig": "int", "counts": "array"});
     let expected = |rate: &str, uncorrected: Value, tls: Value, idle: Value| {
+        let open = !uncorrected.is_string();
         json!({
             "schema": "int", "target": "string", "mode": "string", "threads": "int",
             "connections": "int", "connections_opened": "int", "keepalive": "bool",
             "duration_s": "float", "warmup_s": "float", "rate": rate, "body_bytes": "int",
             "requests": "int", "rps": "float", "bytes_sent": "int", "bytes_received": "int",
             "latency_us": latency, "latency_uncorrected_us": uncorrected, "late_requests": "int",
-            "errors": errors, "tls": tls, "cpu": cpu, "warnings": "array", "idle": idle
+            "errors": errors, "tls": tls, "cpu": cpu, "warnings": "array", "idle": idle,
+            "segment": "null", "start_unix_s": "float", "end_unix_s": "float",
+            "histogram": histogram,
+            "histogram_uncorrected": if open { histogram.clone() } else { json!("null") },
+            "segments": "null"
         })
+    };
+    // The order of the keys is the schema too: new ones come last.
+    let order = [
+        "schema",
+        "target",
+        "mode",
+        "threads",
+        "connections",
+        "connections_opened",
+        "keepalive",
+        "duration_s",
+        "warmup_s",
+        "rate",
+        "body_bytes",
+        "requests",
+        "rps",
+        "bytes_sent",
+        "bytes_received",
+        "latency_us",
+        "latency_uncorrected_us",
+        "late_requests",
+        "errors",
+        "tls",
+        "cpu",
+        "warnings",
+        "idle",
+        "segment",
+        "start_unix_s",
+        "end_unix_s",
+        "histogram",
+        "histogram_uncorrected",
+        "segments",
+    ];
+    let keys_in_order = |run: &common::Run| {
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| run.stdout.find(&format!("\n  \"{k}\": ")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{}", run.stdout);
     };
 
     let http = echo(Mode::Http).await;
-    let closed = loadgen(&["-c", "2", "-d", "300ms", "--output", "json", &http.url])
-        .await
-        .ok_json();
+    let run = loadgen(&["-c", "2", "-d", "300ms", "--output", "json", &http.url]).await;
+    keys_in_order(&run);
+    let closed = run.ok_json();
     assert_eq!(
         shape(&closed),
         expected("null", json!("null"), json!("null"), json!("null")),

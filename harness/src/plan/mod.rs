@@ -40,8 +40,12 @@ pub struct Plan {
     /// Load before the measured period, excluded from statistics.
     pub warmup: Duration,
     pub connections: NonZeroU32,
-    /// Load generator threads; `None`: one per client CPU.
+    /// Load generator threads (of each process); `None`: one per client CPU it runs on.
     pub client_threads: Option<NonZeroU32>,
+    /// Load generator processes per load measurement, each running its segment of the load
+    /// (`loadgen --segment i/N`) on its round-robin share of the client CPUs; their reports
+    /// are merged into the row.
+    pub client_processes: NonZeroU32,
     /// Requests per second (open loop); `None`: closed loop, as fast as answers come.
     pub rate: Option<f64>,
     /// Per-request timeout of the load generator.
@@ -205,6 +209,33 @@ impl Plan {
         }
         if let Some(target) = &self.target {
             check_target(target).context("--target / target")?;
+        }
+        self.check_client_processes()
+    }
+
+    /// `--client-processes N` splits the load of the sweep and the handshakes: each process
+    /// needs a connection, and the idle scenario and the fault suite run one load generator
+    /// of their own (an idle run is not merged: its figure is the servers' memory).
+    fn check_client_processes(&self) -> anyhow::Result<()> {
+        let n = self.client_processes.get();
+        if n == 1 {
+            return Ok(());
+        }
+        if n > self.connections.get() {
+            bail!(
+                "--client-processes / client_processes {n}: each process needs at least one \
+                 of the {} connections (--connections)",
+                self.connections
+            );
+        }
+        let parts = self.scenario.parts();
+        if self.scenario.is_fault_suite() || parts.contains(&Scenario::Idle) {
+            bail!(
+                "--client-processes / client_processes {n} applies to the sweep and the \
+                 handshakes, not to scenario {}: the idle scenario and the fault suite run one \
+                 load generator (run them separately, without --client-processes)",
+                self.scenario.name()
+            );
         }
         Ok(())
     }
@@ -436,6 +467,7 @@ impl Plan {
             "warmup": humantime::format_duration(self.warmup).to_string(),
             "connections": self.connections.get(),
             "client_threads": self.client_threads.map(NonZeroU32::get),
+            "client_processes": self.client_processes.get(),
             "rate": self.rate,
             "timeout": humantime::format_duration(self.timeout).to_string(),
             "ready_timeout": humantime::format_duration(self.ready_timeout).to_string(),
@@ -658,6 +690,50 @@ mod tests {
         plan.kx_groups = vec!["secp384r1".into()];
         plan.cert_type = CertType::EcdsaP256;
         assert_eq!(plan.effective_kx_groups(), ["secp384r1"], "as given");
+    }
+
+    #[test]
+    fn client_processes_split_the_sweep_and_handshakes_only() {
+        let with = |n: u32, scenario: Scenario, connections: u32| {
+            Plan::resolve(
+                None,
+                Overrides {
+                    preset: Some(Preset::Smoke),
+                    client_processes: NonZeroU32::new(n),
+                    scenario: Some(scenario),
+                    connections: NonZeroU32::new(connections),
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plan = with(2, Scenario::Sweep, 10).unwrap();
+        assert_eq!(plan.client_processes.get(), 2);
+        assert_eq!(plan.to_json()["client_processes"], 2);
+        assert!(with(2, Scenario::Handshakes, 10).is_ok());
+        assert_eq!(
+            Preset::Quick.plan().client_processes.get(),
+            1,
+            "one process unless asked"
+        );
+        for scenario in [
+            Scenario::Idle,
+            Scenario::All,
+            Scenario::Faults,
+            Scenario::Soak,
+        ] {
+            let err = with(2, scenario, 10).unwrap_err().to_string();
+            assert!(
+                err.starts_with("--client-processes / client_processes 2 applies to the sweep")
+                    && err.contains(scenario.name()),
+                "{err}"
+            );
+            assert!(with(1, scenario, 10).is_ok(), "{scenario:?}");
+        }
+        let err = with(4, Scenario::Sweep, 3).unwrap_err().to_string();
+        assert!(
+            err.contains("each process needs at least one of the 3"),
+            "{err}"
+        );
     }
 
     #[test]

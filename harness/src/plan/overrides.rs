@@ -61,10 +61,16 @@ pub struct Overrides {
     #[arg(long)]
     #[serde(default, deserialize_with = "at_least_one")]
     pub connections: Option<NonZeroU32>,
-    /// Load generator threads (default: one per client CPU).
+    /// Load generator threads, of each process (default: one per client CPU it runs on).
     #[arg(long)]
     #[serde(default, deserialize_with = "at_least_one")]
     pub client_threads: Option<NonZeroU32>,
+    /// Load generator processes per measurement (default 1), each running its segment of
+    /// the load (loadgen --segment i/N) on its round-robin share of the client CPUs, their
+    /// reports merged into one row. Sweep and handshakes only.
+    #[arg(long)]
+    #[serde(default, deserialize_with = "at_least_one")]
+    pub client_processes: Option<NonZeroU32>,
     /// Open loop at this many requests per second (default: closed loop).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -171,6 +177,7 @@ impl Overrides {
             duration,
             warmup,
             connections,
+            client_processes,
             timeout,
             ready_timeout,
             cert_type,
@@ -351,6 +358,7 @@ mod tests {
             cipher_suites = ["TLS_AES_256_GCM_SHA384"]
             idle_connections = 3
             server_cpus = "0-1"
+            client_processes = 2
             "#,
         )
         .unwrap();
@@ -363,6 +371,7 @@ mod tests {
             "--cipher-suite=TLS_AES_256_GCM_SHA384",
             "--idle-connections=3",
             "--server-cpus=0-1",
+            "--client-processes=2",
         ])
         .unwrap();
         assert_eq!(flags.overrides, file);
@@ -405,6 +414,11 @@ mod tests {
         assert!(err.contains("key `duration`"), "{err}");
         let err = format!("{:#}", Overrides::parse("iterations = 0").unwrap_err());
         assert!(err.contains("key `iterations`"), "{err}");
+        let err = format!(
+            "{:#}",
+            Overrides::parse("client_processes = 0").unwrap_err()
+        );
+        assert!(err.contains("key `client_processes`"), "{err}");
         let err = format!(
             "{:#}",
             Overrides::parse("server_cpus = \"1-0\"").unwrap_err()

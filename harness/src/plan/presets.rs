@@ -45,6 +45,7 @@ impl Preset {
             warmup: Duration::from_secs(1),
             connections: nz(50),
             client_threads: None,
+            client_processes: nz(1),
             rate: None,
             timeout: Duration::from_secs(5),
             ready_timeout: DEFAULT_READY_TIMEOUT,

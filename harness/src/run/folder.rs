@@ -1,5 +1,6 @@
-//! The run folder: `results/<UTC time>-<host>/` (or `--out`), its `logs/` and `configs/`,
-//! and one CSV file per scenario of the plan, created with its header before anything runs.
+//! The run folder: `results/<UTC time>-<host>/` (or `--out`), its `logs/`, `configs/` and
+//! (with a sweep) `latency/`, and one CSV file per scenario of the plan, created with its
+//! header before anything runs.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,6 +20,8 @@ pub(super) struct OutDir {
     pub logs: PathBuf,
     /// Peers' config files.
     pub configs: PathBuf,
+    /// Each sweep row's latency distribution (`.hgrm`); `None` without a sweep.
+    pub latency: Option<PathBuf>,
 }
 
 impl OutDir {
@@ -55,6 +58,14 @@ impl OutDir {
         std::fs::create_dir_all(&configs)
             .with_context(|| format!("cannot create {}", configs.display()))?;
         let parts = plan.scenario.parts();
+        let latency = if parts.contains(&Scenario::Sweep) {
+            let latency = dir.join("latency");
+            std::fs::create_dir_all(&latency)
+                .with_context(|| format!("cannot create {}", latency.display()))?;
+            Some(latency)
+        } else {
+            None
+        };
         let sink = |name: &str, scenario: Scenario, header: &[&str]| -> anyhow::Result<_> {
             if !parts.contains(&scenario) {
                 return Ok(None);
@@ -80,6 +91,7 @@ impl OutDir {
             dir,
             logs,
             configs,
+            latency,
         };
         Ok((out, sinks))
     }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::load::{loadgen_report, loadgen_spec, LOADGEN_POLL, LOADGEN_SLACK};
+use super::clients::{loadgen_report, loadgen_spec};
+use super::load::{LOADGEN_POLL, LOADGEN_SLACK};
 use super::resources::{measurement_label, Resources};
 use super::rows::{base_idle_row, fill_idle};
 use crate::output::{IdleRow, Status};
@@ -31,7 +32,8 @@ pub(super) fn measure(
     // Settle: a server may still be allocating its workers right after it is ready.
     std::thread::sleep(IDLE_SETTLE);
     let before = stack.rss_kib()?;
-    let spec = loadgen_spec(res, m, &stack.url, &stem)?;
+    // One process: the plan refuses --client-processes with the idle scenario.
+    let spec = loadgen_spec(res, m, &stack.url, &stem, None)?;
     let mut lg = Proc::spawn(&spec, ledger, &label)?;
     row.client_cpus = lg.verify_affinity().ok().map(|c| c.to_string());
     let (status, after) = hold(res, &mut lg, &spec, &stack)?;

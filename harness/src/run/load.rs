@@ -1,19 +1,20 @@
-//! One load measurement (sweep and handshakes): the stack started, the load generator run
-//! on the client CPUs, the servers' CPU time read after its warm-up and after it exits.
+//! One load measurement (sweep and handshakes): the stack started, the load generator (one
+//! process or several, see [`super::clients`]) run on the client CPUs, the servers' CPU
+//! time read after its warm-up and after it exits.
 
-use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
+use super::clients::{keep_distribution, Clients};
 use super::resources::{measurement_label, Resources};
 use super::rows::{base_row, fill, handshake_checks};
-use crate::loadgen::{self, Invocation, Report};
+use crate::loadgen;
 use crate::output::{Num, Row, Status};
 use crate::plan::{Kind, Measurement};
-use crate::procs::{Ledger, Proc, Spec, Stop};
-use crate::stack::recipe::{self, Role};
+use crate::procs::Ledger;
+use crate::stack::recipe::Role;
 use crate::stack::Stack;
 
 /// One measurement, all processes stopped by the time it returns (their `Drop` kills
@@ -36,11 +37,10 @@ pub(super) fn measure(
             (stack.url.clone(), Some(stack))
         }
     };
-    let spec = loadgen_spec(res, m, &url, &stem)?;
-    let mut lg = Proc::spawn(&spec, ledger, &label)?;
-    row.client_cpus = Some(client_cpus(&mut lg, res.stop)?);
-    let watched = watch(res, &mut lg, stack.as_ref())?;
-    let report = loadgen_report(watched.status, &lg, &spec)?;
+    let mut clients = Clients::spawn(res, m, &url, &stem, &label, ledger)?;
+    row.client_cpus = Some(clients.cpus(res.stop)?);
+    let watched = watch(res, &mut clients, stack.as_ref())?;
+    let (report, json) = clients.report(&watched.statuses, &stem)?;
     if !watched.warm {
         row.flag(
             Status::Warning,
@@ -59,28 +59,16 @@ pub(super) fn measure(
         handshake_checks(&mut row, &report, resumed, &url);
     }
     server_figures(&mut row, &watched, report.requests);
-    Ok(row)
-}
-
-/// The CPUs the load generator runs on, verified. It may already have exited (bad
-/// arguments): that is said rather than "no /proc".
-fn client_cpus(lg: &mut Proc, stop: &Stop) -> anyhow::Result<String> {
-    match lg.verify_affinity() {
-        Ok(applied) => Ok(applied.to_string()),
-        Err(e) => match lg.wait_for(Duration::from_millis(200), stop)? {
-            Some(status) => bail!(
-                "loadgen exited at once ({}){}",
-                crate::procs::describe(status),
-                lg.stderr_tail()
-            ),
-            None => Err(e),
-        },
+    if m.kind == Kind::Sweep {
+        keep_distribution(res, m, &json, &mut row);
     }
+    Ok(row)
 }
 
 /// What the servers did while the load generator ran.
 struct Watched {
-    status: ExitStatus,
+    /// Each load generator process's exit status.
+    statuses: Vec<ExitStatus>,
     /// Each server's role and CPU seconds when the warm-up ended and after the load.
     cpu: Vec<(Role, f64, f64)>,
     peak_rss_kib: Vec<Option<u64>>,
@@ -88,19 +76,23 @@ struct Watched {
     warm: bool,
 }
 
-/// Waits for the load generator, reading the servers' CPU time when its warm-up ends and
-/// after it exits; a load generator past its time is killed and the measurement fails.
-fn watch(res: &Resources<'_>, lg: &mut Proc, stack: Option<&Stack>) -> anyhow::Result<Watched> {
+/// Waits for the load generator processes, reading the servers' CPU time when their warm-up
+/// ends and after they exit; one past its time is killed and the measurement fails.
+fn watch(
+    res: &Resources<'_>,
+    clients: &mut Clients,
+    stack: Option<&Stack>,
+) -> anyhow::Result<Watched> {
     let plan = res.plan;
     let sample = || stack.map_or(Ok(Vec::new()), Stack::cpu_seconds);
     let launched = Instant::now();
     let mut before = sample()?;
     let mut warm = plan.warmup.is_zero();
     let limit = plan.warmup + plan.duration + LOADGEN_SLACK.max(plan.duration);
-    let status = loop {
+    let statuses = loop {
         res.stop.check()?;
-        if let Some(status) = lg.try_wait()? {
-            break status;
+        if let Some(statuses) = clients.try_wait()? {
+            break statuses;
         }
         let elapsed = launched.elapsed();
         if !warm && elapsed >= plan.warmup {
@@ -120,7 +112,7 @@ fn watch(res: &Resources<'_>, lg: &mut Proc, stack: Option<&Stack>) -> anyhow::R
     let after = sample()?;
     let roles: Vec<Role> = stack.map_or(Vec::new(), |s| s.roles().collect());
     Ok(Watched {
-        status,
+        statuses,
         cpu: roles
             .into_iter()
             .zip(before.into_iter().zip(after))
@@ -155,56 +147,6 @@ fn server_figures(row: &mut Row, watched: &Watched, requests: u64) {
         row.server_cpu_s = Some(Num(total));
         row.server_cpu_us_per_req = per_req(total);
     }
-}
-
-/// The load generator's command for one measurement, on the client CPUs. It trusts the
-/// run's certificate, or with `--target` the `--cacert` given (none: `--insecure`).
-pub(super) fn loadgen_spec(
-    res: &Resources<'_>,
-    m: &Measurement,
-    url: &str,
-    stem: &Path,
-) -> anyhow::Result<Spec> {
-    let plan = res.plan;
-    let remote = plan.target.is_some();
-    Ok(Spec {
-        name: "loadgen".to_owned(),
-        program: res.bins.loadgen.clone(),
-        args: Invocation {
-            url,
-            plan,
-            measurement: m,
-            threads: plan
-                .client_threads
-                .map_or(res.split.client.len() as u32, |t| t.get()),
-            cacert: if remote {
-                res.cacert
-            } else {
-                Some(&res.certs.get(m.tls.cert)?.0.cert)
-            },
-            insecure: remote && res.cacert.is_none(),
-        }
-        .args(),
-        cpus: res.split.client.clone(),
-        stdout_log: recipe::log_path(stem, "loadgen", "out"),
-        stderr_log: recipe::log_path(stem, "loadgen", "err"),
-        wait_ready: false,
-    })
-}
-
-/// A finished loadgen's JSON report, or why there is none.
-pub(super) fn loadgen_report(status: ExitStatus, lg: &Proc, spec: &Spec) -> anyhow::Result<Report> {
-    if !status.success() {
-        bail!(
-            "loadgen failed ({}){}",
-            crate::procs::describe(status),
-            lg.stderr_tail()
-        );
-    }
-    let stdout = std::fs::read_to_string(&spec.stdout_log)
-        .with_context(|| format!("reading {}", spec.stdout_log.display()))?;
-    Report::parse(&stdout)
-        .with_context(|| format!("loadgen's report in {}", spec.stdout_log.display()))
 }
 
 /// How often the harness looks at the running load generator (and at Ctrl-C).

@@ -65,6 +65,7 @@ pub(super) fn run_measurements(
         certs: &certs,
         runtime_dir: runtime.path(),
         logs: &run.out.logs,
+        latency: run.out.latency.as_deref(),
         config_dir: &run.out.configs,
         peers,
         tls_libraries: &tls_libraries,

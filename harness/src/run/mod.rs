@@ -4,6 +4,7 @@
 //! stop everything and write the row. Ends with meta.json, the summary table, the paths and
 //! the report page (`index.html`).
 
+mod clients;
 mod folder;
 mod idle;
 mod load;
@@ -178,6 +179,8 @@ fn starting_meta(
         "cpus": {
             "server": split.server.to_string(),
             "client": split.client.to_string(),
+            // Each load generator process's share of the client CPUs (--client-processes).
+            "client_processes": client_shares(plan, split),
             "warning": split.warning,
         },
         "host": host.to_json(),
@@ -200,6 +203,17 @@ fn starting_meta(
         "end": null,
         "status": "starting",
     })
+}
+
+/// The CPU list of each load generator process of a load measurement.
+fn client_shares(plan: &Plan, split: &CpuSplit) -> Vec<String> {
+    let n = plan.client_processes.get() as usize;
+    split
+        .client
+        .round_robin(n)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// meta.json's end time, status and error, however the run ended.

@@ -97,9 +97,25 @@ fn describe_how(plan: &Plan, split: &CpuSplit) -> String {
         plan.effective_cipher_suites().join("|"),
         plan.effective_kx_groups().join("|")
     ));
+    let processes = plan.client_processes.get() as usize;
+    let client = if processes == 1 {
+        split.client.to_string()
+    } else {
+        let shares: Vec<String> = split
+            .client
+            .round_robin(processes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        format!(
+            "{} in {processes} processes ({}), each a segment of the load",
+            split.client,
+            shares.join("; ")
+        )
+    };
     s.push_str(&format!(
-        "  cpus:        servers {}, load generator {}\n",
-        split.server, split.client
+        "  cpus:        servers {}, load generator {client}\n",
+        split.server
     ));
     if let Some(w) = &split.warning {
         s.push_str(&format!("  warning:     {w}\n"));
@@ -234,6 +250,24 @@ mod tests {
         let split = CpuSplit::resolve(&mask, None, None).unwrap();
         let text = describe_plan(&plan, &split);
         assert!(text.contains("16 measurements"), "{text}");
-        assert!(text.contains("servers 0, load generator 1"), "{text}");
+        assert!(text.contains("servers 0, load generator 1\n"), "{text}");
+    }
+
+    #[test]
+    fn plan_description_shows_each_client_process_cpus() {
+        let plan = crate::plan::Plan {
+            client_processes: std::num::NonZeroU32::new(2).unwrap(),
+            ..crate::plan::Preset::Smoke.plan()
+        };
+        let mask: crate::cpus::CpuList = "0-4".parse().unwrap();
+        let client = "1-4".parse().unwrap();
+        let split = CpuSplit::resolve(&mask, None, Some(&client)).unwrap();
+        let text = describe_plan(&plan, &split);
+        assert!(
+            text.contains(
+                "load generator 1-4 in 2 processes (1,3; 2,4), each a segment of the load"
+            ),
+            "{text}"
+        );
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct Resources<'a> {
     /// Sockets and certificates: a private temporary folder.
     pub runtime_dir: &'a Path,
     pub logs: &'a Path,
+    /// The run's `latency/` folder, when it has a sweep.
+    pub latency: Option<&'a Path>,
     /// Peers' config files go here.
     pub config_dir: &'a Path,
     pub peers: &'a [Peer],
@@ -114,6 +116,17 @@ pub(super) fn measurement_label(m: &Measurement, remote: bool) -> String {
         ),
         Kind::Idle => format!("{}-{variant}-idle", m.iteration),
     }
+}
+
+/// Names a sweep row's latency distribution (without the extension):
+/// `proxy-rustls-aws-lc-1000-1` (variant, size, iteration), `remote-1000-1`.
+pub(super) fn latency_name(m: &Measurement, remote: bool) -> String {
+    let variant = if remote {
+        "remote".to_owned()
+    } else {
+        m.variant.label()
+    };
+    format!("{variant}-{}-{}", m.size, m.iteration)
 }
 
 /// Starts of a peer's stack before its measurement counts as failed.

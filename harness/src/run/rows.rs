@@ -35,6 +35,7 @@ pub(super) fn base_row(res: &Resources<'_>, m: &Measurement) -> Row {
         handshake: m.kind.handshake_name().to_owned(),
         server_cpus: (!remote).then(|| res.split.server.to_string()),
         client_cpus: Some(res.split.client.to_string()),
+        client_processes: plan.client_processes.get(),
         // The remote end's library is not ours to read.
         tls_library: if remote {
             tls_library::UNKNOWN.to_owned()

@@ -32,9 +32,10 @@ pub(super) fn load(report: &Report, plan: &Plan, m: &Measurement, tls: bool) -> 
     out.extend(connections_short(report, u64::from(plan.connections.get())));
     if report.cpu.saturated {
         out.push(warning(format!(
-            "load generator saturated (CPU utilisation {:.2}): the client, not the server, \
+            "load generator saturated (CPU utilisation {:.2}{}): the client, not the server, \
              may be the limit",
-            report.cpu.utilization
+            report.cpu.utilization,
+            saturated_segments(report)
         )));
     }
     let asked_s = plan.duration.as_secs_f64();
@@ -128,6 +129,24 @@ pub(super) fn idle(report: &Report, plan: &Plan, m: &Measurement, all_open: bool
         )));
     }
     out
+}
+
+/// For a merged report, which of its processes were saturated: `; segment 2/2 of 2
+/// processes`.
+fn saturated_segments(report: &Report) -> String {
+    let Some(segments) = &report.segments else {
+        return String::new();
+    };
+    let saturated: Vec<&str> = segments
+        .iter()
+        .filter(|s| s.saturated)
+        .map(|s| s.segment.as_deref().unwrap_or("?"))
+        .collect();
+    format!(
+        "; segment {} of {} processes",
+        saturated.join(", "),
+        segments.len()
+    )
 }
 
 /// loadgen sent the body size the plan asked for.
@@ -233,6 +252,29 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{remarks:?}");
         assert_eq!(warnings[0], "only 80 of 100 connections opened");
         assert!(warnings[1].starts_with("load generator saturated (CPU utilisation 0.97)"));
+    }
+
+    #[test]
+    fn a_merged_report_names_its_saturated_processes() {
+        let (plan, m) = plan_and_measurement(Kind::Sweep);
+        let merged = crate::loadgen::tests::SAMPLE.replace(
+            "\"some_future_field\": 1",
+            r#""segments": [
+                {"segment": "1/2", "utilization": 0.4, "saturated": false},
+                {"segment": "2/2", "utilization": 0.95, "saturated": true}]"#,
+        );
+        let mut r = Report::parse(&merged).unwrap();
+        r.cpu.saturated = true;
+        r.cpu.utilization = 0.95;
+        let remarks = load(&r, &plan, &m, true);
+        let said = "load generator saturated (CPU utilisation 0.95; segment 2/2 of 2 \
+                    processes): the client, not the server, may be the limit";
+        assert_eq!(texts(&remarks, Status::Warning), [said]);
+        // The row keeps the flag.
+        let mut row = crate::output::Row::default();
+        super::super::rows::fill(&mut row, &r, &plan, &m, true);
+        assert_eq!(row.loadgen_saturated, Some(true));
+        assert_eq!((row.status, row.note.as_str()), (Status::Warning, said));
     }
 
     #[test]

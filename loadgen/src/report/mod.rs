@@ -1,27 +1,34 @@
-//! What a run reports: the JSON object (schema 1, pinned by a test: the harness parses it),
-//! the wrk-like text (or an idle run's summary), the `--hdr-out` histogram file, and the
-//! line an idle run prints on stderr once its connections are open.
+//! What a run reports: the JSON object (schema 1, pinned by a test: the harness parses it
+//! and `loadgen merge` reads it back), and the line an idle run prints on stderr once its
+//! connections are open.
+//!
+//! Submodules: [`histogram`], the exact histogram the report carries (so reports can be
+//! merged); [`text`], the wrk-like text and the `--hdr-out` file; [`json`], the printer.
 
-use std::fmt::Write as _;
-use std::io;
-use std::path::Path;
+pub mod histogram;
+mod json;
+pub mod text;
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::RunResult;
+use crate::segment::Segment;
 use crate::settings::Settings;
 use crate::stats::{Errors, LATE_AFTER};
+pub use histogram::{HistogramReport, Histograms};
+pub use text::{hdr_text, hdr_title, text, write_hdr};
 
 /// The JSON report. Field order and names are the schema: renaming, removing, reordering
 /// or changing the type or meaning of a field needs a new [`SCHEMA`]; a new field goes at
 /// the end and keeps the number. Either way the schema test changes with it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema: u32,
     pub target: String,
-    /// `closed`, `open` or `idle`.
-    pub mode: &'static str,
+    pub mode: Mode,
     pub threads: usize,
     pub connections: usize,
     pub connections_opened: usize,
@@ -52,10 +59,59 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Idle runs (`--idle`); null otherwise.
     pub idle: Option<IdleReport>,
+    /// `--segment I/N`; null for a whole load (and for a merged report).
+    pub segment: Option<Segment>,
+    /// The measured period's wall-clock start and end, Unix seconds (to the microsecond):
+    /// what `loadgen merge` takes the union of.
+    pub start_unix_s: f64,
+    pub end_unix_s: f64,
+    /// Every recorded latency, exactly: what `loadgen merge` adds. The same measure as
+    /// `latency_us`.
+    pub histogram: HistogramReport,
+    /// Open loop: the same for `latency_uncorrected_us`.
+    pub histogram_uncorrected: Option<HistogramReport>,
+    /// A merged report: each input's own figures and saturation; null otherwise.
+    pub segments: Option<Vec<SegmentReport>>,
+}
+
+/// `closed` (wrk's loop), `open` (`--rate`, wrk2's) or `idle` (`--idle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Closed,
+    Open,
+    Idle,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed",
+            Mode::Open => "open",
+            Mode::Idle => "idle",
+        }
+    }
+}
+
+/// One input of a merged report, as it reported itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentReport {
+    /// Its `--segment`, or null for a run that was not one.
+    pub segment: Option<Segment>,
+    /// The report file it came from, as `loadgen merge` was given it.
+    pub file: String,
+    pub connections: usize,
+    pub requests: u64,
+    pub rps: f64,
+    pub start_unix_s: f64,
+    pub end_unix_s: f64,
+    /// Its own `cpu.utilization` and `cpu.saturated`.
+    pub utilization: f64,
+    pub saturated: bool,
 }
 
 /// What an idle run held.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct IdleReport {
     /// Connections asked for (`--connections`).
     pub asked: usize,
@@ -68,7 +124,7 @@ pub struct IdleReport {
 }
 
 /// Latency summary in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub mean: f64,
     pub stdev: f64,
@@ -80,7 +136,7 @@ pub struct Latency {
     pub max: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsReport {
     pub version: String,
     pub cipher_suite: String,
@@ -92,7 +148,7 @@ pub struct TlsReport {
 }
 
 /// The load generator's own CPU in the measured period.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
     pub user_s: f64,
     pub sys_s: f64,
@@ -170,11 +226,11 @@ impl Report {
             schema: SCHEMA,
             target: settings.target.clone(),
             mode: if settings.idle {
-                "idle"
+                Mode::Idle
             } else if settings.rate.is_some() {
-                "open"
+                Mode::Open
             } else {
-                "closed"
+                Mode::Closed
             },
             threads: result.threads,
             connections,
@@ -217,12 +273,18 @@ impl Report {
                 closed_by_server: closed,
                 open_s: round3(result.open_time.as_secs_f64()),
             }),
+            segment: settings.segment,
+            start_unix_s: unix_s(result.measured_from),
+            end_unix_s: unix_s(result.measured_from + result.measured),
+            histogram: HistogramReport::of(&s.latency),
+            histogram_uncorrected: s.latency_uncorrected.as_ref().map(HistogramReport::of),
+            segments: None,
         }
     }
 
+    /// Pretty-printed JSON, each histogram bucket on a line of its own.
     pub fn to_json(&self) -> String {
-        // A struct of plain fields always serialises.
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        json::to_string(self)
     }
 }
 
@@ -250,286 +312,20 @@ pub fn idle_line(opened: usize, asked: usize) -> String {
     format!("loadgen: idle: {opened} of {asked} connections open")
 }
 
-/// wrk-style text: what ran, the latency distribution, throughput, errors, own CPU and
-/// warnings. An idle run gets its own, shorter summary.
-pub fn text(report: &Report, result: &RunResult) -> String {
-    if let Some(idle) = &report.idle {
-        return idle_text(report, idle, result);
-    }
-    let r = report;
-    let mut out = String::new();
-    let _ = writeln!(out, "Running {} test @ {}", secs(r.duration_s), r.target);
-    let mode = match r.rate {
-        Some(rate) => format!("open loop at {rate} req/s"),
-        None => "closed loop".to_string(),
-    };
-    let _ = writeln!(
-        out,
-        "  {} threads and {} connections ({} opened), {mode}, {}, {}-byte request body",
-        r.threads,
-        r.connections,
-        r.connections_opened,
-        if r.keepalive {
-            "keep-alive"
-        } else {
-            "a new connection per request"
-        },
-        r.body_bytes
-    );
-    if r.warmup_s > 0.0 {
-        let _ = writeln!(out, "  warm-up of {} excluded", secs(r.warmup_s));
-    }
-    tls_line(&mut out, r.tls.as_ref());
-    let corrected = result.stats.latency_uncorrected.is_some();
-    let title = if corrected {
-        "Latency (from intended start: corrected for coordinated omission)"
-    } else {
-        "Latency"
-    };
-    latency_block(&mut out, title, &r.latency_us, &result.stats.latency);
-    if let (Some(l), Some(h)) = (&r.latency_uncorrected_us, &result.stats.latency_uncorrected) {
-        latency_block(&mut out, "Uncorrected latency (from actual start)", l, h);
-        let _ = writeln!(
-            out,
-            "  {} requests started more than {} ms late",
-            r.late_requests,
-            LATE_AFTER.as_millis()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  {} requests in {}, {} read, {} written",
-        r.requests,
-        secs(r.duration_s),
-        bytes(r.bytes_received as f64),
-        bytes(r.bytes_sent as f64)
-    );
-    errors_line(&mut out, &r.errors);
-    let _ = writeln!(out, "Requests/sec: {:>10.2}", r.rps);
-    let per_s = if r.duration_s > 0.0 {
-        r.bytes_received as f64 / r.duration_s
-    } else {
-        0.0
-    };
-    let _ = writeln!(out, "Transfer/sec: {:>10}", bytes(per_s));
-    let _ = writeln!(
-        out,
-        "loadgen CPU: {:.2}s user, {:.2}s sys, {:.0}% of {} CPU(s){}",
-        r.cpu.user_s,
-        r.cpu.sys_s,
-        r.cpu.utilization * 100.0,
-        result.cpus,
-        if r.requests > 0 {
-            format!(
-                ", {:.2} µs per request",
-                (r.cpu.user_s + r.cpu.sys_s) * 1e6 / r.requests as f64
-            )
-        } else {
-            String::new()
-        }
-    );
-    for w in &r.warnings {
-        let _ = writeln!(out, "WARNING: {w}");
-    }
-    out
+/// Seconds since the Unix epoch, to the microsecond (0 for a clock set before 1970).
+fn unix_s(t: SystemTime) -> f64 {
+    let s = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (s * 1e6).round() / 1e6
 }
 
-/// An idle run: what was held and for how long, the latency of opening (handshake and
-/// first request), errors, own CPU during the hold and warnings.
-fn idle_text(r: &Report, idle: &IdleReport, result: &RunResult) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Idle test @ {}: held {} connections for {}",
-        r.target,
-        idle.opened,
-        secs(r.duration_s)
-    );
-    let _ = writeln!(
-        out,
-        "  {} asked, {} opened in {} ({} threads), {} closed by the server during the hold",
-        idle.asked,
-        idle.opened,
-        secs(idle.open_s),
-        r.threads,
-        idle.closed_by_server
-    );
-    tls_line(&mut out, r.tls.as_ref());
-    latency_block(
-        &mut out,
-        "Latency of connect, handshake and first request",
-        &r.latency_us,
-        &result.stats.latency,
-    );
-    let _ = writeln!(
-        out,
-        "  {} requests, {}-byte request body",
-        r.requests, r.body_bytes
-    );
-    errors_line(&mut out, &r.errors);
-    let _ = writeln!(
-        out,
-        "loadgen CPU during the hold: {:.2}s user, {:.2}s sys",
-        r.cpu.user_s, r.cpu.sys_s
-    );
-    for w in &r.warnings {
-        let _ = writeln!(out, "WARNING: {w}");
-    }
-    out
-}
-
-fn errors_line(out: &mut String, e: &Errors) {
-    if e.total > 0 {
-        let _ = writeln!(
-            out,
-            "  Errors: connect {}, read {}, write {}, timeout {}, status {}, body mismatch {}",
-            e.connect, e.read, e.write, e.timeout, e.status, e.body_mismatch
-        );
-    }
-}
-
-/// The negotiated TLS parameters and the handshake counts, when the target spoke TLS.
-fn tls_line(out: &mut String, tls: Option<&TlsReport>) {
-    if let Some(tls) = tls {
-        let _ = writeln!(
-            out,
-            "  TLS: {} {} {}, ALPN {}; {} handshakes, {} resumed",
-            tls.version,
-            tls.cipher_suite,
-            tls.kx_group.as_deref().unwrap_or("(group unknown)"),
-            tls.alpn.as_deref().unwrap_or("none"),
-            tls.handshakes,
-            tls.resumed
-        );
-    }
-}
-
-fn latency_block(out: &mut String, title: &str, l: &Latency, h: &Histogram<u64>) {
-    let _ = writeln!(out, "  {title}");
-    let _ = writeln!(
-        out,
-        "    {:>10} {:>10} {:>10} {:>10}",
-        "Avg", "Stdev", "Min", "Max"
-    );
-    let _ = writeln!(
-        out,
-        "    {:>10} {:>10} {:>10} {:>10}",
-        micros(l.mean),
-        micros(l.stdev),
-        micros(l.min as f64),
-        micros(l.max as f64)
-    );
-    let _ = writeln!(out, "  Latency Distribution");
-    for (label, q) in [
-        ("50%", 0.5),
-        ("75%", 0.75),
-        ("90%", 0.9),
-        ("99%", 0.99),
-        ("99.9%", 0.999),
-        ("99.99%", 0.9999),
-    ] {
-        let v = if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        };
-        let _ = writeln!(out, "  {label:>7} {:>10}", micros(v as f64));
-    }
-    let _ = writeln!(out, "  {:>7} {:>10}", "max", micros(l.max as f64));
-}
-
-/// Writes `h` (µs) in HdrHistogram's percentile-distribution text format, values in
-/// milliseconds, as `HistogramLogProcessor`/`outputPercentileDistribution` print it, so
-/// HdrHistogram's plotters read it.
-pub fn write_hdr(path: &Path, h: &Histogram<u64>, what: &str) -> io::Result<()> {
-    std::fs::write(path, hdr_text(h, what))
-}
-
-pub fn hdr_text(h: &Histogram<u64>, what: &str) -> String {
-    const SCALE: f64 = 1000.0; // µs -> ms
-    let mut out = String::new();
-    let _ = writeln!(out, "# loadgen {what}; values in milliseconds");
-    let _ = writeln!(
-        out,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(HDR_TICKS_PER_HALF_DISTANCE) {
-            total += v.count_since_last_iteration();
-            let value = v.value_iterated_to() as f64 / SCALE;
-            let q = v.quantile_iterated_to();
-            if q < 1.0 {
-                let _ = writeln!(
-                    out,
-                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
-                    1.0 / (1.0 - q)
-                );
-            } else {
-                let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
-            }
-        }
-    }
-    let (mean, stdev, max) = if h.is_empty() {
-        (0.0, 0.0, 0.0)
-    } else {
-        (h.mean() / SCALE, h.stdev() / SCALE, h.max() as f64 / SCALE)
-    };
-    let sub_buckets = (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two();
-    let _ = writeln!(
-        out,
-        "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]"
-    );
-    let _ = writeln!(
-        out,
-        "#[Max     = {max:12.3}, Total count    = {:12}]",
-        h.len()
-    );
-    let _ = writeln!(
-        out,
-        "#[Buckets = {:12}, SubBuckets     = {sub_buckets:12}]",
-        h.buckets()
-    );
-    out
-}
-
-/// Percentile steps per halving of the distance to 100%, as HdrHistogram's tools default.
-const HDR_TICKS_PER_HALF_DISTANCE: u32 = 5;
-
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// wrk's time format: `850.00us`, `1.23ms`, `2.00s`.
-fn micros(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{us:.2}us")
-    } else if us < 1_000_000.0 {
-        format!("{:.2}ms", us / 1000.0)
-    } else {
-        format!("{:.2}s", us / 1_000_000.0)
-    }
-}
-
-fn secs(s: f64) -> String {
-    format!("{s:.2}s")
-}
-
-/// wrk's size format (binary multiples): `512.00B`, `1.23KB`, `4.56MB`.
-fn bytes(n: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.2}{}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -540,7 +336,7 @@ mod tests {
 
     use super::*;
     use crate::cpu::CpuTimes;
-    use crate::stats::{new_histogram, Stats};
+    use crate::stats::Stats;
 
     #[test]
     fn a_short_handed_saturated_run_says_so() {
@@ -568,6 +364,7 @@ mod tests {
             measured: Duration::from_secs(10),
             warmup: Duration::ZERO,
             interrupted: false,
+            measured_from: std::time::SystemTime::now(),
             cpu: CpuTimes {
                 user: Duration::from_secs(7),
                 sys: Duration::from_millis(2700),
@@ -584,7 +381,7 @@ mod tests {
             "{:?}",
             report.warnings
         );
-        let text = text(&report, &result);
+        let text = text(&report, Histograms::of_run(&result), Some(result.cpus));
         assert!(
             text.contains("WARNING: only 80 of 100 connections opened"),
             "{text}"
@@ -625,11 +422,12 @@ mod tests {
             measured: Duration::from_secs(10),
             warmup: Duration::ZERO,
             interrupted: false,
+            measured_from: std::time::SystemTime::now(),
             cpu: CpuTimes::default(),
             cpus: 1,
         };
         let report = Report::new(&settings, &result);
-        assert_eq!(report.mode, "idle");
+        assert_eq!(report.mode, Mode::Idle);
         assert_eq!(
             report.idle,
             Some(IdleReport {
@@ -648,7 +446,7 @@ mod tests {
                 "5 of 98 held connections were closed by the server during the hold"
             ]
         );
-        let text = text(&report, &result);
+        let text = text(&report, Histograms::of_run(&result), Some(result.cpus));
         for needle in [
             "Idle test @ http://127.0.0.1:1/: held 98 connections for 10.00s",
             "100 asked, 98 opened in 0.50s (1 threads), 5 closed by the server",
@@ -663,42 +461,5 @@ mod tests {
             idle_line(98, 100),
             "loadgen: idle: 98 of 100 connections open"
         );
-    }
-
-    #[test]
-    fn hdr_text_has_the_standard_table_and_footer() {
-        let mut h = new_histogram();
-        for v in 1..=1000u64 {
-            h.record(v * 10).unwrap();
-        }
-        let text = hdr_text(&h, "latency");
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with('#') && lines[0].contains("milliseconds"));
-        assert_eq!(
-            lines[1],
-            "       Value     Percentile TotalCount 1/(1-Percentile)"
-        );
-        assert_eq!(lines[2], "");
-        // First row: the smallest value (10 µs = 0.010 ms) at percentile 0.
-        let first: Vec<&str> = lines[3].split_whitespace().collect();
-        assert_eq!(first[0], "0.010");
-        assert_eq!(first[1], "0.000000000000");
-        // The last data row reaches percentile 1 and the full count.
-        let last_row = lines.iter().rev().find(|l| !l.starts_with('#')).unwrap();
-        let last: Vec<&str> = last_row.split_whitespace().collect();
-        assert_eq!(last[1], "1.000000000000");
-        assert_eq!(last[2], "1000");
-        assert!(text.contains("#[Mean    =        5.00"), "{text}");
-        assert!(text.contains("Total count    =         1000]"), "{text}");
-        assert!(text.contains("SubBuckets     =         2048]"), "{text}");
-    }
-
-    #[test]
-    fn units_follow_wrk() {
-        assert_eq!(micros(850.0), "850.00us");
-        assert_eq!(micros(1234.0), "1.23ms");
-        assert_eq!(micros(2_500_000.0), "2.50s");
-        assert_eq!(bytes(512.0), "512.00B");
-        assert_eq!(bytes(1536.0), "1.50KB");
     }
 }
