@@ -6,7 +6,7 @@ meta.json), plot.py draws it, `harness report` writes its page, and the browser 
 page from the file system. The tests check that no request left the file system (every URL
 the page asked for is file: or data:), that every picture rendered at a non-zero size, that
 the sections, the meta, the flagged rows' notes and the links are there, and take a
-screenshot.
+screenshot. The page `harness compare` writes (compare.html) is opened the same way.
 
     python3 -m pip install -r analysis/requirements-browser.txt    # playwright
     apt-get install chromium                                        # the browser
@@ -238,3 +238,31 @@ def section_of(csv_name: str) -> str:
 def flagged_notes(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8") as f:
         return [r["note"] for r in csv.DictReader(f) if r["status"] != "ok"]
+
+
+def test_the_comparison_page_opens_offline(tools, browser, run_folder, tmp_path):
+    """`harness compare` writes a page too: the fixture run against itself, opened in a new
+    tab of the same browser (its requests join the context's list)."""
+    harness, _ = tools
+    report_page, requests, _ = browser
+    page_path = tmp_path / "compare.html"
+    done = subprocess.run(
+        [str(harness), "compare", str(run_folder), str(run_folder), "--html", str(page_path),
+         "--fail-on-regression", "5%"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = report_page.context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.goto(page_path.as_uri(), wait_until="load")
+    assert page_path.as_uri() in requests
+    assert all(urlparse(u).scheme in ("file", "data") for u in requests), requests
+    assert not [m for m in console if m.startswith("error")], console
+    ids = page.eval_on_selector_all("section", "s => s.map(x => x.id)")
+    assert ids[0] == "runs" and "scenario-sweep" in ids and ids[-1] == "gate", ids
+    assert page.query_selector_all("#scenario-sweep tbody tr"), "the sweep's table has rows"
+    box = page.query_selector("#scenario-sweep table").bounding_box()
+    assert box and box["width"] > 0 and box["height"] > 0, box
+    assert "regression gate (5%): pass" in page.inner_text("#gate")
+    page.close()

@@ -185,6 +185,36 @@ fn a_key_at_seven_tenths_the_rate_is_slower_and_fails_the_gate_by_name() {
         .find(|l| l.contains("sweep proxy-rustls rustls-aws-lc 1000 req/s: 0.70x ["))
         .unwrap_or_else(|| panic!("the regression is named\n{log}"));
     assert!(named.ends_with("30% worse"), "{named}");
+    // The page, in the new run's folder: the slower line coloured, nothing fetched.
+    assert!(
+        out.stderr
+            .contains(&format!("report: {}", b.join("compare.html").display())),
+        "{log}"
+    );
+    let page = std::fs::read_to_string(b.join("compare.html")).unwrap();
+    assert!(
+        page.contains(
+            "<tr class=\"error\"><td>proxy-rustls</td><td>rustls-aws-lc</td><td>1000</td>\
+             <td>req/s</td>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("regression gate (5%): FAIL, 1 regression"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+    // --html puts it elsewhere.
+    let elsewhere = tmp.path().join("elsewhere.html");
+    let out = run(
+        tmp.path(),
+        &["compare", path(&a), path(&b), "--html", path(&elsewhere)],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.log());
+    assert!(elsewhere.is_file(), "{}", out.log());
     // Without the gate: the same verdict, exit 0.
     let out = run(tmp.path(), &["compare", path(&a), path(&b)]);
     assert_eq!(out.code, Some(0), "{}", out.log());

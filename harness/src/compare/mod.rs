@@ -16,6 +16,7 @@
 
 pub mod baseline;
 pub mod gate;
+pub mod html;
 pub mod load;
 pub mod metric;
 pub mod render;
@@ -57,6 +58,10 @@ pub struct Args {
     /// proxy-rustls:rps>20000); repeatable; exit 1 when one fails.
     #[arg(long = "threshold", value_name = "EXPR")]
     pub thresholds: Vec<Threshold>,
+    /// Write the comparison as a page here [default: NEW/compare.html when NEW is a run
+    /// folder; no page otherwise].
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Where baselines are saved [default: results/baselines in the workspace].
     #[arg(long, value_name = "DIR", env = "TLS_OFF_BASELINES")]
     pub baseline_dir: Option<PathBuf>,
@@ -94,11 +99,31 @@ pub fn main(args: &Args) -> ExitCode {
         eprintln!("harness: {e:#}");
         return ExitCode::FAILURE;
     }
+    if let Some(path) = html_path(args) {
+        // On stderr: stdout is the comparison itself (JSON or CSV for a script).
+        match html::write(&comparison, &path) {
+            Ok(path) => eprintln!("report: {}", path.display()),
+            Err(e) => {
+                eprintln!("harness: the comparison page: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if comparison.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Where the page goes: `--html`, else into NEW when NEW is a run folder (a baseline's
+/// folder is left as it was saved).
+fn html_path(args: &Args) -> Option<PathBuf> {
+    if let Some(path) = &args.html {
+        return Some(path.clone());
+    }
+    let new = std::path::Path::new(&args.new);
+    (!args.new.starts_with(load::BASELINE_PREFIX) && new.is_dir()).then(|| new.join(html::FILE))
 }
 
 /// Two runs compared: everything any format prints.

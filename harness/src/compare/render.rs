@@ -121,7 +121,7 @@ fn table_lines(keys: &[&KeyComparison]) -> Vec<Vec<String>> {
 }
 
 /// Which runs, and how to read the table.
-fn heading(c: &Comparison) -> String {
+pub(super) fn heading(c: &Comparison) -> String {
     let source = |s: &super::Source| {
         let files: Vec<String> = s
             .files
@@ -167,6 +167,12 @@ fn lists(c: &Comparison) -> String {
             }
         }
     }
+    out.push_str(&format!("\nverdicts: {}\n", verdict_counts(c)));
+    out
+}
+
+/// How many metrics got each verdict: `0 faster, 1 slower, 30 no change, 0 no confidence`.
+pub(super) fn verdict_counts(c: &Comparison) -> String {
     let count = |v: Verdict| {
         c.keys
             .iter()
@@ -174,7 +180,7 @@ fn lists(c: &Comparison) -> String {
             .filter(|m| m.verdict == v)
             .count()
     };
-    let counts: Vec<String> = [
+    [
         Verdict::Faster,
         Verdict::Slower,
         Verdict::NoChange,
@@ -182,13 +188,12 @@ fn lists(c: &Comparison) -> String {
     ]
     .into_iter()
     .map(|v| format!("{} {}", count(v), v.name()))
-    .collect();
-    out.push_str(&format!("\nverdicts: {}\n", counts.join(", ")));
-    out
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// The gate and the thresholds, as text (after the table, or on stderr).
-fn notes(c: &Comparison) -> String {
+pub(super) fn notes(c: &Comparison) -> String {
     let mut out = String::new();
     if let Some(gate) = &c.gate {
         let n = gate.regressions.len();
@@ -368,7 +373,7 @@ impl<'a> CsvLine<'a> {
 }
 
 /// The keys grouped by scenario, scenarios in the order they first come.
-fn by_scenario(keys: &[KeyComparison]) -> Vec<(&str, Vec<&KeyComparison>)> {
+pub(super) fn by_scenario(keys: &[KeyComparison]) -> Vec<(&str, Vec<&KeyComparison>)> {
     let mut out: Vec<(&str, Vec<&KeyComparison>)> = Vec::new();
     for k in keys {
         match out.iter_mut().find(|(s, _)| *s == k.key.scenario) {
@@ -380,16 +385,16 @@ fn by_scenario(keys: &[KeyComparison]) -> Vec<(&str, Vec<&KeyComparison>)> {
     out
 }
 
-fn ratio(r: Option<f64>) -> String {
+pub(super) fn ratio(r: Option<f64>) -> String {
     r.map_or("-".to_owned(), |r| format!("{r:.2}x"))
 }
 
-fn interval(i: Option<Interval>) -> String {
+pub(super) fn interval(i: Option<Interval>) -> String {
     i.map_or("-".to_owned(), |i| format!("[{:.2}, {:.2}]", i.low, i.high))
 }
 
 /// A fraction as a percentage: `5%`, `2.5%`.
-fn pct(fraction: f64) -> String {
+pub(super) fn pct(fraction: f64) -> String {
     let p = fraction * 100.0;
     if (p - p.round()).abs() < 1e-9 {
         format!("{p:.0}%")

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 
-use super::{baseline, load, render, threshold, Comparison, Run, Threshold, DEFAULT_NOISE};
+use super::{baseline, html, load, render, threshold, Comparison, Run, Threshold, DEFAULT_NOISE};
 use crate::plan::Plan;
 
 /// What a run does at its end besides its summary: `--threshold`, `--save-baseline` and
@@ -84,6 +84,9 @@ impl AtRunEnd {
         }
         if let Some(base) = base {
             let comparison = Comparison::of(&base, &run, DEFAULT_NOISE);
+            // The page first: the table closes the run's output.
+            let page = html::write(&comparison, &dir.join(html::FILE))?;
+            println!("comparison page: {}", page.display());
             println!("\n{}", render::text(&comparison));
         }
         Ok(checks.iter().all(|c| c.passed))

@@ -33,7 +33,7 @@ pub const KINDS: [Kind; 4] = [
         csv: "results.csv",
         id: "sweep",
         heading: "Sweep: keep-alive requests by body size",
-        figures: &["latency", "throughput", "efficiency", "seed"],
+        figures: &["latency", "throughput", "efficiency", "spectrum", "seed"],
         summary: Some("summary.md"),
         keys: &["config", "tls_backend", "tls_library", "size", "iteration"],
         verdict: "status",
