@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::render::{by_scenario, heading, interval, notes, ratio, verdict_counts};
+use super::render::{by_scenario, heading, metric_cells, notes, verdict_counts, COLUMNS};
 use super::{Comparison, Key, Verdict};
 use crate::certs::write_atomically;
 use crate::report::html::{element, list, paragraph, pre, Align, Html, Page, Section, Table};
@@ -38,26 +38,13 @@ pub fn page(c: &Comparison) -> Page {
         });
     }
     for (scenario, keys) in by_scenario(&c.keys) {
-        let mut table = Table::new(&[
-            "config", "backend", "case", "metric", "base", "new", "ratio", "interval", "verdict",
-        ]);
+        let mut table = Table::new(&COLUMNS);
         for column in 4..8 {
             table = table.align(column, Align::Right);
         }
         for k in keys.iter().filter(|k| k.unmeasured.is_none()) {
             for m in &k.metrics {
-                let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| m.metric.show(v));
-                let cells = [
-                    k.key.config.clone(),
-                    k.key.tls_backend.clone(),
-                    k.key.case.clone(),
-                    m.metric.label().to_owned(),
-                    show(m.base),
-                    show(m.new),
-                    ratio(m.ratio),
-                    interval(m.interval),
-                    m.verdict.name().to_owned(),
-                ];
+                let cells = metric_cells(k, m);
                 let cells = cells.iter().map(|c| Html::text(c)).collect();
                 match row_class(m.verdict) {
                     Some(class) => table.push_with_class(cells, class),

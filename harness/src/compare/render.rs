@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::stats::Interval;
-use super::{Comparison, Format, Key, KeyComparison, ThresholdCheck, Verdict};
+use super::{Comparison, Format, Key, KeyComparison, MetricComparison, ThresholdCheck, Verdict};
 use crate::summary::{aligned_table, Align};
 
 /// What `compare` prints where.
@@ -77,47 +77,47 @@ pub fn text(c: &Comparison) -> String {
             Align::Right,
             Align::Left,
         ];
-        let header = [
-            "config", "backend", "case", "metric", "base", "new", "ratio", "interval", "verdict",
-        ];
-        out.push_str(&aligned_table(&header, &table_lines(&keys), &align));
+        out.push_str(&aligned_table(&COLUMNS, &table_lines(&keys), &align));
     }
     out.push_str(&lists(c));
     out.push_str(&notes(c));
     out
 }
 
+/// The columns of a key line; [`metric_cells`] fills them.
+pub(super) const COLUMNS: [&str; 9] = [
+    "config", "backend", "case", "metric", "base", "new", "ratio", "interval", "verdict",
+];
+
 /// The key lines of one scenario: one per metric, the key's cells only on its first line.
 fn table_lines(keys: &[&KeyComparison]) -> Vec<Vec<String>> {
     let mut lines = Vec::new();
     for k in keys.iter().filter(|k| k.unmeasured.is_none()) {
         for (i, m) in k.metrics.iter().enumerate() {
-            let key_cells = if i == 0 {
-                vec![
-                    k.key.config.clone(),
-                    k.key.tls_backend.clone(),
-                    k.key.case.clone(),
-                ]
-            } else {
-                vec![String::new(); 3]
-            };
-            let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| m.metric.show(v));
-            lines.push(
-                key_cells
-                    .into_iter()
-                    .chain([
-                        m.metric.label().to_owned(),
-                        show(m.base),
-                        show(m.new),
-                        ratio(m.ratio),
-                        interval(m.interval),
-                        m.verdict.name().to_owned(),
-                    ])
-                    .collect(),
-            );
+            let mut cells = metric_cells(k, m);
+            if i > 0 {
+                cells[..3].iter_mut().for_each(String::clear);
+            }
+            lines.push(cells.to_vec());
         }
     }
     lines
+}
+
+/// One metric of one key as the [`COLUMNS`] cells.
+pub(super) fn metric_cells(k: &KeyComparison, m: &MetricComparison) -> [String; 9] {
+    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| m.metric.show(v));
+    [
+        k.key.config.clone(),
+        k.key.tls_backend.clone(),
+        k.key.case.clone(),
+        m.metric.label().to_owned(),
+        show(m.base),
+        show(m.new),
+        ratio(m.ratio),
+        interval(m.interval),
+        m.verdict.name().to_owned(),
+    ]
 }
 
 /// Which runs, and how to read the table.
