@@ -408,14 +408,7 @@ def figure(frame, order, colours, title, panels, csv):
         )
         labels.append("status warning")
     if handles:
-        fig.legend(
-            handles,
-            labels,
-            loc="outside lower center",
-            ncols=legend_columns(fig, labels),
-            fontsize="small",
-            frameon=False,
-        )
+        bottom_legend(fig, handles, labels)
     fig.suptitle(f"{title}\n{csv.parent.name or csv.name}: points are iterations, lines medians")
     return fig
 
@@ -492,14 +485,7 @@ def spectrum_figure(spectra, order, colours, csv):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(
-        handles,
-        labels,
-        loc="outside lower center",
-        ncols=legend_columns(fig, labels),
-        fontsize="small",
-        frameon=False,
-    )
+    bottom_legend(fig, handles, labels)
     fig.suptitle(
         f"Latency by percentile (HdrHistogram's percentile spectrum)\n"
         f"{csv.parent.name or csv.name}: each series' median iteration by p99"
@@ -518,6 +504,18 @@ SPECTRUM_TICKS = [
     (1e5, "99.999%"),
     (1e6, "99.9999%"),
 ]
+
+
+def bottom_legend(fig, handles, labels: list[str]) -> None:
+    """The figure's one legend, below its panels, in as many columns as fit."""
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=legend_columns(fig, labels),
+        fontsize="small",
+        frameon=False,
+    )
 
 
 def legend_columns(fig, labels: list[str]) -> int:
@@ -803,13 +801,7 @@ def handshakes_figure(plotted, order, cases, colours, csv):
         handles.append(
             plt.Line2D([], [], color="grey", marker="x", linestyle="none", label="status warning")
         )
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncols=legend_columns(fig, [h.get_label() for h in handles]),
-        fontsize="small",
-        frameon=False,
-    )
+    bottom_legend(fig, handles, [h.get_label() for h in handles])
     fig.suptitle(
         "TLS handshakes: a new connection per request\n"
         f"{csv.parent.name or csv.name}: bars are medians, points iterations"

@@ -103,6 +103,18 @@ fn run_folder(tmp: &Path, name: &str, changes: &Changes) -> PathBuf {
 }
 
 /// What `compare` reads of meta.json, where a run writes it.
+/// Run folders `a` (the fixture) and `b` (its copy with one key's req/s at 0.7x).
+fn base_and_slower(tmp: &Path) -> (PathBuf, PathBuf) {
+    let slow = Changes {
+        rps_factor: Some(0.7),
+        ..Changes::default()
+    };
+    (
+        run_folder(tmp, "a", &Changes::default()),
+        run_folder(tmp, "b", &slow),
+    )
+}
+
 fn meta() -> Value {
     json!({
         "status": "complete",
@@ -158,12 +170,7 @@ fn a_run_against_itself_is_no_change_and_passes_the_gate() {
 #[test]
 fn a_key_at_seven_tenths_the_rate_is_slower_and_fails_the_gate_by_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = run_folder(tmp.path(), "a", &Changes::default());
-    let slow = Changes {
-        rps_factor: Some(0.7),
-        ..Changes::default()
-    };
-    let b = run_folder(tmp.path(), "b", &slow);
+    let (a, b) = base_and_slower(tmp.path());
     let out = run(
         tmp.path(),
         &["compare", path(&a), path(&b), "--fail-on-regression", "5%"],
@@ -348,15 +355,7 @@ fn one_iteration_gives_a_ratio_and_no_confidence() {
 #[test]
 fn json_csv_and_markdown_carry_the_same_verdicts() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = run_folder(tmp.path(), "a", &Changes::default());
-    let b = run_folder(
-        tmp.path(),
-        "b",
-        &Changes {
-            rps_factor: Some(0.7),
-            ..Changes::default()
-        },
-    );
+    let (a, b) = base_and_slower(tmp.path());
     let out = run(
         tmp.path(),
         &[
@@ -508,15 +507,7 @@ fn bad_input_exits_2_naming_what_was_wrong() {
 #[test]
 fn thresholds_on_compare_are_checked_against_new() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = run_folder(tmp.path(), "a", &Changes::default());
-    let b = run_folder(
-        tmp.path(),
-        "b",
-        &Changes {
-            rps_factor: Some(0.7),
-            ..Changes::default()
-        },
-    );
+    let (a, b) = base_and_slower(tmp.path());
     let check = |threshold: &str| {
         run(
             tmp.path(),
