@@ -187,6 +187,9 @@ const LOCKED_CRATES: [&str; 6] = [
     "openssl-sys",
 ];
 
+/// The file's name in the run folder (and in a saved baseline).
+pub const FILE: &str = "meta.json";
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

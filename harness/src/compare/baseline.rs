@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::load::{META_FILE, SCENARIO_FILES};
+use super::load::scenario_files;
 use crate::bins;
+use crate::meta;
 
 /// The baselines folder: `dir` if given (`--baseline-dir`, `$TLS_OFF_BASELINES`), else
 /// `results/baselines` of the workspace (of the current folder outside one), beside the
@@ -118,18 +119,18 @@ fn copy_run_files(run: &Path, to: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("reading the run folder {}", run.display()))?
             .path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let keep = name == META_FILE || name.ends_with(".csv");
+        let keep = name == meta::FILE || name.ends_with(".csv");
         if keep && path.is_file() {
             std::fs::copy(&path, to.join(&*name))
                 .with_context(|| format!("copying {}", path.display()))?;
             copied += 1;
         }
     }
-    if copied == 0 || !SCENARIO_FILES.iter().any(|f| to.join(f).is_file()) {
+    if copied == 0 || !scenario_files().iter().any(|f| to.join(f).is_file()) {
         bail!(
             "{}: no {} to keep as a baseline",
             run.display(),
-            SCENARIO_FILES.join(", ")
+            scenario_files().join(", ")
         );
     }
     Ok(())

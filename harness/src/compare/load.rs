@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::baseline;
 use super::metric::Metric;
+use crate::meta;
 use crate::output::Status;
 use crate::plan::Scenario;
 
@@ -110,22 +111,22 @@ impl Run {
             None => PathBuf::from(given),
         };
         let (files, meta_path) = if path.is_dir() {
-            let files: Vec<PathBuf> = SCENARIO_FILES
-                .iter()
+            let files: Vec<PathBuf> = scenario_files()
+                .into_iter()
                 .map(|f| path.join(f))
                 .filter(|p| p.is_file())
                 .collect();
             if files.is_empty() {
                 bail!(
                     "{given}: no {} in {}",
-                    SCENARIO_FILES.join(", "),
+                    scenario_files().join(", "),
                     path.display()
                 );
             }
-            (files, path.join(META_FILE))
+            (files, path.join(meta::FILE))
         } else if path.is_file() {
             let dir = path.parent().unwrap_or(Path::new("."));
-            (vec![path.clone()], dir.join(META_FILE))
+            (vec![path.clone()], dir.join(meta::FILE))
         } else {
             bail!("{given}: no such run folder or CSV file");
         };
@@ -300,10 +301,14 @@ pub fn library_family(library: &str) -> String {
 /// `compare baseline:NAME` names a saved baseline.
 pub const BASELINE_PREFIX: &str = "baseline:";
 
-/// The files of a run folder `compare` reads, in this order.
-pub const SCENARIO_FILES: [&str; 3] = ["results.csv", "handshakes.csv", "idle.csv"];
-
-pub const META_FILE: &str = "meta.json";
+/// The files of a run folder `compare` reads, in this order: the measuring scenarios'.
+pub fn scenario_files() -> Vec<&'static str> {
+    Scenario::All
+        .parts()
+        .into_iter()
+        .filter_map(Scenario::csv_file)
+        .collect()
+}
 
 /// Columns of results.csv and handshakes.csv besides the metrics'.
 const LOAD_NEEDED: [&str; 5] = ["config", "size", "tls_backend", "handshake", "status"];

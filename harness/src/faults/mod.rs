@@ -77,7 +77,7 @@ pub struct Inputs<'a> {
 /// signal (the rows so far are written first); other `Err`s only when the suite cannot
 /// start at all.
 pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
-    let csv = inputs.out_dir.join("faults.csv");
+    let csv = inputs.out_dir.join(crate::plan::FAULTS_CSV);
     let soak = inputs.soak.is_some();
     let mut suite = Suite::prepare(inputs)?;
     let list: Vec<&Scenario> = scenarios::ALL

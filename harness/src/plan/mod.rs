@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::cpus::CpuList;
 
-pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario};
+pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV};
 pub use overrides::{preset_or_file, Overrides};
 pub use presets::Preset;
 

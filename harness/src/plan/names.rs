@@ -43,6 +43,18 @@ impl Scenario {
         }
     }
 
+    /// The CSV file the scenario writes in the run folder; `None` for `all`, whose parts
+    /// each write their own.
+    pub const fn csv_file(self) -> Option<&'static str> {
+        match self {
+            Scenario::Sweep => Some("results.csv"),
+            Scenario::Handshakes => Some("handshakes.csv"),
+            Scenario::Idle => Some("idle.csv"),
+            Scenario::Faults | Scenario::Soak => Some(FAULTS_CSV),
+            Scenario::All => None,
+        }
+    }
+
     /// The measuring scenarios this one runs (none for the fault suite).
     pub fn parts(self) -> Vec<Scenario> {
         match self {
@@ -343,6 +355,9 @@ impl FromStr for CertType {
         }
     }
 }
+
+/// The fault suite's file (it writes it itself, not through the run's sinks).
+pub const FAULTS_CSV: &str = "faults.csv";
 
 #[cfg(test)]
 mod tests {

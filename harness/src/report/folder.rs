@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use crate::meta;
+use crate::plan::Scenario as PlanScenario;
+
 /// One scenario's CSV and what the page shows of it.
 #[derive(Debug, Clone, Copy)]
 pub struct Kind {
@@ -30,7 +33,7 @@ pub struct Kind {
 /// The scenarios' CSV files, in the order the page shows them.
 pub const KINDS: [Kind; 4] = [
     Kind {
-        csv: "results.csv",
+        csv: csv_of(PlanScenario::Sweep),
         id: "sweep",
         heading: "Sweep: keep-alive requests by body size",
         figures: &["latency", "throughput", "efficiency", "spectrum", "seed"],
@@ -41,7 +44,7 @@ pub const KINDS: [Kind; 4] = [
         every_row: false,
     },
     Kind {
-        csv: "handshakes.csv",
+        csv: csv_of(PlanScenario::Handshakes),
         id: "handshakes",
         heading: "Handshakes: a new connection per request",
         figures: &["handshakes"],
@@ -60,7 +63,7 @@ pub const KINDS: [Kind; 4] = [
         every_row: false,
     },
     Kind {
-        csv: "idle.csv",
+        csv: csv_of(PlanScenario::Idle),
         id: "idle",
         heading: "Idle connections: memory per connection",
         figures: &["idle"],
@@ -71,7 +74,7 @@ pub const KINDS: [Kind; 4] = [
         every_row: false,
     },
     Kind {
-        csv: "faults.csv",
+        csv: csv_of(PlanScenario::Faults),
         id: "faults",
         heading: "Fault suite",
         figures: &[],
@@ -155,14 +158,14 @@ impl RunFolder {
             );
         }
         let meta =
-            match std::fs::read_to_string(dir.join("meta.json")) {
+            match std::fs::read_to_string(dir.join(meta::FILE)) {
                 Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
-                    format!("{}: not valid JSON", dir.join("meta.json").display())
+                    format!("{}: not valid JSON", dir.join(meta::FILE).display())
                 })?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => {
                     return Err(e)
-                        .with_context(|| format!("reading {}", dir.join("meta.json").display()))
+                        .with_context(|| format!("reading {}", dir.join(meta::FILE).display()))
                 }
             };
         let closing_table = read_optional(&dir.join("summary.txt"))?;
@@ -270,7 +273,7 @@ fn linked_files(dir: &Path, names: &[String]) -> Vec<String> {
         .filter(|n| {
             n.ends_with(".csv")
                 || n.ends_with(".md")
-                || ["summary.txt", "meta.json"].contains(&n.as_str())
+                || ["summary.txt", meta::FILE].contains(&n.as_str())
         })
         .cloned()
         .collect();
@@ -280,4 +283,13 @@ fn linked_files(dir: &Path, names: &[String]) -> Vec<String> {
         }
     }
     files
+}
+
+/// A scenario's CSV file, for [`KINDS`]: every scenario listed there has one (checked when
+/// the constant is evaluated, at compile time).
+const fn csv_of(scenario: PlanScenario) -> &'static str {
+    match scenario.csv_file() {
+        Some(name) => name,
+        None => panic!("KINDS lists a scenario without a CSV file"),
+    }
 }

@@ -74,20 +74,21 @@ impl OutDir {
                 .map(Some)
                 .with_context(|| format!("{} is not a writable, fresh run folder", dir.display()))
         };
+        // A scenario's own file, under the name it has everywhere.
+        let own = |scenario: Scenario, header: &[&str]| match scenario.csv_file() {
+            Some(name) => sink(name, scenario, header),
+            None => Ok(None),
+        };
         let sinks = Sinks {
-            sweep: sink("results.csv", Scenario::Sweep, &crate::output::COLUMNS)?,
-            handshakes: sink(
-                "handshakes.csv",
-                Scenario::Handshakes,
-                &crate::output::COLUMNS,
-            )?,
-            idle: sink("idle.csv", Scenario::Idle, &IDLE_COLUMNS)?,
+            sweep: own(Scenario::Sweep, &crate::output::COLUMNS)?,
+            handshakes: own(Scenario::Handshakes, &crate::output::COLUMNS)?,
+            idle: own(Scenario::Idle, &IDLE_COLUMNS)?,
             // No header: the original R script reads every line as data.
             original: sink(ORIGINAL_CSV, Scenario::Sweep, &[])?,
             original_left_out: 0,
         };
         let out = OutDir {
-            meta: dir.join("meta.json"),
+            meta: dir.join(meta::FILE),
             dir,
             logs,
             configs,
