@@ -663,6 +663,39 @@ fn dry_run_prints_the_plan() {
     assert!(err.contains(&format!("{expected} measurements")), "{err}");
 }
 
+#[test]
+fn fault_suite_dry_run_says_where_the_attackers_run_and_refuses_cpus_outside_the_mask() {
+    let out = harness()
+        .args(["--preset", "smoke", "--scenario", "faults", "--dry-run"])
+        .args(["--fault-scenarios", "1,3", "--attacker-sched", "normal"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = own_mask().unwrap().cpus().last().unwrap().to_string();
+    assert!(err.contains("scenarios 1, 3, short"), "{err}");
+    assert!(
+        err.contains(&format!("attackers {last} (sched normal)")),
+        "{err}"
+    );
+
+    let beyond = own_mask().unwrap().cpus().last().unwrap() + 1;
+    let out = harness()
+        .args(["--preset", "smoke", "--scenario", "faults", "--dry-run"])
+        .args(["--attacker-cpus", &beyond.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--attacker-cpus"), "{err}");
+
+    let out = harness()
+        .args(["--scenario", "sweep", "--fault-scenarios", "1", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
 /// The first test to run builds the release binaries (fat LTO, two shared cores): allow it.
 const BUILD_AND_START: Duration = Duration::from_secs(40 * 60);
 

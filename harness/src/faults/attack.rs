@@ -80,13 +80,15 @@ impl Tally {
 
 /// Scenario 1: `n` connections opened evenly over `spread`; even ones send nothing, odd
 /// ones drip a ClientHello one byte a second. Each is watched for `watch` after connecting.
+/// Also returns how far behind its planned time the latest connection started: attackers
+/// at `SCHED_IDLE` on a busy CPU would attack late, and the row says so.
 pub async fn slowloris(
     addr: SocketAddr,
     n: usize,
     spread: Duration,
     watch: Duration,
     seed: u64,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Duration) {
     let mut tasks = JoinSet::new();
     let started = Instant::now();
     for i in 0..n {
@@ -95,8 +97,9 @@ pub async fn slowloris(
         tasks.spawn(async move {
             tokio::time::sleep_until(start_at.into()).await;
             let connected = Instant::now();
+            let late = connected.saturating_duration_since(start_at);
             let Ok(tcp) = within(CONNECT_LIMIT, TcpStream::connect(addr)).await else {
-                return Outcome::refused(connected.elapsed());
+                return (Outcome::refused(connected.elapsed()), late);
             };
             let (mut rd, mut wr) = tcp.into_split();
             let (closed, _) = if i % 2 == 0 {
@@ -117,14 +120,17 @@ pub async fn slowloris(
                     () = drip => unreachable!("the drip never ends by itself"),
                 }
             };
-            Outcome {
+            let outcome = Outcome {
                 connected: true,
                 closed,
                 after: connected.elapsed(),
-            }
+            };
+            (outcome, late)
         });
     }
-    collect(tasks).await
+    let done = collect(tasks).await;
+    let latest = done.iter().map(|(_, late)| *late).max().unwrap_or_default();
+    (done.into_iter().map(|(o, _)| o).collect(), latest)
 }
 
 /// The kinds of garbage of scenario 2.
@@ -422,7 +428,7 @@ async fn reset_one(
     Ok(())
 }
 
-async fn collect(mut tasks: JoinSet<Outcome>) -> Vec<Outcome> {
+async fn collect<T: 'static>(mut tasks: JoinSet<T>) -> Vec<T> {
     let mut out = Vec::with_capacity(tasks.len());
     while let Some(done) = tasks.join_next().await {
         if let Ok(o) = done {
@@ -496,7 +502,7 @@ mod tests {
             assert_eq!(out.len(), 10);
             let t = Tally::of(out.iter().map(|(_, o)| o));
             assert_eq!((t.connected, t.closed), (10, 10), "{out:?}");
-            let out = slowloris(
+            let (out, latest_start) = slowloris(
                 addr,
                 4,
                 Duration::from_millis(50),
@@ -506,6 +512,8 @@ mod tests {
             .await;
             let t = Tally::of(&out);
             assert_eq!((t.connected, t.closed), (4, 4), "{out:?}");
+            // Ten times looser than anything a working timer gives.
+            assert!(latest_start < Duration::from_secs(1), "{latest_start:?}");
             let out = flood(addr, 5, Duration::from_millis(500)).await;
             assert_eq!(Tally::of(&out).closed, 5);
         });

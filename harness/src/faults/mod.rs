@@ -18,14 +18,16 @@
 //!
 //! Processes are started with [`crate::procs::Proc`] (pinned, logged, killed on drop): the
 //! proxy and echo-server on the server CPUs, loadgen on the client CPUs. The attackers are
-//! tokio tasks on a runtime whose threads are pinned to the client CPUs; they target only
-//! `127.0.0.1`, and each is bounded in count and time.
+//! tokio tasks on a runtime whose threads are placed by [`placement`] (by default on the
+//! client CPUs at `SCHED_IDLE`, so that they never delay the load generator); they target
+//! only `127.0.0.1`, and each is bounded in count and time.
 
 mod attack;
 mod bad_upstream;
 mod client;
 mod hello;
 mod load;
+pub mod placement;
 pub mod report;
 mod scenarios;
 mod stack;
@@ -38,12 +40,13 @@ use anyhow::Context;
 
 use crate::bins::Bins;
 use crate::certs::Pki;
-use crate::cpus::{CpuList, CpuSplit};
+use crate::cpus::CpuSplit;
 use crate::output::CsvSink;
 use crate::procs::{Interrupted, Ledger, Stop};
 
 /// The suite's seeded generator, also `compare`'s bootstrap's.
 pub use hello::Rng;
+pub use placement::{AttackerSched, Placement};
 pub use report::{FaultRow, Verdict};
 
 /// The TLS backend of the proxy under attack: rustls with aws-lc-rs, the default.
@@ -54,6 +57,10 @@ pub const BACKEND: proxy::tls::Backend = proxy::tls::Backend::RustlsAwsLc;
 pub struct Inputs<'a> {
     pub bins: &'a Bins,
     pub split: &'a CpuSplit,
+    /// Where the attackers run (see [`placement`]).
+    pub attackers: &'a Placement,
+    /// The scenarios to run, by number; empty: 1-8 (or 9 alone with `soak`).
+    pub only: &'a [u8],
     /// The run folder: `faults.csv` (and `soak.csv`) go here.
     pub out_dir: &'a Path,
     /// The run folder's `logs/`: every process's stdout and stderr.
@@ -79,10 +86,12 @@ pub struct Inputs<'a> {
 pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
     let csv = inputs.out_dir.join(crate::plan::FAULTS_CSV);
     let soak = inputs.soak.is_some();
+    let only = inputs.only;
     let mut suite = Suite::prepare(inputs)?;
     let list: Vec<&Scenario> = scenarios::ALL
         .iter()
         .filter(|s| (s.number == 9) == soak)
+        .filter(|s| only.is_empty() || only.contains(&s.number))
         .collect();
     let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
@@ -150,7 +159,7 @@ pub(crate) struct Scenario {
 /// The suite's shared state.
 pub(crate) struct Suite<'a> {
     pub inputs: Inputs<'a>,
-    /// The attackers' runtime (threads pinned to the client CPUs).
+    /// The attackers' runtime (threads placed as `inputs.attackers` says).
     pub rt: tokio::runtime::Runtime,
     pub pki: Pki,
     pub client: client::ProbeClient,
@@ -174,18 +183,26 @@ impl<'a> Suite<'a> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let pki = Pki::create(&dir)?;
         let client = client::ProbeClient::new(pki.ca_pem().as_bytes())?;
-        let rt = attacker_runtime(&inputs.split.client)?;
+        let rt = inputs.attackers.runtime()?;
+        let threads = inputs.attackers.verify()?;
         let seed = hello::Rng::seed_from_clock();
         eprintln!(
-            "faults: {} suite, proxy and echo-server on CPUs {}, loadgen and attackers on \
-             CPUs {}, garbage seed {seed:#x}",
+            "faults: {} suite, proxy and echo-server on CPUs {}, loadgen on CPUs {}, \
+             attackers on CPUs {} at {} ({} threads, as /proc shows them), garbage seed \
+             {seed:#x}",
             match (inputs.soak, inputs.short) {
                 (Some(_), _) => "soak",
                 (None, true) => "short",
                 (None, false) => "full",
             },
             inputs.split.server,
-            inputs.split.client
+            inputs.split.client,
+            inputs.attackers.cpus,
+            // `verify` fails on no thread.
+            threads
+                .first()
+                .map_or_else(String::new, |t| t.policy.to_string()),
+            threads.len()
         );
         Ok(Suite {
             scale: Scale::new(inputs.short),
@@ -311,25 +328,6 @@ impl Scale {
             }
         }
     }
-}
-
-/// A multi-thread runtime with one worker per client CPU, each pinned to those CPUs.
-fn attacker_runtime(cpus: &CpuList) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus.cpus() {
-        set.set(cpu)
-            .with_context(|| format!("CPU {cpu} does not fit in a cpu_set_t"))?;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cpus.len())
-        .thread_name("faults-attacker")
-        .enable_all()
-        .on_thread_start(move || {
-            // Best effort: an unpinned attacker only makes the figures noisier.
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-        })
-        .build()
-        .context("starting the attackers' runtime")
 }
 
 /// How often sleeps look at the stop flag.

@@ -20,6 +20,7 @@ use proxy::tls::{Backend, TlsVersion};
 use serde_json::json;
 
 use crate::cpus::CpuList;
+use crate::faults::AttackerSched;
 
 pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV};
 pub use overrides::{preset_or_file, Overrides};
@@ -73,6 +74,12 @@ pub struct Plan {
     pub soak_duration: Duration,
     /// The fault suite's short version: seconds per scenario (the smoke preset, CI).
     pub short_faults: bool,
+    /// The fault suite's scenarios to run, by number (1-8); empty: all of them.
+    pub fault_scenarios: Vec<u8>,
+    /// The fault suite's attackers: their CPUs (`None`: the load generator's) and their
+    /// scheduling policy.
+    pub attacker_cpus: Option<CpuList>,
+    pub attacker_sched: AttackerSched,
     /// The peer set asked for; `None`: current when installed, else system (decided when
     /// the run starts).
     pub peers: Option<PeerSet>,
@@ -209,6 +216,13 @@ impl Plan {
         }
         if let Some(target) = &self.target {
             check_target(target).context("--target / target")?;
+        }
+        if !self.fault_scenarios.is_empty() && self.scenario != Scenario::Faults {
+            bail!(
+                "--fault-scenarios / fault_scenarios picks scenarios of --scenario faults, not \
+                 of scenario {}",
+                self.scenario.name()
+            );
         }
         self.check_client_processes()
     }
@@ -483,6 +497,9 @@ impl Plan {
             "idle_hold": humantime::format_duration(self.idle_hold).to_string(),
             "soak_duration": humantime::format_duration(self.soak_duration).to_string(),
             "short_faults": self.short_faults,
+            "fault_scenarios": self.fault_scenarios,
+            "attacker_cpus": self.attacker_cpus.as_ref().map(ToString::to_string),
+            "attacker_sched": self.attacker_sched.name(),
             "peers": self.peers.map(PeerSet::name),
         })
     }
@@ -734,6 +751,27 @@ mod tests {
             err.contains("each process needs at least one of the 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn fault_scenarios_belong_to_the_fault_suite() {
+        let with = |scenario: Scenario| {
+            Plan::resolve(
+                None,
+                Overrides {
+                    scenario: Some(scenario),
+                    fault_scenarios: Some(vec![1]),
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plan = with(Scenario::Faults).unwrap();
+        assert_eq!(plan.to_json()["fault_scenarios"], serde_json::json!([1]));
+        for scenario in [Scenario::Soak, Scenario::Sweep] {
+            let err = with(scenario).unwrap_err().to_string();
+            assert!(err.starts_with("--fault-scenarios"), "{err}");
+            assert!(err.contains(scenario.name()), "{err}");
+        }
     }
 
     #[test]

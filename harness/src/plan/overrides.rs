@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::{CertType, ConfigPick, Plan, Preset, Scenario};
 use crate::cpus::CpuList;
+use crate::faults::AttackerSched;
 
 /// Settings laid over a preset: from the command line or from a plan file. `None` keeps
 /// what is below. Unknown plan-file keys are an error, so a misspelt key never silently
@@ -121,6 +122,18 @@ pub struct Overrides {
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub idle_hold: Option<Duration>,
+    /// The fault suite's scenarios to run, by number, comma-separated (default: 1-8).
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault_scenario)]
+    #[serde(default, deserialize_with = "fault_scenarios")]
+    pub fault_scenarios: Option<Vec<u8>>,
+    /// CPUs for the fault suite's attackers (default: the load generator's, --client-cpus).
+    #[arg(long)]
+    #[serde(default, deserialize_with = "parsed")]
+    pub attacker_cpus: Option<CpuList>,
+    /// Scheduling policy of the fault suite's attackers: idle (SCHED_IDLE: they never delay
+    /// the load generator they share a CPU with) or normal (they compete with it).
+    #[arg(long, value_enum)]
+    pub attacker_sched: Option<AttackerSched>,
     /// Length of `--scenario soak` (default 30m).
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
@@ -186,7 +199,8 @@ impl Overrides {
             kx_groups,
             idle_connections,
             idle_hold,
-            soak_duration
+            soak_duration,
+            attacker_sched
         );
         if let Some(picks) = self.configs {
             plan.configs = ConfigPick::expand(&picks);
@@ -208,6 +222,12 @@ impl Overrides {
         }
         if self.client_cpus.is_some() {
             plan.client_cpus = self.client_cpus;
+        }
+        if let Some(numbers) = self.fault_scenarios {
+            plan.fault_scenarios = dedup(numbers);
+        }
+        if self.attacker_cpus.is_some() {
+            plan.attacker_cpus = self.attacker_cpus;
         }
         if self.target.is_some() {
             plan.target = self.target;
@@ -250,6 +270,16 @@ fn parse_backend(s: &str) -> anyhow::Result<Backend> {
 
 fn backend_names() -> String {
     Backend::ALL.map(Backend::name).join(", ")
+}
+
+/// One of the fault suite's scenarios 1-8 (9, the soak, is `--scenario soak`).
+fn parse_fault_scenario(s: &str) -> anyhow::Result<u8> {
+    match s.trim().parse::<u8>() {
+        Ok(n) if (1..=8).contains(&n) => Ok(n),
+        _ => bail!(
+            "fault scenario {s:?}: scenarios are numbered 1 to 8 (9, the soak, is --scenario soak)"
+        ),
+    }
 }
 
 fn parse_tls_version(s: &str) -> anyhow::Result<TlsVersion> {
@@ -323,6 +353,22 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     with(d, parse_duration)
 }
 
+/// Numbers in the file (`[1, 3]`), each checked as the flag's are.
+fn fault_scenarios<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    let numbers = Vec::<i64>::deserialize(d)?;
+    if numbers.is_empty() {
+        return Err(custom(anyhow::anyhow!(
+            "no scenario given (leave the key out to run them all)"
+        )));
+    }
+    numbers
+        .iter()
+        .map(|n| parse_fault_scenario(&n.to_string()))
+        .collect::<anyhow::Result<Vec<u8>>>()
+        .map(Some)
+        .map_err(custom)
+}
+
 fn tls_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TlsVersion>, D::Error> {
     with(d, parse_tls_version)
 }
@@ -359,6 +405,9 @@ mod tests {
             idle_connections = 3
             server_cpus = "0-1"
             client_processes = 2
+            fault_scenarios = [1, 3]
+            attacker_cpus = "0"
+            attacker_sched = "idle"
             "#,
         )
         .unwrap();
@@ -372,6 +421,9 @@ mod tests {
             "--idle-connections=3",
             "--server-cpus=0-1",
             "--client-processes=2",
+            "--fault-scenarios=1,3",
+            "--attacker-cpus=0",
+            "--attacker-sched=idle",
         ])
         .unwrap();
         assert_eq!(flags.overrides, file);
@@ -424,6 +476,58 @@ mod tests {
             Overrides::parse("server_cpus = \"1-0\"").unwrap_err()
         );
         assert!(err.contains("key `server_cpus`"), "{err}");
+        for (text, key, why) in [
+            (
+                "fault_scenarios = [0]",
+                "fault_scenarios",
+                "numbered 1 to 8",
+            ),
+            (
+                "fault_scenarios = [9]",
+                "fault_scenarios",
+                "--scenario soak",
+            ),
+            (
+                "fault_scenarios = []",
+                "fault_scenarios",
+                "no scenario given",
+            ),
+            (
+                "attacker_sched = \"low\"",
+                "attacker_sched",
+                "unknown variant",
+            ),
+            ("attacker_cpus = \"x\"", "attacker_cpus", "not a CPU number"),
+        ] {
+            let err = format!("{:#}", Overrides::parse(text).unwrap_err());
+            assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn fault_scenario_flags_are_checked_and_laid_over_the_plan() {
+        let parse = |args: &[&str]| {
+            <crate::cli::Cli as clap::Parser>::try_parse_from(
+                std::iter::once("harness").chain(args.iter().copied()),
+            )
+        };
+        let err = parse(&["--fault-scenarios=1,9"]).unwrap_err().to_string();
+        assert!(err.contains("numbered 1 to 8"), "{err}");
+        assert!(parse(&["--attacker-sched=nice"]).is_err());
+        let flags = parse(&["--fault-scenarios=3,1,3", "--attacker-sched=normal"]).unwrap();
+        let mut plan = Preset::Smoke.plan();
+        assert!(
+            plan.fault_scenarios.is_empty(),
+            "all scenarios unless asked"
+        );
+        assert_eq!(
+            plan.attacker_cpus, None,
+            "the load generator's CPUs unless asked"
+        );
+        flags.overrides.apply(&mut plan);
+        assert_eq!(plan.fault_scenarios, [3, 1]);
+        assert_eq!(plan.attacker_sched, AttackerSched::Normal);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::Context;
 use proxy::tls::{Backend, TlsVersion};
 
 use super::{CertType, ConfigName, Plan, Scenario};
+use crate::faults::AttackerSched;
 
 /// Built-in plans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +62,9 @@ impl Preset {
             idle_hold: Duration::from_secs(3),
             soak_duration: Duration::from_secs(30 * 60),
             short_faults: false,
+            fault_scenarios: Vec::new(),
+            attacker_cpus: None,
+            attacker_sched: AttackerSched::DEFAULT,
             peers: None,
         };
         match self {

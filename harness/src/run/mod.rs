@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::bins::{self, Bins};
 use crate::cpus::{self, CpuSplit};
+use crate::faults::Placement;
 use crate::meta::{self, Host};
 use crate::peers::current::PeerDir;
 use crate::peers::{self, Origin, Peer};
@@ -96,6 +97,19 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
     let mask = cpus::own_mask().setup()?;
     let split =
         CpuSplit::resolve(&mask, plan.server_cpus.as_ref(), plan.client_cpus.as_ref()).setup()?;
+    let attackers = plan
+        .scenario
+        .is_fault_suite()
+        .then(|| {
+            Placement::resolve(
+                &mask,
+                &split.client,
+                plan.attacker_cpus.as_ref(),
+                plan.attacker_sched,
+            )
+        })
+        .transpose()
+        .setup()?;
     let host = Host::probe(mask);
     let (peers, mut skipped) = find_peers(&mut plan).setup()?;
     for (_, line) in plan.skipped_configs() {
@@ -124,6 +138,7 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
         opts,
         stop,
         split: &split,
+        attackers: attackers.as_ref(),
         out: &out,
     };
     let result = if plan.scenario.is_fault_suite() {
@@ -157,6 +172,8 @@ struct Run<'a> {
     opts: &'a Options,
     stop: &'a Stop,
     split: &'a CpuSplit,
+    /// The fault suite's attackers; `None` for the other scenarios.
+    attackers: Option<&'a Placement>,
     out: &'a OutDir,
 }
 
@@ -363,8 +380,11 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         opts,
         stop,
         split,
+        attackers,
         out,
     } = *run;
+    let attackers = attackers.context("no attacker placement outside the fault suite")?;
+    meta["attackers"] = attackers.to_json(split);
     let (bins, tls_libraries) = binaries(opts, stop, false, meta)?;
     let runtime = tempfile::Builder::new()
         .prefix("tls-off-faults-")
@@ -376,6 +396,8 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
     let rows = crate::faults::run(crate::faults::Inputs {
         bins: &bins,
         split,
+        attackers,
+        only: &plan.fault_scenarios,
         out_dir: &out.dir,
         logs: &out.logs,
         runtime_dir: runtime.path(),

@@ -35,13 +35,29 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
             "scenario 9 (long run), {}",
             humantime::format_duration(plan.soak_duration)
         ),
-        _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
-        _ => "scenarios 1-8".to_owned(),
+        _ => {
+            let numbers = if plan.fault_scenarios.is_empty() {
+                "1-8".to_owned()
+            } else {
+                join(plan.fault_scenarios.iter().map(u8::to_string))
+            };
+            let short = if plan.short_faults {
+                ", short (seconds each)"
+            } else {
+                ""
+            };
+            format!("scenarios {numbers}{short}")
+        }
     };
+    let attackers = plan.attacker_cpus.as_ref().unwrap_or(&split.client);
     format!(
         "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
-         a steady good-client load\n  cpus:        servers {}, clients {}\n",
-        split.server, split.client
+         a steady good-client load\n  cpus:        servers {}, clients {}, attackers {} \
+         (sched {})\n",
+        split.server,
+        split.client,
+        attackers,
+        plan.attacker_sched.name()
     )
 }
 
