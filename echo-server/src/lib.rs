@@ -1,4 +1,10 @@
-//! echo-server: the HTTP/1.1 echo backend every benchmark configuration shares.
+//! echo-server: the HTTP echo backend every benchmark configuration shares.
+//!
+//! It speaks HTTP/1.1 and HTTP/2 on every connection (hyper-util's auto builder tells them
+//! apart by the HTTP/2 preface, so HTTP/2 arrives with prior knowledge: h2c, or h2 after a
+//! terminator in front negotiated ALPN `h2` and relays the bytes). HTTP/2 is there for
+//! clients that speak it through the proxy (`curl --http2`, `h2load`, browsers); the load
+//! generator and every benchmark speak HTTP/1.1.
 //!
 //! Every request gets `200` with exactly the request body (Content-Length framed); a GET
 //! gets an empty `200`. Bodies with a Content-Length stream straight back (a 1 GiB POST
@@ -19,9 +25,9 @@ use http::header::{CONNECTION, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use proxy::tls::Acceptor;
 use sysio::read_ahead::ReadAhead;
@@ -58,11 +64,12 @@ impl Default for ServeOptions {
 /// `opts.grace` and returns. The listener is bound by the caller (tests pass port 0).
 pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
     // No `pipeline_flush`: hyper then skips flushes while its read buffer holds bytes, and
     // a connection that ends on an error (a parse error's 400, a chunked body's 413) is
     // closed with the response still unsent.
-    http.timer(TokioTimer::new())
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::pin!(shutdown);
     let mut backoff = listener::AcceptBackoff::default();
@@ -93,12 +100,12 @@ pub async fn run(listener: Listener, opts: ServeOptions, shutdown: impl Future<O
     }
 }
 
-/// One connection: optional PROXY header, optional TLS, then HTTP/1.1. Everything before
-/// HTTP shares one deadline.
+/// One connection: optional PROXY header, optional TLS, then HTTP/1.1 or HTTP/2.
+/// Everything before HTTP shares one deadline.
 async fn connection<IO>(
     io: IO,
     opts: &ServeOptions,
-    http: &http1::Builder,
+    http: &Http,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -133,7 +140,7 @@ async fn connection<IO>(
 
 async fn serve<IO>(
     io: IO,
-    http: &http1::Builder,
+    http: &Http,
     watcher: hyper_util::server::graceful::Watcher,
     max_body: u64,
 ) where
@@ -144,6 +151,9 @@ async fn serve<IO>(
         tracing::debug!("client: connection ended: {e}");
     }
 }
+
+/// The HTTP/1.1-or-HTTP/2 connection builder; HTTP/2 streams run as tokio tasks.
+type Http = auto::Builder<TokioExecutor>;
 
 type EchoBody = Either<Incoming, Full<Bytes>>;
 

@@ -10,7 +10,7 @@ use echo_server::{Listener, ServeOptions};
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{Acceptor, Backend, CertSet, TlsSettings};
 
-/// HTTP/1.1 echo backend: answers every request with its own body.
+/// HTTP/1.1 and HTTP/2 echo backend: answers every request with its own body.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {

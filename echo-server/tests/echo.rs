@@ -146,6 +146,48 @@ async fn get_gets_an_empty_200(
     assert!(resp.body.is_empty());
 }
 
+/// HTTP/2 with prior knowledge (what a terminator that negotiated ALPN `h2` relays) on the
+/// same socket as HTTP/1.1: concurrent streams on one connection, each echoed exactly.
+#[rstest]
+#[tokio::test]
+async fn http2_streams_are_echoed_concurrently(
+    #[values(Target::Http, Target::Unix)] target: Target,
+) {
+    let server = Server::start(target, &[]);
+    let (client, connection) = h2::client::handshake(server.connect_raw().await)
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let mut streams = Vec::new();
+    // Past the 64 KiB initial windows, so flow control on both sides is exercised.
+    for size in [0, 16_385, 1_000_001] {
+        let mut client = client.clone().ready().await.expect("a stream slot");
+        streams.push(tokio::spawn(async move {
+            let body = pattern(size, size as u64);
+            let req = http::Request::post("http://localhost/echo")
+                .header("content-length", size)
+                .body(())
+                .expect("a request");
+            let (resp, mut send) = client.send_request(req, false).expect("sending headers");
+            send.send_data(body.clone().into(), true)
+                .expect("sending the body");
+            let resp = resp.await.expect("a response");
+            assert_eq!(resp.status(), 200, "{target} {size}");
+            let mut recv = resp.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = recv.data().await {
+                let chunk = chunk.expect("a DATA frame");
+                let _ = recv.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            assert_same_body(&got, &body);
+        }));
+    }
+    for stream in streams {
+        stream.await.expect("a stream's task");
+    }
+}
+
 // ---- errors ------------------------------------------------------------------------------
 
 #[rstest]

@@ -153,20 +153,64 @@ impl TestCa {
 
     /// A client certificate with common name `cn`, signed by this CA.
     pub fn issue(&self, cn: &str) -> ClientIdentity {
+        let (cert, key) = self.sign(cn, &[], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
+        (vec![cert.der().clone()], key)
+    }
+
+    /// A client certificate with common name `cn`, as PEM files `<stem>-cert.pem` and
+    /// `<stem>-key.pem` in `dir` (what command-line clients read).
+    pub fn issue_client_files(&self, cn: &str, dir: &Path, stem: &str) -> CertFiles {
+        let (cert, key) = self.sign(cn, &[], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        CertFiles::write(dir, stem, &cert, &key)
+    }
+
+    /// A server certificate for the DNS names `names`, as PEM files `<stem>-cert.pem` and
+    /// `<stem>-key.pem` in `dir`: a client that trusts this CA verifies it like a real site's.
+    pub fn issue_server_files(&self, names: &[&str], dir: &Path, stem: &str) -> CertFiles {
+        let (cert, key) = self.sign(names[0], names, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        CertFiles::write(dir, stem, &cert, &key)
+    }
+
+    /// A leaf certificate for `cn` (and the DNS names `names`) with the usage `usage`,
+    /// signed by this CA, and its new ECDSA P-256 key.
+    fn sign(
+        &self,
+        cn: &str,
+        names: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .expect("generating a client key");
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+            .expect("generating a leaf key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("leaf parameters");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![usage];
         let cert = params
             .signed_by(&key, &self.cert, &self.key)
-            .expect("signing a client certificate");
-        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("a PKCS#8 key");
-        (vec![cert.der().clone()], key)
+            .expect("signing a leaf certificate");
+        (cert, key)
+    }
+}
+
+/// A certificate and its private key on disk as PEM.
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CertFiles {
+    fn write(dir: &Path, stem: &str, cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> Self {
+        let files = CertFiles {
+            cert: dir.join(format!("{stem}-cert.pem")),
+            key: dir.join(format!("{stem}-key.pem")),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("writing a certificate");
+        std::fs::write(&files.key, key.serialize_pem()).expect("writing a private key");
+        files
     }
 }
 
