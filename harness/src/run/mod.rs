@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::bins::{self, Bins};
 use crate::cpus::{self, CpuSplit};
+use crate::faults::Terminator;
 use crate::meta::{self, Host};
 use crate::peers::current::PeerDir;
 use crate::peers::{self, Origin, Peer};
@@ -127,7 +128,7 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
         out: &out,
     };
     let result = if plan.scenario.is_fault_suite() {
-        run_fault_suite(&run, &mut meta)
+        run_fault_suite(&run, &peers, &mut meta)
     } else {
         measurements::run_measurements(&run, sinks, &peers, &mut meta)
     };
@@ -239,10 +240,7 @@ fn record_end(result: &anyhow::Result<Outcome>, meta: &mut Value, out: &OutDir) 
 /// those not installed, each with one line saying how to install it. Returns the peers
 /// found and those lines; the plan then names the set it ran.
 fn find_peers(plan: &mut Plan) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
-    if plan.target.is_some()
-        || plan.scenario.is_fault_suite()
-        || !plan.configs.iter().any(|c| c.is_peer())
-    {
+    if plan.target.is_some() || !plan.configs.iter().any(|c| c.is_peer()) {
         return Ok((Vec::new(), Vec::new()));
     }
     let origin = peer_origin(plan.peers)?;
@@ -355,9 +353,10 @@ pub(super) fn binaries(
     Ok((bins, described.tls_libraries))
 }
 
-/// Runs the fault suite (`--scenario faults`, or `soak` for its long run): `faults.csv`
-/// and its table. A scenario whose verdict is `fail` counts as a failed row.
-fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
+/// Runs the fault suite (`--scenario faults`, or `soak` for its long run) against the
+/// plan's configs (our proxy and the peers found): `faults.csv` and its table. A scenario
+/// whose verdict is `fail` counts as a failed row.
+fn run_fault_suite(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::Result<Outcome> {
     let Run {
         plan,
         opts,
@@ -383,7 +382,11 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         ledger: &mut ledger,
         short: plan.short_faults,
         soak: (plan.scenario == Scenario::Soak).then_some(plan.soak_duration),
-        tls_library: tls_libraries.get(false, crate::faults::BACKEND),
+        terminators: fault_terminators(
+            plan,
+            peers,
+            tls_libraries.get(false, crate::faults::BACKEND),
+        ),
     })?;
     meta["rows"] = json!(rows.len());
     let failed_rows = rows
@@ -398,6 +401,24 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         failed_rows,
         dir: out.dir.clone(),
     })
+}
+
+/// The terminators of the fault suite, in the plan's order: our proxy, and each peer the
+/// plan names that was found (the others were skipped with a line before the run).
+fn fault_terminators(plan: &Plan, peers: &[Peer], tls_library: String) -> Vec<Terminator> {
+    plan.configs
+        .iter()
+        .filter_map(|&config| {
+            if config.is_peer() {
+                let peer = peers.iter().find(|p| p.config == config)?;
+                Some(Terminator::Peer(peer.clone()))
+            } else {
+                Some(Terminator::Proxy {
+                    tls_library: tls_library.clone(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// The open-file limit the harness asks for (as root it can raise the hard limit): the
