@@ -107,6 +107,52 @@ impl Terminator {
         }
     }
 
+    /// Each of the proxy's settings the suite sets, and the directive that sets it in this
+    /// terminator's config (`none` where it has none): for meta.json, beside the README's
+    /// table.
+    pub fn equivalents(&self) -> Vec<(&'static str, &'static str)> {
+        let keys = [
+            "timeouts.handshake",
+            "timeouts.idle",
+            "timeouts.upstream_connect",
+            "max_connections",
+            "descriptor limit",
+            "timeouts.shutdown_grace",
+        ];
+        let words: [&'static str; 6] = match self.config() {
+            ConfigName::Haproxy | ConfigName::HaproxyAwslc => [
+                if self.lacks(Feature::HandshakeTimeout).is_some() {
+                    "none (timeout client bounds it)"
+                } else {
+                    "timeout client-hs"
+                },
+                "timeout client, timeout server",
+                "timeout connect, retries 0",
+                "maxconn",
+                "none (sized from maxconn)",
+                "hard-stop-after",
+            ],
+            ConfigName::Nginx => [
+                "ssl_handshake_timeout",
+                "proxy_timeout",
+                "proxy_connect_timeout",
+                "limit_conn",
+                "ulimit -n, worker_rlimit_nofile",
+                "worker_shutdown_timeout",
+            ],
+            ConfigName::Hitch => [
+                "ssl-handshake-timeout",
+                "none",
+                "backend-connect-timeout",
+                "none",
+                "ulimit -n",
+                "none",
+            ],
+            _ => keys,
+        };
+        keys.into_iter().zip(words).collect()
+    }
+
     /// Why a criterion that needs `feature` is `n/a` for this terminator, or `None` when it
     /// has it.
     pub fn lacks(&self, feature: Feature) -> Option<String> {
@@ -222,5 +268,14 @@ mod tests {
         assert_eq!(peer(ConfigName::Nginx, "").stop_signal().0, Signal::SIGQUIT);
         assert_eq!(peer(ConfigName::Hitch, "").reload_signal(), Signal::SIGHUP);
         assert_eq!(haproxy.name(), "haproxy-awslc");
+        assert!(haproxy
+            .equivalents()
+            .contains(&("timeouts.handshake", "timeout client-hs")));
+        assert_eq!(
+            proxy.equivalents()[3],
+            ("max_connections", "max_connections")
+        );
+        let old = peer(ConfigName::Haproxy, "HAProxy version 2.6.12");
+        assert_eq!(old.equivalents()[0].1, "none (timeout client bounds it)");
     }
 }

@@ -25,7 +25,8 @@ pub struct Setup<'a> {
     pub combined: &'a Path,
     /// Workers or threads: one per server CPU.
     pub threads: usize,
-    /// The most connections it must hold (the idle scenario's count, with room).
+    /// The most connections it must hold (the idle scenario's count, with room; the fault
+    /// suite's largest attack, with room).
     pub max_connections: u64,
     /// A private folder for pid files and the like.
     pub scratch: &'a Path,
@@ -50,8 +51,9 @@ pub struct Limits<'a> {
     pub upstream_connect: Duration,
     /// How long a graceful stop may wait for connections to finish.
     pub grace: Duration,
-    /// Client connections held at once; the peer's `max_connections` (replaces
-    /// [`Setup::max_connections`]).
+    /// Client connections held at once, the proxy's `max_connections`; a limit at or above
+    /// [`Setup::max_connections`] (the proxy's default 50 000) is no limit for the run, and
+    /// the peer keeps the sweep's sizing.
     pub max_connections: u64,
     /// The descriptor limit, where the scenario lowers it.
     pub nofile: Option<u64>,
@@ -99,12 +101,16 @@ pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) 
     }
 }
 
-/// HAProxy in TCP mode. With limits: `maxconn` (excess connections wait in the kernel's
-/// listen queue: HAProxy does not close them), `timeout client-hs`, `timeout client` and
+/// HAProxy in TCP mode. With limits: `maxconn` when below [`Setup::max_connections`]
+/// (excess connections wait in the kernel's listen queue: HAProxy does not close them), `timeout client-hs`, `timeout client` and
 /// `timeout server` (idle), `timeout connect` with `retries 0` (one attempt, as the proxy),
 /// `hard-stop-after` (the soft-stop's grace).
 fn haproxy(s: &Setup<'_>) -> String {
-    let maxconn = s.limits.map_or(s.max_connections, |l| l.max_connections);
+    // HAProxy sizes its descriptor limit from maxconn (and refuses to start when it cannot
+    // raise it that far): a limit above what the run holds is no limit, and is left at that.
+    let maxconn = s.limits.map_or(s.max_connections, |l| {
+        l.max_connections.min(s.max_connections)
+    });
     let (connect, idle) = match &s.limits {
         Some(l) => (duration_arg(l.upstream_connect), duration_arg(l.idle)),
         None => ("5s".to_owned(), "300s".to_owned()),

@@ -372,6 +372,9 @@ fn run_fault_suite(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::R
     meta["status"] = json!("running");
     meta::write_json(&out.meta, meta)?;
     let mut ledger = Ledger::create(&out.logs.join("children.tsv"))?;
+    let library = tls_libraries.get(false, crate::faults::BACKEND);
+    let terminators = fault_terminators(plan, peers, library);
+    meta["faults"] = fault_settings(&terminators);
     let rows = crate::faults::run(crate::faults::Inputs {
         bins: &bins,
         split,
@@ -382,11 +385,7 @@ fn run_fault_suite(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::R
         ledger: &mut ledger,
         short: plan.short_faults,
         soak: (plan.scenario == Scenario::Soak).then_some(plan.soak_duration),
-        terminators: fault_terminators(
-            plan,
-            peers,
-            tls_libraries.get(false, crate::faults::BACKEND),
-        ),
+        terminators,
     })?;
     meta["rows"] = json!(rows.len());
     let failed_rows = rows
@@ -401,6 +400,20 @@ fn run_fault_suite(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::R
         failed_rows,
         dir: out.dir.clone(),
     })
+}
+
+/// meta.json's `faults`: which directive of each terminator carries each of the proxy's
+/// settings (the values are in the `configs/` files the suite writes).
+fn fault_settings(terminators: &[Terminator]) -> Value {
+    let each = terminators.iter().map(|t| {
+        let settings: serde_json::Map<String, Value> = t
+            .equivalents()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+        (t.name().to_owned(), Value::Object(settings))
+    });
+    json!({ "terminators": each.collect::<serde_json::Map<_, _>>() })
 }
 
 /// The terminators of the fault suite, in the plan's order: our proxy, and each peer the

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::resources::measurement_label;
 use crate::cpus::CpuSplit;
 use crate::output::{IdleRow, Row, Status};
-use crate::plan::{Measurement, Plan, Scenario};
+use crate::plan::{ConfigName, Measurement, Plan, Scenario};
 use crate::summary::LatencyUnit;
 
 /// The plan as printed before the run starts.
@@ -38,9 +38,13 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
         _ if plan.short_faults => "scenarios 1-8, short (seconds each)".to_owned(),
         _ => "scenarios 1-8".to_owned(),
     };
+    let terminators = join(plan.configs.iter().map(|c| match c {
+        ConfigName::ProxyRustls => format!("{c} (rustls-aws-lc)"),
+        other => other.to_string(),
+    }));
     format!(
-        "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
-         a steady good-client load\n  cpus:        servers {}, clients {}\n",
+        "  faults:      {what}; {terminators} in front of the echo-server under a steady \
+         good-client load\n  cpus:        servers {}, clients {}\n",
         split.server, split.client
     )
 }

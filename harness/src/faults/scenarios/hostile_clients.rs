@@ -256,6 +256,9 @@ fn flood_beyond_max_connections(
     )?;
     let load = Load::start(s, stack.addr(), "3-flood-max-connections", &opts)?;
     s.sleep(opts.warmup)?;
+    // Phase (b) records its own (it replaces these), unless it is n/a.
+    row.proxy_rss_before_kib = stack.rss_kib();
+    row.proxy_fds_before = stack.fds();
     let refused_metric = "tlsoff_connections_refused_total";
     let refused_before = stack.metric(refused_metric);
     let (outcomes, recovery) = s.on_client({
@@ -272,6 +275,8 @@ fn flood_beyond_max_connections(
         .map(|(a, b)| a - b);
     s.sleep(TAIL)?;
     let report_a = load.finish(s.inputs.stop)?;
+    row.proxy_rss_after_kib = stack.rss_kib();
+    row.proxy_fds_after = stack.fds();
     let tally = Tally::of(&outcomes);
     let beyond = n.saturating_sub(FLOOD_MAX_CONNECTIONS) as u64;
     let lacks = stack.terminator.lacks(Feature::CloseBeyondMaxConnections);
