@@ -447,6 +447,36 @@ mod tests {
     use crate::plan::Preset;
 
     #[test]
+    fn the_fault_suite_attacks_the_plans_configs_whose_peer_was_found() {
+        let plan = crate::plan::Plan {
+            scenario: Scenario::Faults,
+            configs: vec![
+                crate::plan::ConfigName::ProxyRustls,
+                crate::plan::ConfigName::Haproxy,
+                crate::plan::ConfigName::Nginx,
+            ],
+            ..Preset::Smoke.plan()
+        };
+        let haproxy = Peer {
+            config: crate::plan::ConfigName::Haproxy,
+            program: "/usr/sbin/haproxy".into(),
+            version: "HAProxy version 3.0.11".into(),
+            origin: Origin::System,
+            tls_library: "OpenSSL 3.5.4".into(),
+        };
+        let t = fault_terminators(&plan, &[haproxy], "rustls 0.23".into());
+        let names: Vec<&str> = t.iter().map(Terminator::name).collect();
+        assert_eq!(names, ["proxy-rustls", "haproxy"], "nginx was not found");
+        assert_eq!(t[0].tls_library(), "rustls 0.23");
+        assert_eq!(t[1].tls_library(), "OpenSSL 3.5.4");
+        let meta = fault_settings(&t);
+        assert_eq!(
+            meta["terminators"]["haproxy"]["timeouts.handshake"],
+            "timeout client-hs"
+        );
+    }
+
+    #[test]
     fn idle_connections_fit_the_open_file_limit() {
         let mut plan = crate::plan::Plan {
             scenario: Scenario::All,
