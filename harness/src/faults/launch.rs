@@ -191,6 +191,7 @@ pub(super) fn peer_limits<'a>(
         max_connections: opts.max_connections as u64,
         nofile: opts.nofile,
         second,
+        backlog: LISTEN_BACKLOG,
         haproxy_client_hs,
     }
 }
@@ -353,6 +354,8 @@ fn loopback(port: u16) -> SocketAddr {
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Poll period of the readiness waits.
 const READY_POLL: Duration = Duration::from_millis(20);
+/// The proxy's listen backlog (`proxy/src/server.rs`), given to every peer.
+const LISTEN_BACKLOG: u32 = 4096;
 /// Starts of a peer, each on fresh free ports (another program may take one first).
 const PORT_TRIES: u32 = 3;
 /// The connections a peer is sized for (nginx allocates its slots up front): more than the

@@ -118,8 +118,9 @@ impl Terminator {
             "max_connections",
             "descriptor limit",
             "timeouts.shutdown_grace",
+            "listen backlog",
         ];
-        let words: [&'static str; 6] = match self.config() {
+        let words: [&'static str; 7] = match self.config() {
             ConfigName::Haproxy | ConfigName::HaproxyAwslc => [
                 if self.lacks(Feature::HandshakeTimeout).is_some() {
                     "none (timeout client bounds it)"
@@ -131,6 +132,7 @@ impl Terminator {
                 "maxconn",
                 "none (sized from maxconn)",
                 "hard-stop-after",
+                "backlog",
             ],
             ConfigName::Nginx => [
                 "ssl_handshake_timeout",
@@ -139,6 +141,7 @@ impl Terminator {
                 "limit_conn",
                 "ulimit -n, worker_rlimit_nofile",
                 "worker_shutdown_timeout",
+                "listen backlog=",
             ],
             ConfigName::Hitch => [
                 "ssl-handshake-timeout",
@@ -147,6 +150,7 @@ impl Terminator {
                 "none",
                 "ulimit -n",
                 "none",
+                "backlog",
             ],
             _ => keys,
         };

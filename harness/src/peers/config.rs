@@ -59,6 +59,9 @@ pub struct Limits<'a> {
     pub nofile: Option<u64>,
     /// A second listener in front of a second upstream (the misbehaving backend).
     pub second: Option<Second<'a>>,
+    /// The listen backlog (the proxy's is 4096): a flood fills it before anything is
+    /// accepted, and a full one drops new SYNs, which clients retry after a second.
+    pub backlog: u32,
     /// HAProxy has `timeout client-hs` (2.9 and later, see [`haproxy_has_client_hs`]);
     /// without it, its handshake is bounded by `timeout client`, the idle timeout.
     pub haproxy_client_hs: bool,
@@ -101,7 +104,7 @@ pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) 
     }
 }
 
-/// HAProxy in TCP mode. With limits: `maxconn` when below [`Setup::max_connections`]
+/// HAProxy in TCP mode. With limits: `backlog`, `maxconn` when below [`Setup::max_connections`]
 /// (excess connections wait in the kernel's listen queue: HAProxy does not close them), `timeout client-hs`, `timeout client` and
 /// `timeout server` (idle), `timeout connect` with `retries 0` (one attempt, as the proxy),
 /// `hard-stop-after` (the soft-stop's grace).
@@ -127,6 +130,7 @@ fn haproxy(s: &Setup<'_>) -> String {
             ));
         }
         defaults.push_str("    retries 0\n");
+        defaults.push_str(&format!("    backlog {}\n", l.backlog));
         if let Some(b) = &l.second {
             second = format!(
                 "frontend bad\n\
@@ -167,7 +171,7 @@ fn haproxy(s: &Setup<'_>) -> String {
     )
 }
 
-/// nginx's stream module. With limits: `ssl_handshake_timeout`, `proxy_timeout` (idle),
+/// nginx's stream module. With limits: `listen ... backlog=`, `ssl_handshake_timeout`, `proxy_timeout` (idle),
 /// `proxy_connect_timeout`, `worker_shutdown_timeout` (the SIGQUIT grace), a connection
 /// limit below [`Setup::max_connections`] as `limit_conn` (it closes the excess at once, as
 /// the proxy does), and `worker_rlimit_nofile` lowered with the descriptor limit.
@@ -231,9 +235,12 @@ fn nginx(s: &Setup<'_>) -> String {
 
 /// One nginx `server` block: TLS on `port`, relayed to `upstream`.
 fn server_block(port: u16, upstream: &Path, s: &Setup<'_>) -> String {
+    let backlog = s
+        .limits
+        .map_or_else(String::new, |l| format!(" backlog={}", l.backlog));
     format!(
         "\x20   server {{\n\
-         \x20       listen 127.0.0.1:{port} ssl;\n\
+         \x20       listen 127.0.0.1:{port} ssl{backlog};\n\
          \x20       ssl_certificate {cert};\n\
          \x20       ssl_certificate_key {key};\n\
          \x20       ssl_protocols TLSv1.2 TLSv1.3;\n\
@@ -247,7 +254,7 @@ fn server_block(port: u16, upstream: &Path, s: &Setup<'_>) -> String {
 }
 
 /// hitch. With limits: `ssl-handshake-timeout` and `backend-connect-timeout` (whole
-/// seconds). hitch has no idle timeout, no connection limit, and one backend for all its
+/// seconds), `backlog` (hitch's own default is 100). hitch has no idle timeout, no connection limit, and one backend for all its
 /// frontends (hitch.conf(5)): the fault suite says `n/a` where those are needed.
 fn hitch(s: &Setup<'_>) -> String {
     let user = if s.root { "user = \"root\"\n" } else { "" };
@@ -255,9 +262,11 @@ fn hitch(s: &Setup<'_>) -> String {
     if let Some(l) = &s.limits {
         limits = format!(
             "ssl-handshake-timeout = {}\n\
-             backend-connect-timeout = {}\n",
+             backend-connect-timeout = {}\n\
+             backlog = {}\n",
             whole_seconds(l.handshake),
-            whole_seconds(l.upstream_connect)
+            whole_seconds(l.upstream_connect),
+            l.backlog
         );
     }
     format!(
@@ -364,6 +373,7 @@ mod tests {
                 port: 4434,
                 upstream: Path::new("/tmp/h/bad.sock"),
             }),
+            backlog: 4096,
             haproxy_client_hs: true,
         }
     }
@@ -412,6 +422,7 @@ mod tests {
             "    timeout server 2500ms\n",
             "    timeout connect 1s\n",
             "    retries 0\n",
+            "    backlog 4096\n",
             "    bind 127.0.0.1:4434 ssl crt /tmp/h/combined.pem\n",
             "    server bad /tmp/h/bad.sock\n",
         ] {
@@ -443,7 +454,7 @@ mod tests {
             "    proxy_timeout 2500ms;\n",
             "    proxy_connect_timeout 1s;\n",
             "    limit_conn conns 500;\n",
-            "        listen 127.0.0.1:4434 ssl;\n",
+            "        listen 127.0.0.1:4434 ssl backlog=4096;\n",
             "        proxy_pass unix:/tmp/h/bad.sock;\n",
             "events { worker_connections 2064; }\n",
         ] {
@@ -464,6 +475,7 @@ mod tests {
         let (_, text) = config_file(ConfigName::Hitch, &s);
         assert!(text.contains("ssl-handshake-timeout = 2\n"), "{text}");
         assert!(text.contains("backend-connect-timeout = 1\n"), "{text}");
+        assert!(text.contains("backlog = 4096\n"), "{text}");
         assert!(!text.contains("bad.sock"), "one backend only: {text}");
     }
 
