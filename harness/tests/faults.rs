@@ -2,7 +2,9 @@
 //! here if needed, which takes minutes the first time), every scenario of
 //! `harness --preset smoke --scenario faults`, every verdict `pass`, no proxy crash, and no
 //! child process left behind; then the same against HAProxy (the current set's when
-//! installed, else the host's), every verdict `pass` or `n/a`.
+//! installed, else the host's): every scenario runs, HAProxy never crashes, its `n/a`
+//! criteria say why (its verdicts are measurements of HAProxy, not of this code: its RSS,
+//! for one, stays up after the slowloris).
 
 // A panic is the failure report in tests.
 #![allow(clippy::unwrap_used)]
@@ -101,7 +103,7 @@ fn short_fault_suite_passes_every_scenario() {
     let numbers: Vec<u8> = rows.iter().map(|r| r.scenario).collect();
     assert_eq!(numbers, (1..=8).collect::<Vec<u8>>(), "{table}");
     for row in rows {
-        assert_row_holds(row, &table, &[Verdict::Pass]);
+        assert_row_holds(row, &table);
     }
     // The budget for CI, with room: a slow suite is a broken suite.
     assert!(
@@ -151,7 +153,7 @@ fn haproxy() -> Option<Peer> {
 }
 
 #[test]
-fn short_fault_suite_against_haproxy_passes_or_says_n_a() {
+fn short_fault_suite_runs_every_scenario_against_haproxy() {
     let Some(peer) = haproxy() else {
         return;
     };
@@ -164,7 +166,31 @@ fn short_fault_suite_against_haproxy_passes_or_says_n_a() {
     for row in &run.rows {
         assert_eq!(row.terminator, "haproxy", "{table}");
         assert_eq!(row.tls_library, library, "{table}");
-        assert_row_holds(row, &table, &[Verdict::Pass]);
+        assert!(
+            row.verdict != Verdict::NotApplicable && !row.note.contains("could not run"),
+            "every scenario runs against HAProxy: {}\n{table}",
+            row.note
+        );
+        assert_eq!(row.proxy_exits, 0, "HAProxy crashed\n{table}");
+        assert!(row.good_requests.is_some_and(|n| n > 0), "{table}");
+        assert!(row.proxy_max_rss_kib.is_some_and(|k| k > 0), "{table}");
+    }
+    let slowloris = &run.rows[0];
+    if peers::haproxy_has_client_hs(&peer.version) {
+        assert!(
+            slowloris.note.contains("attackers closed 2.0"),
+            "HAProxy's timeout client-hs closes them at 2 s: {}",
+            slowloris.note
+        );
+    } else {
+        assert!(
+            slowloris
+                .note
+                .contains("n/a: every attacker closed within the handshake timeout"),
+            "{} has no handshake timeout, and the note says so: {}",
+            peer.version,
+            slowloris.note
+        );
     }
     let flood = &run.rows[2];
     assert!(
@@ -197,12 +223,12 @@ fn short_fault_suite_against_haproxy_passes_or_says_n_a() {
     assert_children_gone(&run.pids, 8 * 3);
 }
 
-/// A row's verdict is one of `allowed`, no crash, figures present. Scenario 1's p99
+/// A row's verdict is `pass`, no crash, figures present. Scenario 1's p99
 /// criterion alone may fail: on a 2-CPU CI machine the attackers and the good clients'
 /// load generator share a CPU, so a slowloris run's p99 can double on the client side.
 /// The table reports it and the full suite (README) holds it to 2x; every other
 /// criterion of scenario 1 is still required here.
-fn assert_row_holds(row: &FaultRow, table: &str, allowed: &[Verdict]) {
+fn assert_row_holds(row: &FaultRow, table: &str) {
     if row.verdict == Verdict::Fail && only_the_p99_criterion_failed(row) {
         eprintln!(
             "warning: scenario 1's p99 criterion failed in the short suite: {}",
@@ -210,8 +236,9 @@ fn assert_row_holds(row: &FaultRow, table: &str, allowed: &[Verdict]) {
         );
         return;
     }
-    assert!(
-        allowed.contains(&row.verdict),
+    assert_eq!(
+        row.verdict,
+        Verdict::Pass,
         "scenario {} against {}: {}\n{table}",
         row.scenario,
         row.terminator,
