@@ -250,12 +250,17 @@ mod tests {
         assert!(page.contains("3 rows: 1 pass, 1 fail, 1 n/a."), "{page}");
         assert!(page.contains("held 500 connections"), "{page}");
         assert!(
-            page.contains("<tr class=\"error\"><td>2</td><td>handshake flood</td><td>nginx</td>"),
+            page.contains("<tr class=\"error\"><td>2</td><td>handshake flood</td>"),
+            "{page}"
+        );
+        assert!(page.contains("<th>terminator</th></tr>"), "{page}");
+        assert!(
+            page.contains("<td>n/a: one backend</td><td>–</td><td>hitch</td></tr>"),
             "{page}"
         );
         assert!(
-            page.contains("<td>hitch</td>"),
-            "the n/a row is listed: {page}"
+            page.contains("<tr class=\"na\"><td>5</td><td>bad-backend</td>"),
+            "an n/a row is greyed, not red: {page}"
         );
         assert!(
             !page.contains("No pictures"),
