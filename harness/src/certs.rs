@@ -148,6 +148,12 @@ impl Leaf {
         write_atomically(&paths.key, self.key_pem.as_bytes(), 0o600)?;
         write_atomically(&paths.cert, self.cert_pem.as_bytes(), 0o644)
     }
+
+    /// Writes certificate then key into the one file HAProxy and hitch read, by rename.
+    pub fn install_combined(&self, path: &Path) -> anyhow::Result<()> {
+        let text = format!("{}{}", self.cert_pem, self.key_pem);
+        write_atomically(path, text.as_bytes(), 0o600)
+    }
 }
 
 /// Writes `path.tmp` and renames it over `path`.

@@ -63,6 +63,39 @@ pub fn fd_count(pid: u32) -> Option<u64> {
         .map(|d| d.count() as u64)
 }
 
+/// A process and its live descendants: what a multi-process terminator (nginx's master and
+/// workers, HAProxy's `-W` master and worker, hitch's manager and children) is made of.
+pub fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    all.extend(descendants(pid));
+    all
+}
+
+/// The sum of a `kB` field of `/proc/PID/status` (VmRSS, VmHWM) over [`tree`]`(pid)`; an
+/// error when `pid` itself cannot be read (a descendant that exits meanwhile counts 0).
+pub fn tree_memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let own = memory_kib(pid, field)?;
+    Ok(own
+        + descendants(pid)
+            .into_iter()
+            .filter_map(|p| memory_kib(p, field).ok())
+            .sum::<u64>())
+}
+
+/// Open descriptors over [`tree`]`(pid)`: the sum, and the most any one process holds
+/// (a descriptor limit is per process). `None` when `pid` itself cannot be read.
+pub fn tree_fds(pid: u32) -> Option<(u64, u64)> {
+    let own = fd_count(pid)?;
+    let mut sum = own;
+    let mut most = own;
+    for p in descendants(pid) {
+        let n = fd_count(p).unwrap_or(0);
+        sum += n;
+        most = most.max(n);
+    }
+    Some((sum, most))
+}
+
 /// `Max open files` soft and hard limits of `pid`, from `/proc/PID/limits`.
 pub fn nofile_limits(pid: u32) -> Option<(String, String)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
@@ -220,5 +253,23 @@ mod tests {
         assert!(fd_count(me).unwrap() >= 3);
         let (soft, hard) = nofile_limits(me).unwrap();
         assert!(!soft.is_empty() && !hard.is_empty());
+    }
+
+    #[test]
+    fn tree_figures_add_the_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        assert!(tree(me).contains(&child.id()) && tree(me)[0] == me);
+        let own = memory_kib(me, "VmRSS").unwrap();
+        assert!(tree_memory_kib(me, "VmRSS").unwrap() > own);
+        let (sum, most) = tree_fds(me).unwrap();
+        // Both hold at least stdin, stdout and stderr.
+        assert!(sum > most && most >= 3, "{sum} {most}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(tree_memory_kib(u32::MAX, "VmRSS").is_err());
     }
 }

@@ -923,3 +923,40 @@ fn thresholds_and_baselines_at_the_end_of_a_run() {
         "{log}"
     );
 }
+
+#[test]
+fn the_fault_suite_attacks_the_configs_named_and_refuses_the_others() {
+    // An empty current set: the peers come from the host, and one not built is skipped.
+    let empty = tempfile::tempdir().unwrap();
+    let out = harness()
+        .env("TLS_OFF_PEERS", empty.path())
+        .args([
+            "--scenario",
+            "faults",
+            "--configs",
+            "proxy-rustls,haproxy-awslc",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("harness: skipping haproxy-awslc: not in the current peer set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  faults:      scenarios 1-8; proxy-rustls (rustls-aws-lc) in front of"),
+        "{err}"
+    );
+    let out = harness()
+        .args(["--scenario", "faults", "--configs", "stunnel", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the fault suite attacks proxy-rustls"),
+        "{}",
+        text(&out)
+    );
+}

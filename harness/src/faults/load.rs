@@ -78,7 +78,8 @@ impl Load {
             stderr_log: suite.log(tag, "loadgen", "err"),
             wait_ready: false,
         };
-        let proc = Proc::spawn(&spec, suite.inputs.ledger, &format!("faults-{tag}"))?;
+        let label = suite.label(tag);
+        let proc = Proc::spawn(&spec, suite.inputs.ledger, &label)?;
         Ok(Load { proc, out })
     }
 

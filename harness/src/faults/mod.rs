@@ -1,9 +1,12 @@
-//! The fault suite (`harness --scenario faults`, issue 9): the real release proxy, with the
+//! The fault suite (`harness --scenario faults`, issues 9 and 19): the real release proxy
+//! (or a peer: HAProxy, nginx, hitch, with the same limits, see [`terminator`]), with the
 //! echo-server behind it on a Unix socket, under a steady good-client load (loadgen, open
 //! loop, every echoed body verified) while the suite attacks it, breaks its backend, rotates
 //! its certificates or signals it. Each scenario has acceptance criteria; a failed one
 //! gives the row verdict `fail`, with the criterion and the numbers in its note, and the
-//! suite goes on. Results: `faults.csv` in the run folder and the same table on stdout.
+//! suite goes on. Results: `faults.csv` in the run folder (one row per scenario and
+//! terminator) and the same table on stdout, then the side-by-side summary
+//! (`faults-summary.md`, [`summary`]).
 //!
 //! Scenarios (1-8 by default, 9 only when asked for):
 //! 1. slowloris: silent and one-byte-a-second connections, closed by the handshake timeout;
@@ -17,20 +20,25 @@
 //! 9. soak: moderate load for a long time, RSS and descriptors sampled.
 //!
 //! Processes are started with [`crate::procs::Proc`] (pinned, logged, killed on drop): the
-//! proxy and echo-server on the server CPUs, loadgen on the client CPUs. The attackers are
-//! tokio tasks on a runtime whose threads are placed by [`placement`] (by default on the
-//! client CPUs at `SCHED_IDLE`, so that they never delay the load generator); they target
-//! only `127.0.0.1`, and each is bounded in count and time.
+//! terminator and echo-server on the server CPUs, loadgen on the client CPUs. With several
+//! terminators the suite runs scenario by scenario, each terminator in turn, so the rows
+//! compared side by side are neighbours in time. The attackers are tokio tasks on a runtime
+//! whose threads are placed by [`placement`] (by default on the client CPUs at
+//! `SCHED_IDLE`, so that they never delay the load generator); they target only
+//! `127.0.0.1`, and each is bounded in count and time.
 
 mod attack;
 mod bad_upstream;
 mod client;
 mod hello;
+mod launch;
 mod load;
 pub mod placement;
 pub mod report;
 mod scenarios;
 mod stack;
+pub mod summary;
+pub mod terminator;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -48,6 +56,7 @@ use crate::procs::{Interrupted, Ledger, Stop};
 pub use hello::Rng;
 pub use placement::{AttackerSched, Placement};
 pub use report::{FaultRow, Verdict};
+pub use terminator::Terminator;
 
 /// The TLS backend of the proxy under attack: rustls with aws-lc-rs, the default.
 pub const BACKEND: proxy::tls::Backend = proxy::tls::Backend::RustlsAwsLc;
@@ -74,17 +83,20 @@ pub struct Inputs<'a> {
     pub short: bool,
     /// Run only scenario 9 (soak), for this long.
     pub soak: Option<Duration>,
-    /// The TLS library [`BACKEND`] runs in the proxy, for every row (read by the caller from
+    /// The terminators to attack, in order (each runs every scenario that applies to it);
+    /// the proxy's carries the TLS library [`BACKEND`] runs in it (read by the caller from
     /// `proxy --version`, see [`crate::tls_library`]).
-    pub tls_library: String,
+    pub terminators: Vec<Terminator>,
 }
 
-/// Runs the suite and writes `faults.csv`; prints the table. `Ok` with every row, whatever
-/// the verdicts (the caller turns a `fail` into the exit code); `Err(Interrupted)` on a
-/// signal (the rows so far are written first); other `Err`s only when the suite cannot
-/// start at all.
+/// Runs the suite and writes `faults.csv`; prints the table, then the side-by-side
+/// summary (also written to `faults-summary.md`) when more than one terminator ran. `Ok`
+/// with every row, whatever the verdicts (the caller turns a `fail` into the exit code);
+/// `Err(Interrupted)` on a signal (the rows so far are written first); other `Err`s only
+/// when the suite cannot start at all.
 pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
     let csv = inputs.out_dir.join(crate::plan::FAULTS_CSV);
+    let summary_path = inputs.out_dir.join(crate::plan::FAULTS_SUMMARY);
     let soak = inputs.soak.is_some();
     let only = inputs.only;
     let mut suite = Suite::prepare(inputs)?;
@@ -95,54 +107,76 @@ pub fn run(inputs: Inputs<'_>) -> anyhow::Result<Vec<FaultRow>> {
         .collect();
     let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows: Vec<FaultRow> = Vec::new();
-    for scenario in list {
-        if suite.inputs.stop.requested() {
-            break;
+    'scenarios: for scenario in list {
+        for current in 0..suite.terminators.len() {
+            if suite.inputs.stop.requested() {
+                break 'scenarios;
+            }
+            suite.current = current;
+            let Some(row) = run_one(&mut suite, scenario)? else {
+                break 'scenarios;
+            };
+            sink.write(&report::cells(&row))?;
+            rows.push(row);
         }
-        let Some(mut row) = run_one(&mut suite, scenario)? else {
-            break;
-        };
-        row.tls_library.clone_from(&suite.inputs.tls_library);
-        sink.write(&report::cells(&row))?;
-        rows.push(row);
     }
     println!("\n{}", report::render(&rows));
     println!("faults: {}", csv.display());
+    if suite.terminators.len() > 1 {
+        let text = summary::render(&rows);
+        println!("\n{text}");
+        std::fs::write(&summary_path, &text)
+            .with_context(|| format!("writing {}", summary_path.display()))?;
+        println!("faults summary: {}", summary_path.display());
+    }
     if suite.inputs.stop.requested() {
         return Err(Interrupted.into());
     }
     Ok(rows)
 }
 
-/// Runs one scenario and says how it went; a scenario that cannot run is a failed row.
-/// `None` on a signal.
+/// Runs one scenario against the current terminator and says how it went; a scenario
+/// that cannot run is a failed row, one that does not apply an `n/a` row. `None` on a
+/// signal.
 fn run_one(suite: &mut Suite<'_>, scenario: &Scenario) -> anyhow::Result<Option<FaultRow>> {
-    eprintln!("faults: scenario {} ({})", scenario.number, scenario.name);
+    let terminator = suite.terminator().clone();
+    eprintln!(
+        "faults: scenario {} ({}) against {}",
+        scenario.number,
+        scenario.name,
+        terminator.name()
+    );
     let started = Instant::now();
-    let mut row = match (scenario.run)(suite) {
-        Ok(row) => row,
-        Err(e) if e.is::<Interrupted>() => return Ok(None),
-        Err(e) => {
-            let mut row = FaultRow::new(scenario.number, scenario.name);
-            let mut checks = report::Checks::default();
-            checks.require(false, || format!("the scenario could not run: {e:#}"));
-            row.conclude(&checks);
-            row
-        }
+    let mut row = match (scenario.applies)(&terminator) {
+        Some(reason) => FaultRow::not_applicable(scenario.number, scenario.name, &reason),
+        None => match (scenario.run)(suite) {
+            Ok(row) => row,
+            Err(e) if e.is::<Interrupted>() => return Ok(None),
+            Err(e) => {
+                let mut row = FaultRow::new(scenario.number, scenario.name);
+                let mut checks = report::Checks::default();
+                checks.require(false, || format!("the scenario could not run: {e:#}"));
+                row.conclude(&checks);
+                row
+            }
+        },
     };
     if row.baseline_p99_us.is_none() {
-        row.baseline_p99_us = suite.baseline_p99_us;
+        row.baseline_p99_us = suite.baselines[suite.current];
     }
+    row.tls_library = terminator.tls_library().to_owned();
+    row.terminator = terminator.name().to_owned();
     eprintln!(
-        "faults: scenario {} {}: {} in {:.1} s{}",
+        "faults: scenario {} {} against {}: {} in {:.1} s{}",
         row.scenario,
         row.name,
+        row.terminator,
         row.verdict.name(),
         started.elapsed().as_secs_f64(),
-        if row.verdict == Verdict::Fail {
-            format!(" ({})", row.note)
-        } else {
+        if row.verdict == Verdict::Pass {
             String::new()
+        } else {
+            format!(" ({})", row.note)
         }
     );
     Ok(Some(row))
@@ -154,6 +188,8 @@ pub(crate) struct Scenario {
     pub number: u8,
     pub name: &'static str,
     pub run: fn(&mut Suite<'_>) -> anyhow::Result<FaultRow>,
+    /// `Some(reason)` when the scenario cannot be run against this terminator at all.
+    pub applies: fn(&Terminator) -> Option<String>,
 }
 
 /// The suite's shared state.
@@ -166,9 +202,14 @@ pub(crate) struct Suite<'a> {
     pub scale: Scale,
     /// Garbage comes from this seed (printed, for replay).
     pub seed: u64,
-    /// Good clients' p99 without attack, from scenario 1.
-    pub baseline_p99_us: Option<f64>,
+    /// The terminators, and the one the running scenario attacks.
+    pub terminators: Vec<Terminator>,
+    pub current: usize,
+    /// Each terminator's good clients' p99 without attack, from its scenario 1.
+    pub baselines: Vec<Option<f64>>,
     dir: PathBuf,
+    /// The run folder's `configs/`: every terminator config the suite writes.
+    configs: PathBuf,
 }
 
 impl<'a> Suite<'a> {
@@ -179,22 +220,30 @@ impl<'a> Suite<'a> {
         if let Err(e) = sysio::host::raise_nofile_limit() {
             eprintln!("faults: cannot raise the open-file limit: {e}");
         }
+        if inputs.terminators.is_empty() {
+            anyhow::bail!("the fault suite needs a terminator to attack");
+        }
         let dir = inputs.runtime_dir.join("faults");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let configs = inputs.out_dir.join("configs");
+        std::fs::create_dir_all(&configs)
+            .with_context(|| format!("creating {}", configs.display()))?;
         let pki = Pki::create(&dir)?;
         let client = client::ProbeClient::new(pki.ca_pem().as_bytes())?;
         let rt = inputs.attackers.runtime()?;
         let threads = inputs.attackers.verify()?;
         let seed = hello::Rng::seed_from_clock();
+        let names: Vec<&str> = inputs.terminators.iter().map(Terminator::name).collect();
         eprintln!(
-            "faults: {} suite, proxy and echo-server on CPUs {}, loadgen on CPUs {}, \
-             attackers on CPUs {} at {} ({} threads, as /proc shows them), garbage seed \
-             {seed:#x}",
+            "faults: {} suite against {}; terminator and echo-server on CPUs {}, loadgen on \
+             CPUs {}, attackers on CPUs {} at {} ({} threads, as /proc shows them), garbage \
+             seed {seed:#x}",
             match (inputs.soak, inputs.short) {
                 (Some(_), _) => "soak",
                 (None, true) => "short",
                 (None, false) => "full",
             },
+            names.join(", "),
             inputs.split.server,
             inputs.split.client,
             inputs.attackers.cpus,
@@ -204,23 +253,46 @@ impl<'a> Suite<'a> {
                 .map_or_else(String::new, |t| t.policy.to_string()),
             threads.len()
         );
+        let terminators = inputs.terminators.clone();
         Ok(Suite {
             scale: Scale::new(inputs.short),
+            baselines: vec![None; terminators.len()],
+            terminators,
+            current: 0,
             inputs,
             rt,
             pki,
             client,
             seed,
-            baseline_p99_us: None,
             dir,
+            configs,
         })
     }
 }
 
 impl Suite<'_> {
+    /// The terminator the running scenario attacks.
+    pub fn terminator(&self) -> &Terminator {
+        &self.terminators[self.current]
+    }
+
+    /// The current terminator's no-attack p99, for the rows after scenario 1.
+    pub fn set_baseline(&mut self, p99_us: f64) {
+        self.baselines[self.current] = Some(p99_us);
+    }
+
+    /// `tag` for files and ledger entries: a peer's name goes first (`nginx-1-slowloris`);
+    /// the proxy's keep the names they had before peers could be attacked.
+    fn tagged(&self, tag: &str) -> String {
+        match self.terminator() {
+            Terminator::Proxy { .. } => tag.to_owned(),
+            Terminator::Peer(p) => format!("{}-{tag}", p.config.name()),
+        }
+    }
+
     /// `runtime_dir/faults/<tag>/`, fresh.
     pub fn scenario_dir(&self, tag: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.dir.join(tag);
+        let dir = self.dir.join(self.tagged(tag));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
     }
@@ -229,7 +301,18 @@ impl Suite<'_> {
     pub fn log(&self, tag: &str, process: &str, ext: &str) -> PathBuf {
         self.inputs
             .logs
-            .join(format!("faults-{tag}-{process}.{ext}"))
+            .join(format!("faults-{}-{process}.{ext}", self.tagged(tag)))
+    }
+
+    /// `configs/faults-<tag>-<terminator>.<ext>`: the terminator's config file.
+    pub fn config_path(&self, tag: &str, ext: &str) -> PathBuf {
+        self.configs
+            .join(format!("faults-{tag}-{}.{ext}", self.terminator().name()))
+    }
+
+    /// The children ledger's label of scenario `tag`'s processes.
+    pub fn label(&self, tag: &str) -> String {
+        format!("faults-{}", self.tagged(tag))
     }
 
     /// Sleeps, looking at the stop flag.

@@ -1,13 +1,17 @@
-//! The suite's results: one [`FaultRow`] per scenario, the [`Checks`] that decide its
-//! verdict from the acceptance criteria, and its two renderings: `faults.csv` (tidy, one
-//! row per scenario, header first, written through [`crate::output::CsvSink`]) and the
-//! table printed at the end of the suite.
+//! The suite's results: one [`FaultRow`] per (scenario, terminator), the [`Checks`] that
+//! decide its verdict from the acceptance criteria, and its two renderings: `faults.csv`
+//! (tidy, one row per scenario and terminator, header first, written through
+//! [`crate::output::CsvSink`]) and the table printed at the end of the suite. A criterion
+//! a terminator cannot be held to is `n/a` in the note, with the reason; a scenario that
+//! does not apply to it at all is a row with the verdict `n/a`.
 
-/// Pass or fail, decided by the scenario's acceptance criteria.
+/// Pass or fail, decided by the scenario's acceptance criteria; `n/a` when the scenario
+/// does not apply to the terminator (the note says why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Pass,
     Fail,
+    NotApplicable,
 }
 
 impl Verdict {
@@ -15,9 +19,13 @@ impl Verdict {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::NotApplicable => NOT_APPLICABLE,
         }
     }
 }
+
+/// How a criterion or a scenario that does not apply reads, in the note and the verdict.
+pub const NOT_APPLICABLE: &str = "n/a";
 
 /// One scenario's figures and verdict. Figures that a scenario cannot measure are `None`
 /// (an empty CSV cell), never a made-up zero.
@@ -31,25 +39,32 @@ pub struct FaultRow {
     /// Good clients' p99 latency in this scenario, and in the no-attack baseline, µs.
     pub good_p99_us: Option<f64>,
     pub baseline_p99_us: Option<f64>,
-    /// Misbehaving connections the scenario opened, and how many of them the proxy closed.
+    /// Misbehaving connections the scenario opened, and how many of them the terminator
+    /// closed (`None` where only the proxy's counters could tell).
     pub attackers: u64,
-    pub attackers_closed: u64,
-    /// Times a proxy exited when it should not have (crash, panic, abort).
+    pub attackers_closed: Option<u64>,
+    /// Times the terminator exited when it should not have (crash, panic, abort).
     pub proxy_exits: u64,
-    /// Peak resident set (VmHWM) over the scenario, and VmRSS before and after the fault.
+    /// The terminator's figures, summed over its process tree (a peer's master and
+    /// workers; the proxy is one process): peak resident set (the sum of each live
+    /// process's VmHWM, an upper bound of the tree's peak), and VmRSS before and after the
+    /// fault.
     pub proxy_max_rss_kib: Option<u64>,
     pub proxy_rss_before_kib: Option<u64>,
     pub proxy_rss_after_kib: Option<u64>,
-    /// Open descriptors in /proc/PID/fd before and after the fault (after settling).
+    /// Open descriptors in /proc/PID/fd before and after the fault (after settling), summed
+    /// over the process tree.
     pub proxy_fds_before: Option<u64>,
     pub proxy_fds_after: Option<u64>,
     pub verdict: Verdict,
     /// Failed criteria first (with their numbers), then what was observed and what could
     /// not be checked.
     pub note: String,
-    /// The TLS library the proxy ran (set by the suite for every row; see
+    /// The TLS library the terminator ran (set by the suite for every row; see
     /// [`crate::tls_library`]).
     pub tls_library: String,
+    /// The terminator: its config name (`proxy-rustls`, `haproxy`, `nginx`, ...).
+    pub terminator: String,
 }
 
 impl FaultRow {
@@ -63,7 +78,7 @@ impl FaultRow {
             good_p99_us: None,
             baseline_p99_us: None,
             attackers: 0,
-            attackers_closed: 0,
+            attackers_closed: Some(0),
             proxy_exits: 0,
             proxy_max_rss_kib: None,
             proxy_rss_before_kib: None,
@@ -73,7 +88,24 @@ impl FaultRow {
             verdict: Verdict::Pass,
             note: String::new(),
             tls_library: String::new(),
+            terminator: String::new(),
         }
+    }
+
+    /// A row for a scenario that does not apply to the terminator: verdict `n/a`, no
+    /// figures, the reason in the note.
+    pub fn not_applicable(scenario: u8, name: &str, reason: &str) -> FaultRow {
+        FaultRow {
+            attackers_closed: None,
+            verdict: Verdict::NotApplicable,
+            note: format!("{NOT_APPLICABLE}: {reason}"),
+            ..FaultRow::new(scenario, name)
+        }
+    }
+
+    /// Counts `n` more attackers closed by the terminator.
+    pub fn add_closed(&mut self, n: u64) {
+        self.attackers_closed = Some(self.attackers_closed.unwrap_or(0) + n);
     }
 
     /// Sets verdict and note from `checks`.
@@ -108,6 +140,29 @@ impl Checks {
     /// A criterion this run could not check (said, never silently passed).
     pub fn unchecked(&mut self, text: impl std::fmt::Display) {
         self.facts.push(format!("NOT CHECKED: {text}"));
+    }
+
+    /// A criterion the terminator cannot be held to, and why (`n/a: criterion (why)`).
+    pub fn not_applicable(&mut self, criterion: &str, why: &str) {
+        self.facts
+            .push(format!("{NOT_APPLICABLE}: {criterion} ({why})"));
+    }
+
+    /// `require` unless the terminator lacks what the criterion needs (`lacks` is the
+    /// reason), in which case it is [`Checks::not_applicable`]. Returns whether it held.
+    pub fn require_unless(
+        &mut self,
+        lacks: Option<String>,
+        ok: bool,
+        criterion: impl FnOnce() -> String,
+    ) -> bool {
+        match lacks {
+            Some(why) => {
+                self.not_applicable(&criterion(), &why);
+                true
+            }
+            None => self.require(ok, criterion),
+        }
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -151,7 +206,7 @@ pub const RSS_NEAR_FRACTION: f64 = 0.25;
 pub const RSS_NEAR_SLACK_KIB: u64 = 8 * 1024;
 
 /// The CSV header (and the table's columns, in the same order).
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 18] = [
     "scenario",
     "name",
     "good_requests",
@@ -169,6 +224,7 @@ pub const COLUMNS: [&str; 17] = [
     "verdict",
     "note",
     "tls_library",
+    "terminator",
 ];
 
 /// The row's cells, in [`COLUMNS`] order.
@@ -185,7 +241,7 @@ pub fn cells(row: &FaultRow) -> Vec<String> {
         us(row.good_p99_us),
         us(row.baseline_p99_us),
         row.attackers.to_string(),
-        row.attackers_closed.to_string(),
+        opt(row.attackers_closed),
         row.proxy_exits.to_string(),
         opt(row.proxy_max_rss_kib),
         opt(row.proxy_rss_before_kib),
@@ -195,15 +251,17 @@ pub fn cells(row: &FaultRow) -> Vec<String> {
         row.verdict.name().to_owned(),
         row.note.clone(),
         row.tls_library.clone(),
+        row.terminator.clone(),
     ]
 }
 
-/// The table printed at the end: aligned columns (short headers), then each row's note
-/// on its own indented line, since notes are long.
+/// The table printed at the end: aligned columns (short headers, the terminator after
+/// the scenario), then each row's note on its own indented line, since notes are long.
 pub fn render(rows: &[FaultRow]) -> String {
-    const HEADERS: [&str; 15] = [
+    const HEADERS: [&str; 16] = [
         "#",
         "scenario",
+        "terminator",
         "good_req",
         "errors",
         "p99_us",
@@ -222,7 +280,8 @@ pub fn render(rows: &[FaultRow]) -> String {
         .iter()
         .map(|r| {
             let mut c = cells(r);
-            c.truncate(HEADERS.len());
+            c.truncate(HEADERS.len() - 1);
+            c.insert(2, r.terminator.clone());
             c
         })
         .collect();
@@ -239,7 +298,7 @@ pub fn render(rows: &[FaultRow]) -> String {
             .enumerate()
             .map(|(i, (c, w))| {
                 // Text columns left-aligned, figures right-aligned.
-                if i == 1 || i == HEADERS.len() - 1 {
+                if i == 1 || i == 2 || i == HEADERS.len() - 1 {
                     format!("{c:<w$}")
                 } else {
                     format!("{c:>w$}")
@@ -259,11 +318,18 @@ pub fn render(rows: &[FaultRow]) -> String {
             out.push_str(&format!("    note: {}\n", row.note));
         }
     }
-    let failed = rows.iter().filter(|r| r.verdict == Verdict::Fail).count();
+    let count = |v: Verdict| rows.iter().filter(|r| r.verdict == v).count();
+    let not_applicable = count(Verdict::NotApplicable);
     out.push_str(&format!(
-        "{} scenario(s), {} passed, {failed} failed\n",
+        "{} scenario(s), {} passed, {} failed{}\n",
         rows.len(),
-        rows.len() - failed
+        count(Verdict::Pass),
+        count(Verdict::Fail),
+        if not_applicable > 0 {
+            format!(", {not_applicable} {NOT_APPLICABLE}")
+        } else {
+            String::new()
+        }
     ));
     out
 }
@@ -316,10 +382,11 @@ mod tests {
         row.good_p99_us = Some(812.4);
         row.baseline_p99_us = Some(700.0);
         row.attackers = 1000;
-        row.attackers_closed = 1000;
+        row.attackers_closed = Some(1000);
         row.proxy_max_rss_kib = Some(20_000);
         row.note = "closed, with \"quotes\", and commas".into();
         row.tls_library = "rustls 0.23.46 + aws-lc-rs 1.19.0".into();
+        row.terminator = "proxy-rustls".into();
         row
     }
 
@@ -338,6 +405,7 @@ mod tests {
         assert_eq!(&rows[0][14], "pass");
         assert_eq!(&rows[0][15], "closed, with \"quotes\", and commas");
         assert_eq!(&rows[0][16], "rustls 0.23.46 + aws-lc-rs 1.19.0");
+        assert_eq!(&rows[0][17], "proxy-rustls");
         assert_eq!(&rows[1][1], "flood");
     }
 
@@ -353,10 +421,12 @@ mod tests {
             text,
             "scenario,name,good_requests,good_errors,good_p99_us,baseline_p99_us,attackers,\
              attackers_closed_by_proxy,proxy_exits,proxy_max_rss_kib,proxy_rss_before_kib,\
-             proxy_rss_after_kib,proxy_fds_before,proxy_fds_after,verdict,note,tls_library\n\
+             proxy_rss_after_kib,proxy_fds_before,proxy_fds_after,verdict,note,tls_library,\
+             terminator\n\
              2,garbage,5000,0,812,700,1000,1000,0,20000,,,,,pass,\
-             \"closed, with \"\"quotes\"\", and commas\",rustls 0.23.46 + aws-lc-rs 1.19.0\n\
-             3,flood,,,,,0,0,0,,,,,,pass,,\n"
+             \"closed, with \"\"quotes\"\", and commas\",rustls 0.23.46 + aws-lc-rs 1.19.0,\
+             proxy-rustls\n\
+             3,flood,,,,,0,0,0,,,,,,pass,,,\n"
         );
     }
 
@@ -388,6 +458,38 @@ mod tests {
         assert_eq!(lines[0].find("verdict"), lines[1].find("pass"), "{text}");
         assert!(
             text.ends_with("2 scenario(s), 1 passed, 1 failed\n"),
+            "{text}"
+        );
+        assert!(lines[1].contains(" proxy-rustls "), "{text}");
+    }
+
+    #[test]
+    fn not_applicable_reads_n_a_in_the_verdict_the_note_and_the_empty_cells() {
+        let mut row = FaultRow::not_applicable(5, "bad-backend", "hitch has one backend");
+        row.terminator = "hitch".into();
+        let c = cells(&row);
+        assert_eq!(c[14], "n/a");
+        assert_eq!(c[15], "n/a: hitch has one backend");
+        assert_eq!(c[7], "", "nobody counted closed attackers");
+        assert_eq!(c[17], "hitch");
+        let mut checks = Checks::default();
+        assert!(
+            checks.require_unless(Some("no /metrics".into()), false, || {
+                "the gauge is back".into()
+            })
+        );
+        assert!(!checks.require_unless(None, false, || "the gauge is back".into()));
+        assert_eq!(
+            checks.note(),
+            "FAIL: the gauge is back; n/a: the gauge is back (no /metrics)"
+        );
+        let text = render(&[sample(), row]);
+        assert!(
+            text.ends_with("2 scenario(s), 1 passed, 0 failed, 1 n/a\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    note: n/a: hitch has one backend\n"),
             "{text}"
         );
     }

@@ -1,29 +1,37 @@
-//! What every scenario stands on: the proxy's TOML config (certificates from the suite's
-//! CA, [`crate::certs::Pki`]), the echo-server and proxy processes started by the same
-//! [`crate::stack`] as every measurement (pinned to the server CPUs, echo on a Unix
-//! socket), and the proxy's figures (RSS and descriptors through [`crate::procfs`], its
-//! `/metrics` page). The good clients' load is [`super::load`].
+//! What every scenario stands on: the settings it gives the terminator ([`ProxyOpts`], the
+//! proxy's TOML config; a peer gets the same values in its own words, see
+//! [`crate::peers::Limits`]), certificates from the suite's CA ([`crate::certs::Pki`]), the
+//! echo-server and terminator processes started by the same [`crate::stack`] as every
+//! measurement (pinned to the server CPUs, echo on a Unix socket; see [`super::launch`]),
+//! and the terminator's figures (RSS and descriptors of its process tree through
+//! [`crate::procfs`], the proxy's `/metrics` page). The good clients' load is
+//! [`super::load`].
 
-use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use proxy::tls::CertPaths;
-use std::process::ExitStatus;
 
+use super::launch::{self, Files};
 use super::report::{Checks, FaultRow};
+use super::terminator::Terminator;
 use super::Suite;
-use crate::certs::Leaf;
+use crate::certs::{self, Leaf};
 use crate::loadgen::duration_arg;
-use crate::procfs::{fd_count, memory_kib};
-use crate::procs::{describe, Proc, Spec, Stop};
-use crate::stack::recipe::{Ready, Recipe, Role, Server};
-use crate::stack::{Stack, Waits};
+use crate::procfs::{tree_fds, tree_memory_kib};
+use crate::procs::{describe, Proc, Stop};
+use crate::stack::recipe::Role;
+use crate::stack::Stack;
 
-/// The proxy settings a scenario changes; everything else is the proxy's default.
+/// The settings a scenario changes; everything else is the proxy's default. A peer gets
+/// the same values in its own config ([`launch::peer_limits`]).
 #[derive(Debug, Clone)]
 pub struct ProxyOpts {
     pub handshake: Duration,
@@ -106,9 +114,10 @@ pub fn proxy_toml(opts: &ProxyOpts, cert: &CertPaths, upstream: &Path, threads: 
     out
 }
 
-/// The echo-server and the proxy of one scenario: a [`crate::stack::Stack`] started from
-/// the suite's own recipe (the proxy reads a TOML file; it may run under a lowered
-/// descriptor limit), with what the scenarios read from it.
+/// The echo-server and the terminator of one scenario (our proxy, or a peer: see
+/// [`super::launch`]), with what the scenarios read from it. Its memory and descriptor
+/// figures are summed over the terminator's process tree (nginx's master and workers,
+/// HAProxy's master and worker, hitch's manager and children; the proxy is one process).
 #[derive(Debug)]
 pub struct ScenarioStack {
     /// `3-flood-a`: names the log files and the ledger entries.
@@ -118,62 +127,51 @@ pub struct ScenarioStack {
     echo_socket: PathBuf,
     /// Every TLS listener, in config order.
     pub addrs: Vec<SocketAddr>,
-    pub metrics: SocketAddr,
+    /// The proxy's `/metrics` listener; peers have none.
+    pub metrics: Option<SocketAddr>,
     pub cert: CertPaths,
+    /// The same certificate and key in one file (what HAProxy and hitch read).
+    combined: PathBuf,
     pub opts: ProxyOpts,
-    /// The leaf the proxy started with.
+    pub terminator: Terminator,
+    /// The leaf the terminator started with.
     pub leaf: Leaf,
-    /// The scenario stopped the proxy itself (SIGTERM) and judged its exit.
+    /// The scenario stopped the terminator itself and judged its exit.
     exit_expected: bool,
 }
 
 impl ScenarioStack {
-    /// Starts echo-server and proxy for scenario `tag` and waits for both to listen.
+    /// Starts echo-server and the suite's current terminator for scenario `tag` and waits
+    /// for both to listen.
     pub fn start(suite: &mut Suite<'_>, tag: &str, opts: ProxyOpts) -> anyhow::Result<Self> {
         let dir = suite.scenario_dir(tag)?;
-        let echo_socket = dir.join("echo.sock");
+        let files = Files {
+            echo_socket: dir.join("echo.sock"),
+            cert: CertPaths {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+            },
+            combined: dir.join("combined.pem"),
+            dir,
+        };
         let leaf = suite.pki.issue(&LEAF_NAMES)?;
-        let cert = CertPaths {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
+        leaf.install(&files.cert)?;
+        leaf.install_combined(&files.combined)?;
+        let terminator = suite.terminator().clone();
+        let (stack, addrs, metrics) = match &terminator {
+            Terminator::Proxy { .. } => launch::start_proxy(suite, tag, &opts, &files)?,
+            Terminator::Peer(peer) => launch::start_peer(suite, tag, &opts, &files, peer)?,
         };
-        leaf.install(&cert)?;
-        let config = dir.join("proxy.toml");
-        let threads = suite.inputs.split.server.len();
-        let toml = proxy_toml(&opts, &cert, &echo_socket, threads);
-        let recipe = Recipe {
-            servers: vec![
-                echo_server(suite, tag, &echo_socket),
-                proxy_server(suite, tag, &config, opts.nofile),
-            ],
-            scheme: "https",
-            socket: Some(echo_socket.clone()),
-            files: vec![(config, toml)],
-            scratch: None,
-        };
-        let label = format!("faults-{tag}");
-        let stack = Stack::start(&recipe, &label, suite.inputs.ledger, waits(suite))?;
-        // One line per listener, then the metrics line.
-        let want = 2 + usize::from(opts.second_upstream.is_some());
-        let stdout = &recipe.servers[1].spec.stdout_log;
-        let lines = ready_lines(stdout, want, suite.inputs.stop)?;
-        let parse = |s: &String| -> anyhow::Result<SocketAddr> {
-            s.parse()
-                .with_context(|| format!("proxy printed `listening on {s}`"))
-        };
-        let addrs = lines[..want - 1]
-            .iter()
-            .map(parse)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let metrics = parse(&lines[want - 1])?;
         Ok(ScenarioStack {
             tag: tag.to_owned(),
             stack,
-            echo_socket,
+            echo_socket: files.echo_socket,
             addrs,
             metrics,
-            cert,
+            cert: files.cert,
+            combined: files.combined,
             opts,
+            terminator,
             leaf,
             exit_expected: false,
         })
@@ -184,25 +182,25 @@ impl ScenarioStack {
         self.addrs[0]
     }
 
-    /// The proxy's process.
+    /// The terminator's process (a peer's master).
     pub fn proxy(&self) -> &Proc {
         self.stack
             .proc(Role::Terminator)
-            .expect("a scenario stack always has its proxy")
+            .expect("a scenario stack always has its terminator")
     }
 
     pub fn pid(&self) -> u32 {
         self.proxy().pid
     }
 
-    /// True while the proxy runs.
+    /// True while the terminator runs.
     pub fn proxy_alive(&mut self) -> bool {
         self.stack
             .proc_mut(Role::Terminator)
             .is_some_and(|p| matches!(p.try_wait(), Ok(None)))
     }
 
-    /// Waits up to `limit` for the proxy to exit; its status if it did.
+    /// Waits up to `limit` for the terminator to exit; its status if it did.
     pub fn wait_proxy(
         &mut self,
         limit: Duration,
@@ -214,21 +212,42 @@ impl ScenarioStack {
         }
     }
 
+    /// VmRSS of the terminator's process tree.
     pub fn rss_kib(&self) -> Option<u64> {
-        memory_kib(self.pid(), "VmRSS").ok()
+        tree_memory_kib(self.pid(), "VmRSS").ok()
     }
 
+    /// Open descriptors of the terminator's process tree.
     pub fn fds(&self) -> Option<u64> {
-        fd_count(self.pid())
+        tree_fds(self.pid()).map(|(sum, _)| sum)
     }
 
-    /// A value from the proxy's `/metrics` (summed over labels), if it answers.
+    /// A value from the proxy's `/metrics` (summed over labels), if it answers; `None` for
+    /// a peer.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        metric(self.metrics, name)
+        metric(self.metrics?, name)
     }
 
-    /// Waits (up to `limit`) until the proxy's descriptors are back to `target` or fewer;
-    /// returns the count then.
+    /// Installs `leaf` where the terminator reads its certificate (both layouts).
+    pub fn install_leaf(&self, leaf: &Leaf) -> anyhow::Result<()> {
+        leaf.install(&self.cert)?;
+        leaf.install_combined(&self.combined)
+    }
+
+    /// Replaces the certificate the terminator reads with one that is not a certificate.
+    pub fn install_corrupt_cert(&self) -> anyhow::Result<()> {
+        certs::write_corrupt_cert(&self.cert.cert)?;
+        certs::write_corrupt_cert(&self.combined)
+    }
+
+    /// Sends `signal` to the terminator's process (a peer's master).
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        kill(Pid::from_raw(self.pid() as i32), signal)
+            .with_context(|| format!("sending {signal} to {}", self.terminator.name()))
+    }
+
+    /// Waits (up to `limit`) until the terminator's descriptors are back to `target` or
+    /// fewer; returns the count then.
     pub fn settle_fds(
         &self,
         target: u64,
@@ -254,25 +273,28 @@ impl ScenarioStack {
     /// Starts a new echo-server on the same socket (it replaces the stale socket file).
     pub fn restart_echo(&mut self, suite: &mut Suite<'_>) -> anyhow::Result<()> {
         let tag = format!("{}-restarted", self.tag);
-        let echo = echo_server(suite, &tag, &self.echo_socket);
-        let label = format!("faults-{tag}");
+        let echo = launch::echo_server(suite, &tag, &self.echo_socket);
+        let label = suite.label(&tag);
         self.stack
-            .restart(&echo, &label, suite.inputs.ledger, waits(suite))
+            .restart(&echo, &label, suite.inputs.ledger, launch::waits(suite))
             .context("restarting echo-server")
     }
 
-    /// The scenario signals the proxy itself: its exit is not a crash.
+    /// The scenario signals the terminator itself: its exit is not a crash.
     pub fn expect_exit(&mut self) {
         self.exit_expected = true;
     }
 
-    /// Ends the scenario: records a proxy that died (a crash) or does not stop cleanly on
-    /// SIGTERM, its peak RSS, and stops everything.
+    /// Ends the scenario: records a terminator that died (a crash) or does not stop
+    /// cleanly on SIGTERM, its peak RSS, and stops everything. A peer that dies of the
+    /// SIGTERM stops cleanly too (HAProxy's documented answer to it).
     pub fn finish(mut self, row: &mut FaultRow, checks: &mut Checks) -> anyhow::Result<()> {
         let pid = self.pid();
-        row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, memory_kib(pid, "VmHWM").ok());
+        let name = self.terminator.name();
+        row.proxy_max_rss_kib = max_opt(row.proxy_max_rss_kib, tree_memory_kib(pid, "VmHWM").ok());
         let proxy_grace = self.opts.shutdown_grace + STOP_SLACK;
         let exit_expected = self.exit_expected;
+        let peer = self.terminator.peer().is_some();
         let stopped = self.stack.stop_with(|role| match role {
             Role::Terminator => proxy_grace,
             Role::Upstream => STOP_SLACK,
@@ -284,113 +306,23 @@ impl ScenarioStack {
             row.proxy_exits += 1;
             checks.require(false, || {
                 format!(
-                    "the proxy (pid {pid}) exited during the scenario ({}){}",
+                    "{name} (pid {pid}) exited during the scenario ({}){}",
                     describe(how.status),
                     proxy.stderr_tail()
                 )
             });
         } else if !how.early {
-            checks.require(how.status.success() && !how.killed, || {
+            let sigterm = Some(Signal::SIGTERM as i32);
+            let clean = how.status.success() || (peer && how.status.signal() == sigterm);
+            checks.require(clean && !how.killed, || {
                 format!(
-                    "the proxy stops cleanly on SIGTERM: {}{}",
-                    how.problem("proxy").unwrap_or_else(|| describe(how.status)),
+                    "{name} stops cleanly on SIGTERM: {}{}",
+                    how.problem(name).unwrap_or_else(|| describe(how.status)),
                     proxy.stderr_tail()
                 )
             });
         }
         Ok(())
-    }
-}
-
-/// How long the suite waits for a server to be ready, and its stop flag.
-fn waits<'a>(suite: &Suite<'a>) -> Waits<'a> {
-    Waits {
-        stop: suite.inputs.stop,
-        ready_timeout: READY_TIMEOUT,
-    }
-}
-
-/// The echo-server of scenario `tag`, on a Unix socket, pinned to the server CPUs.
-fn echo_server(suite: &Suite<'_>, tag: &str, socket: &Path) -> Server {
-    let threads = suite.inputs.split.server.len().to_string();
-    Server {
-        role: Role::Upstream,
-        spec: Spec {
-            name: "echo".into(),
-            program: suite.inputs.bins.echo.clone(),
-            args: vec![
-                "--mode".into(),
-                "unix".into(),
-                "--listen".into(),
-                socket.into(),
-                "--threads".into(),
-                threads.into(),
-            ],
-            cpus: suite.inputs.split.server.clone(),
-            stdout_log: suite.log(tag, "echo", "out"),
-            stderr_log: suite.log(tag, "echo", "err"),
-            wait_ready: true,
-        },
-        ready: Ready::Line,
-    }
-}
-
-/// The proxy of scenario `tag`, reading `config`; with `nofile`, under that descriptor
-/// limit.
-fn proxy_server(suite: &Suite<'_>, tag: &str, config: &Path, nofile: Option<u64>) -> Server {
-    let proxy = suite.inputs.bins.proxy.clone();
-    let (program, args): (PathBuf, Vec<OsString>) = match nofile {
-        // The shell lowers soft and hard limit (so the proxy cannot raise it back) and
-        // then becomes the proxy: same PID, so the figures and signals reach it.
-        Some(n) => (
-            "/bin/sh".into(),
-            vec![
-                "-c".into(),
-                format!("ulimit -n {n} && exec \"$0\" \"$@\"").into(),
-                proxy.into(),
-                config.into(),
-            ],
-        ),
-        None => (proxy, vec![config.into()]),
-    };
-    Server {
-        role: Role::Terminator,
-        spec: Spec {
-            name: "proxy".into(),
-            program,
-            args,
-            cpus: suite.inputs.split.server.clone(),
-            stdout_log: suite.log(tag, "proxy", "out"),
-            stderr_log: suite.log(tag, "proxy", "err"),
-            wait_ready: true,
-        },
-        ready: Ready::Line,
-    }
-}
-
-/// The addresses of the first `want` `listening on` lines of a log (the first is already
-/// there when this is called; the rest follow within milliseconds).
-fn ready_lines(log: &Path, want: usize, stop: &Stop) -> anyhow::Result<Vec<String>> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(crate::procs::READY_PREFIX))
-            .map(|a| a.trim().to_owned())
-            .collect();
-        if lines.len() >= want {
-            return Ok(lines);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the proxy printed {} `listening on` lines, expected {want} ({})",
-                lines.len(),
-                log.display()
-            );
-        }
-        stop.check()?;
-        std::thread::sleep(SETTLE_POLL);
     }
 }
 
@@ -434,11 +366,9 @@ pub const GOOD_LISTEN_IP_WITH_SECOND: &str = "127.0.0.2";
 pub const LEAF_NAMES: [&str; 3] = ["127.0.0.1", GOOD_LISTEN_IP_WITH_SECOND, "localhost"];
 /// The suite's handshake timeout: short, so attackers are closed within the scenario.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a server may take to print `listening on`.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Beyond the shutdown grace, before a stop turns into SIGKILL.
 const STOP_SLACK: Duration = Duration::from_secs(5);
-/// Poll period of settle and readiness waits.
+/// Poll period of the settle waits.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 /// Limit on one `/metrics` fetch.
 const METRICS_TIMEOUT: Duration = Duration::from_secs(2);

@@ -10,7 +10,6 @@
 //! per-connection logging. The TLS parameters of a measurement are forced from the client
 //! side: the load generator offers only the version, suite and group under test.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,10 +17,12 @@ use crate::bins::is_executable;
 use crate::plan::{ConfigName, PeerSet};
 
 pub mod check;
+mod config;
 pub mod current;
 pub mod install;
 mod source;
 
+pub use config::{args, config_file, haproxy_has_client_hs, Limits, Second, Setup};
 use current::PeerDir;
 
 /// A system nginx loads its stream module from here (Debian's libnginx-mod-stream).
@@ -185,215 +186,9 @@ fn version(config: ConfigName, program: &Path) -> String {
         .to_owned()
 }
 
-/// What a peer's config file is made from.
-#[derive(Debug, Clone)]
-pub struct Setup<'a> {
-    /// Loopback port it listens on (chosen free by the harness; peers cannot print theirs).
-    pub port: u16,
-    /// The echo-server's Unix socket.
-    pub upstream: &'a Path,
-    pub cert: &'a Path,
-    pub key: &'a Path,
-    /// Certificate chain and key in one file (HAProxy and hitch want that).
-    pub combined: &'a Path,
-    /// Workers or threads: one per server CPU.
-    pub threads: usize,
-    /// The most connections it must hold (the idle scenario's count, with room).
-    pub max_connections: u64,
-    /// A private folder for pid files and the like.
-    pub scratch: &'a Path,
-    /// The harness runs as root (then nginx and hitch must be told to stay root to read
-    /// the 0600 key and reach the socket).
-    pub root: bool,
-    /// nginx's stream module ([`Peer::stream_module`]).
-    pub stream_module: &'a Path,
-}
-
-/// The config file name extension and text for `config`.
-pub fn config_file(config: ConfigName, s: &Setup<'_>) -> (&'static str, String) {
-    let (port, upstream, cert, key, combined, threads, maxconn) = (
-        s.port,
-        s.upstream.display(),
-        s.cert.display(),
-        s.key.display(),
-        s.combined.display(),
-        s.threads,
-        s.max_connections,
-    );
-    match config {
-        ConfigName::Haproxy | ConfigName::HaproxyAwslc => (
-            "cfg",
-            format!(
-                "# HAProxy in front of the echo-server, written by the harness.\n\
-                 global\n\
-                 \x20   nbthread {threads}\n\
-                 \x20   maxconn {maxconn}\n\
-                 \x20   ssl-default-bind-options ssl-min-ver TLSv1.2\n\
-                 defaults\n\
-                 \x20   mode tcp\n\
-                 \x20   maxconn {maxconn}\n\
-                 \x20   timeout connect 5s\n\
-                 \x20   timeout client 300s\n\
-                 \x20   timeout server 300s\n\
-                 frontend tls\n\
-                 \x20   bind 127.0.0.1:{port} ssl crt {combined}\n\
-                 \x20   default_backend echo\n\
-                 backend echo\n\
-                 \x20   server echo {upstream}\n"
-            ),
-        ),
-        ConfigName::Nginx => {
-            let user = if s.root { "user root;\n" } else { "" };
-            let scratch = s.scratch.display();
-            let module = s.stream_module.display();
-            (
-                "conf",
-                format!(
-                    "# nginx (stream module) in front of the echo-server, written by the harness.\n\
-                     load_module {module};\n\
-                     {user}worker_processes {threads};\n\
-                     worker_rlimit_nofile {nofile};\n\
-                     daemon off;\n\
-                     master_process on;\n\
-                     pid {scratch}/nginx.pid;\n\
-                     error_log stderr warn;\n\
-                     events {{ worker_connections {conns}; }}\n\
-                     stream {{\n\
-                     \x20   server {{\n\
-                     \x20       listen 127.0.0.1:{port} ssl;\n\
-                     \x20       ssl_certificate {cert};\n\
-                     \x20       ssl_certificate_key {key};\n\
-                     \x20       ssl_protocols TLSv1.2 TLSv1.3;\n\
-                     \x20       ssl_session_tickets on;\n\
-                     \x20       proxy_pass unix:{upstream};\n\
-                     \x20   }}\n\
-                     }}\n",
-                    // Each client connection is two connections for a proxy.
-                    conns = maxconn * 2 + 64,
-                    nofile = maxconn * 2 + 256,
-                ),
-            )
-        }
-        ConfigName::Hitch => {
-            let user = if s.root { "user = \"root\"\n" } else { "" };
-            (
-                "conf",
-                format!(
-                    "# hitch in front of the echo-server, written by the harness.\n\
-                     frontend = \"[127.0.0.1]:{port}\"\n\
-                     backend = \"{upstream}\"\n\
-                     pem-file = \"{combined}\"\n\
-                     workers = {threads}\n\
-                     daemon = off\n\
-                     {user}tls-protos = TLSv1.2 TLSv1.3\n\
-                     quiet = on\n"
-                ),
-            )
-        }
-        ConfigName::Stunnel => (
-            "conf",
-            format!(
-                "; stunnel in front of the echo-server, written by the harness.\n\
-                 ; stunnel has no worker setting: it runs one thread per connection.\n\
-                 foreground = yes\n\
-                 pid =\n\
-                 debug = 3\n\
-                 [tls]\n\
-                 accept = 127.0.0.1:{port}\n\
-                 connect = {upstream}\n\
-                 cert = {cert}\n\
-                 key = {key}\n\
-                 sslVersionMin = TLSv1.2\n"
-            ),
-        ),
-        other => unreachable!("{other} is not a peer"),
-    }
-}
-
-/// The command line that runs `program` with the config file at `conf`.
-pub fn args(config: ConfigName, conf: &Path, scratch: &Path) -> Vec<OsString> {
-    let conf = conf.as_os_str().to_owned();
-    match config {
-        ConfigName::Haproxy | ConfigName::HaproxyAwslc => vec!["-f".into(), conf],
-        ConfigName::Nginx => {
-            // -e: the error log before the config is read (the default path may not be
-            // writable); -p: the prefix for any relative path.
-            let mut prefix = scratch.as_os_str().to_owned();
-            prefix.push("/");
-            vec![
-                "-e".into(),
-                "stderr".into(),
-                "-p".into(),
-                prefix,
-                "-c".into(),
-                conf,
-            ]
-        }
-        ConfigName::Hitch => {
-            let mut flag = OsString::from("--config=");
-            flag.push(conf);
-            vec![flag]
-        }
-        ConfigName::Stunnel => vec![conf],
-        other => unreachable!("{other} is not a peer"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn setup<'a>(dir: &'a Path) -> Setup<'a> {
-        Setup {
-            port: 4433,
-            upstream: Path::new("/tmp/h/echo.sock"),
-            cert: Path::new("/tmp/h/cert.pem"),
-            key: Path::new("/tmp/h/key.pem"),
-            combined: Path::new("/tmp/h/combined.pem"),
-            threads: 3,
-            max_connections: 1000,
-            scratch: dir,
-            root: true,
-            stream_module: Path::new(NGINX_STREAM_MODULE),
-        }
-    }
-
-    #[test]
-    fn every_peer_config_names_port_socket_certificate_and_threads() {
-        let dir = Path::new("/tmp/h/nginx");
-        for config in [
-            ConfigName::Haproxy,
-            ConfigName::Nginx,
-            ConfigName::Hitch,
-            ConfigName::Stunnel,
-        ] {
-            let (_, text) = config_file(config, &setup(dir));
-            assert!(text.contains("127.0.0.1]:4433") || text.contains("127.0.0.1:4433"));
-            assert!(text.contains("/tmp/h/echo.sock"), "{config}: {text}");
-            assert!(text.contains("/tmp/h/"), "{config}: {text}");
-            if config != ConfigName::Stunnel {
-                assert!(text.contains('3'), "{config}: {text}");
-            }
-        }
-        let (_, haproxy) = config_file(ConfigName::Haproxy, &setup(dir));
-        assert!(haproxy.contains("nbthread 3") && haproxy.contains("maxconn 1000"));
-        let (_, nginx) = config_file(ConfigName::Nginx, &setup(dir));
-        assert!(nginx.contains("worker_processes 3;") && nginx.contains("user root;"));
-        assert!(nginx.contains("proxy_pass unix:/tmp/h/echo.sock;"));
-        let (_, hitch) = config_file(ConfigName::Hitch, &setup(dir));
-        assert!(hitch.contains("workers = 3") && hitch.contains("combined.pem"));
-    }
-
-    #[test]
-    fn not_root_means_no_user_switch() {
-        let dir = Path::new("/tmp/h/nginx");
-        let s = Setup {
-            root: false,
-            ..setup(dir)
-        };
-        assert!(!config_file(ConfigName::Nginx, &s).1.contains("user "));
-        assert!(!config_file(ConfigName::Hitch, &s).1.contains("user "));
-    }
 
     #[test]
     fn a_missing_peer_names_its_package() {
@@ -440,8 +235,17 @@ mod tests {
         let (_, text) = config_file(
             ConfigName::Nginx,
             &Setup {
+                port: 4433,
+                upstream: Path::new("/tmp/h/echo.sock"),
+                cert: Path::new("/tmp/h/cert.pem"),
+                key: Path::new("/tmp/h/key.pem"),
+                combined: Path::new("/tmp/h/combined.pem"),
+                threads: 1,
+                max_connections: 10,
+                scratch: Path::new("/tmp/h/nginx"),
+                root: false,
                 stream_module: &nginx.stream_module(),
-                ..setup(Path::new("/tmp/h/nginx"))
+                limits: None,
             },
         );
         assert!(

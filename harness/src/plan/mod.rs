@@ -22,7 +22,9 @@ use serde_json::json;
 use crate::cpus::CpuList;
 use crate::faults::AttackerSched;
 
-pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV};
+pub use names::{
+    CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV, FAULTS_SUMMARY,
+};
 pub use overrides::{preset_or_file, Overrides};
 pub use presets::Preset;
 
@@ -158,14 +160,21 @@ impl Plan {
             .or(file_overrides.as_ref().and_then(|(_, f)| f.preset))
             .unwrap_or(Preset::Quick);
         let mut plan = preset.plan();
+        let mut configs_given = cli.configs.is_some();
         if let Some((path, f)) = file_overrides {
             plan.source = format!("{} + file {}", plan.source, path.display());
+            configs_given |= f.configs.is_some();
             f.apply(&mut plan);
         }
         if cli.any_set() {
             plan.source.push_str(" + command-line overrides");
         }
         cli.apply(&mut plan);
+        // The fault suite attacks our proxy unless the configs are named: the presets'
+        // lists are the sweep's.
+        if plan.scenario.is_fault_suite() && !configs_given {
+            plan.configs = vec![ConfigName::ProxyRustls];
+        }
         plan.validate()?;
         Ok(plan)
     }
@@ -224,7 +233,23 @@ impl Plan {
                 self.scenario.name()
             );
         }
+        self.check_fault_configs()?;
         self.check_client_processes()
+    }
+
+    /// The fault suite attacks the configs of [`crate::faults::terminator::CONFIGS`] only.
+    fn check_fault_configs(&self) -> anyhow::Result<()> {
+        let suite = crate::faults::terminator::CONFIGS;
+        if !self.scenario.is_fault_suite() {
+            return Ok(());
+        }
+        if let Some(other) = self.configs.iter().find(|c| !suite.contains(c)) {
+            bail!(
+                "--configs / configs: the fault suite attacks {}, not {other}",
+                suite.map(ConfigName::name).join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// `--client-processes N` splits the load of the sweep and the handshakes: each process
@@ -707,6 +732,53 @@ mod tests {
         plan.kx_groups = vec!["secp384r1".into()];
         plan.cert_type = CertType::EcdsaP256;
         assert_eq!(plan.effective_kx_groups(), ["secp384r1"], "as given");
+    }
+
+    #[test]
+    fn the_fault_suite_attacks_the_proxy_unless_configs_are_named() {
+        let faults = |configs: Option<Vec<ConfigPick>>| {
+            Plan::resolve(
+                None,
+                Overrides {
+                    preset: Some(Preset::Smoke),
+                    scenario: Some(Scenario::Faults),
+                    configs,
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plan = faults(None).unwrap();
+        assert_eq!(
+            plan.configs,
+            [ConfigName::ProxyRustls],
+            "the smoke list is the sweep's"
+        );
+        let picks = [
+            ConfigName::ProxyRustls,
+            ConfigName::Haproxy,
+            ConfigName::Hitch,
+        ]
+        .map(ConfigPick::One)
+        .to_vec();
+        let plan = faults(Some(picks)).unwrap();
+        assert_eq!(
+            plan.configs,
+            [
+                ConfigName::ProxyRustls,
+                ConfigName::Haproxy,
+                ConfigName::Hitch
+            ]
+        );
+        let err = faults(Some(vec![ConfigPick::One(ConfigName::Stunnel)]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--configs / configs: the fault suite attacks proxy-rustls, haproxy, \
+             haproxy-awslc, nginx, hitch, not stunnel"
+        );
+        let sweep = Plan::resolve(None, Overrides::default()).unwrap();
+        assert!(sweep.configs.len() > 1, "the sweep keeps its preset's list");
     }
 
     #[test]

@@ -358,6 +358,8 @@ impl FromStr for CertType {
 
 /// The fault suite's file (it writes it itself, not through the run's sinks).
 pub const FAULTS_CSV: &str = "faults.csv";
+/// The fault suite's side-by-side summary, when it attacked more than one terminator.
+pub const FAULTS_SUMMARY: &str = "faults-summary.md";
 
 #[cfg(test)]
 mod tests {

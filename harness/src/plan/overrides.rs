@@ -39,7 +39,9 @@ pub struct Overrides {
     /// Configs, comma-separated: http, relay, https-rustls, https-openssl, https-native-tls,
     /// proxy-rustls, proxy-openssl, proxy-native-tls, haproxy, haproxy-awslc, nginx, hitch,
     /// stunnel, or all (peers that are not installed are skipped with the Debian package to
-    /// install; the native-tls ones, TLS 1.2 only, are skipped with --tls-version 1.3).
+    /// install; the native-tls ones, TLS 1.2 only, are skipped with --tls-version 1.3). The
+    /// fault suite attacks proxy-rustls, haproxy, haproxy-awslc, nginx or hitch (default:
+    /// proxy-rustls alone).
     #[arg(long, value_delimiter = ',')]
     #[serde(default, deserialize_with = "configs")]
     pub configs: Option<Vec<ConfigPick>>,

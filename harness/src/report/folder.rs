@@ -79,7 +79,7 @@ pub const KINDS: [Kind; 4] = [
         heading: "Fault suite",
         figures: &[],
         summary: None,
-        keys: &["scenario", "name"],
+        keys: &["scenario", "name", "terminator"],
         verdict: "verdict",
         good: "pass",
         every_row: true,

@@ -238,17 +238,29 @@ mod tests {
         let mut fail = FaultRow::new(2, "handshake flood");
         fail.verdict = Verdict::Fail;
         fail.note = "FAIL: good p99 4000 µs > 3 x baseline".into();
-        for row in [&pass, &fail] {
+        fail.terminator = "nginx".into();
+        let mut not_applicable = FaultRow::not_applicable(5, "bad-backend", "one backend");
+        not_applicable.terminator = "hitch".into();
+        for row in [&pass, &fail, &not_applicable] {
             sink.write(&cells(row)).unwrap();
         }
         drop(sink);
         let page = RunFolder::read(dir.path()).unwrap().page().render();
         assert!(page.contains("<section id=\"faults\">"), "{page}");
-        assert!(page.contains("2 rows: 1 pass, 1 fail."), "{page}");
+        assert!(page.contains("3 rows: 1 pass, 1 fail, 1 n/a."), "{page}");
         assert!(page.contains("held 500 connections"), "{page}");
         assert!(
             page.contains("<tr class=\"error\"><td>2</td><td>handshake flood</td>"),
             "{page}"
+        );
+        assert!(page.contains("<th>terminator</th></tr>"), "{page}");
+        assert!(
+            page.contains("<td>n/a: one backend</td><td>–</td><td>hitch</td></tr>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<tr class=\"na\"><td>5</td><td>bad-backend</td>"),
+            "an n/a row is greyed, not red: {page}"
         );
         assert!(
             !page.contains("No pictures"),

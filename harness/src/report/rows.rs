@@ -90,11 +90,13 @@ pub(super) fn all_rows(rows: &Rows) -> Html {
     table.to_html()
 }
 
-/// The CSS class of a row with this verdict: the page colours warnings and failures.
+/// The CSS class of a row with this verdict: the page colours warnings and failures, and
+/// greys a fault scenario that does not apply to a terminator (`n/a`).
 fn row_class(verdict: &str) -> &'static str {
     match verdict {
         "warning" => "warning",
         "ok" | "pass" => "ok",
+        crate::faults::report::NOT_APPLICABLE => "na",
         _ => "error",
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::bins::{self, Bins};
 use crate::cpus::{self, CpuSplit};
-use crate::faults::Placement;
+use crate::faults::{Placement, Terminator};
 use crate::meta::{self, Host};
 use crate::peers::current::PeerDir;
 use crate::peers::{self, Origin, Peer};
@@ -142,7 +142,7 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
         out: &out,
     };
     let result = if plan.scenario.is_fault_suite() {
-        run_fault_suite(&run, &mut meta)
+        run_fault_suite(&run, &peers, &mut meta)
     } else {
         measurements::run_measurements(&run, sinks, &peers, &mut meta)
     };
@@ -256,10 +256,7 @@ fn record_end(result: &anyhow::Result<Outcome>, meta: &mut Value, out: &OutDir) 
 /// those not installed, each with one line saying how to install it. Returns the peers
 /// found and those lines; the plan then names the set it ran.
 fn find_peers(plan: &mut Plan) -> anyhow::Result<(Vec<Peer>, Vec<String>)> {
-    if plan.target.is_some()
-        || plan.scenario.is_fault_suite()
-        || !plan.configs.iter().any(|c| c.is_peer())
-    {
+    if plan.target.is_some() || !plan.configs.iter().any(|c| c.is_peer()) {
         return Ok((Vec::new(), Vec::new()));
     }
     let origin = peer_origin(plan.peers)?;
@@ -372,9 +369,10 @@ pub(super) fn binaries(
     Ok((bins, described.tls_libraries))
 }
 
-/// Runs the fault suite (`--scenario faults`, or `soak` for its long run): `faults.csv`
-/// and its table. A scenario whose verdict is `fail` counts as a failed row.
-fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
+/// Runs the fault suite (`--scenario faults`, or `soak` for its long run) against the
+/// plan's configs (our proxy and the peers found): `faults.csv` and its table. A scenario
+/// whose verdict is `fail` counts as a failed row.
+fn run_fault_suite(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::Result<Outcome> {
     let Run {
         plan,
         opts,
@@ -393,6 +391,9 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
     meta["status"] = json!("running");
     meta::write_json(&out.meta, meta)?;
     let mut ledger = Ledger::create(&out.logs.join("children.tsv"))?;
+    let library = tls_libraries.get(false, crate::faults::BACKEND);
+    let terminators = fault_terminators(plan, peers, library);
+    meta["faults"] = fault_settings(&terminators);
     let rows = crate::faults::run(crate::faults::Inputs {
         bins: &bins,
         split,
@@ -405,7 +406,7 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
         ledger: &mut ledger,
         short: plan.short_faults,
         soak: (plan.scenario == Scenario::Soak).then_some(plan.soak_duration),
-        tls_library: tls_libraries.get(false, crate::faults::BACKEND),
+        terminators,
     })?;
     meta["rows"] = json!(rows.len());
     let failed_rows = rows
@@ -422,6 +423,38 @@ fn run_fault_suite(run: &Run<'_>, meta: &mut Value) -> anyhow::Result<Outcome> {
     })
 }
 
+/// meta.json's `faults`: which directive of each terminator carries each of the proxy's
+/// settings (the values are in the `configs/` files the suite writes).
+fn fault_settings(terminators: &[Terminator]) -> Value {
+    let each = terminators.iter().map(|t| {
+        let settings: serde_json::Map<String, Value> = t
+            .equivalents()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
+        (t.name().to_owned(), Value::Object(settings))
+    });
+    json!({ "terminators": each.collect::<serde_json::Map<_, _>>() })
+}
+
+/// The terminators of the fault suite, in the plan's order: our proxy, and each peer the
+/// plan names that was found (the others were skipped with a line before the run).
+fn fault_terminators(plan: &Plan, peers: &[Peer], tls_library: String) -> Vec<Terminator> {
+    plan.configs
+        .iter()
+        .filter_map(|&config| {
+            if config.is_peer() {
+                let peer = peers.iter().find(|p| p.config == config)?;
+                Some(Terminator::Peer(peer.clone()))
+            } else {
+                Some(Terminator::Proxy {
+                    tls_library: tls_library.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
 /// The open-file limit the harness asks for (as root it can raise the hard limit): the
 /// idle scenario holds 10 000 connections, two descriptors each in a proxy.
 pub(super) const WANT_NOFILE: u64 = 262_144;
@@ -433,6 +466,36 @@ const IDLE_FD_RESERVE: u64 = 256;
 mod tests {
     use super::*;
     use crate::plan::Preset;
+
+    #[test]
+    fn the_fault_suite_attacks_the_plans_configs_whose_peer_was_found() {
+        let plan = crate::plan::Plan {
+            scenario: Scenario::Faults,
+            configs: vec![
+                crate::plan::ConfigName::ProxyRustls,
+                crate::plan::ConfigName::Haproxy,
+                crate::plan::ConfigName::Nginx,
+            ],
+            ..Preset::Smoke.plan()
+        };
+        let haproxy = Peer {
+            config: crate::plan::ConfigName::Haproxy,
+            program: "/usr/sbin/haproxy".into(),
+            version: "HAProxy version 3.0.11".into(),
+            origin: Origin::System,
+            tls_library: "OpenSSL 3.5.4".into(),
+        };
+        let t = fault_terminators(&plan, &[haproxy], "rustls 0.23".into());
+        let names: Vec<&str> = t.iter().map(Terminator::name).collect();
+        assert_eq!(names, ["proxy-rustls", "haproxy"], "nginx was not found");
+        assert_eq!(t[0].tls_library(), "rustls 0.23");
+        assert_eq!(t[1].tls_library(), "OpenSSL 3.5.4");
+        let meta = fault_settings(&t);
+        assert_eq!(
+            meta["terminators"]["haproxy"]["timeouts.handshake"],
+            "timeout client-hs"
+        );
+    }
 
     #[test]
     fn idle_connections_fit_the_open_file_limit() {

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::resources::measurement_label;
 use crate::cpus::CpuSplit;
 use crate::output::{IdleRow, Row, Status};
-use crate::plan::{Measurement, Plan, Scenario};
+use crate::plan::{ConfigName, Measurement, Plan, Scenario};
 use crate::summary::LatencyUnit;
 
 /// The plan as printed before the run starts.
@@ -50,10 +50,13 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
         }
     };
     let attackers = plan.attacker_cpus.as_ref().unwrap_or(&split.client);
+    let terminators = join(plan.configs.iter().map(|c| match c {
+        ConfigName::ProxyRustls => format!("{c} (rustls-aws-lc)"),
+        other => other.to_string(),
+    }));
     format!(
-        "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
-         a steady good-client load\n  cpus:        servers {}, clients {}, attackers {} \
-         (sched {})\n",
+        "  faults:      {what}; {terminators} in front of the echo-server under a steady \
+         good-client load\n  cpus:        servers {}, clients {}, attackers {} (sched {})\n",
         split.server,
         split.client,
         attackers,

@@ -185,6 +185,7 @@ fn peer_in_front(inputs: &Inputs<'_>, peer: ConfigName) -> Recipe {
             scratch: &scratch,
             root: inputs.root,
             stream_module: &stream_module,
+            limits: None,
         },
     );
     let mut name = inputs

@@ -1,30 +1,31 @@
-//! Scenarios 6 and 7: the proxy signalled under load (SIGHUP certificate reloads, one of
-//! them corrupt; SIGTERM and its drain).
+//! Scenarios 6 and 7: the terminator signalled under load (certificate reloads, one of
+//! them corrupt: SIGHUP for the proxy, nginx and hitch, SIGUSR2 to HAProxy's master; a
+//! graceful stop and its drain: SIGTERM for the proxy, HAProxy's SIGUSR1 soft-stop,
+//! nginx's SIGQUIT; hitch has none, see [`Feature::Drain`]).
 
 use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 
-use super::checks::{good_clients, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
-use crate::certs::{self, Leaf};
+use super::checks::{good_clients, good_clients_unless, load_opts, CLOSE_SLACK, HANG_WATCH, TAIL};
+use crate::certs::Leaf;
 use crate::faults::client::{self, request_head, within};
 use crate::faults::load::{Load, LoadOpts};
 use crate::faults::report::{Checks, FaultRow};
 use crate::faults::stack::{self, ProxyOpts, ScenarioStack};
+use crate::faults::terminator::Feature;
 use crate::faults::Suite;
-use crate::procfs::memory_kib;
+use crate::procfs::tree_memory_kib;
 
 /// Scenario 6, Certificate reload: every second for `reload_for`, a new certificate (same CA) and
-/// SIGHUP; once, half-way, a corrupt certificate file instead. Good clients open a new
-/// connection (and handshake) per request. Criteria: zero failed requests; every good
-/// reload applied and the corrupt one refused (counted from the proxy's log); after the
-/// corrupt one the proxy still serves the previous certificate; at the end it serves the
-/// newest one.
+/// the reload signal; once, half-way, a corrupt certificate file instead. Good clients open
+/// a new connection (and handshake) per request. Criteria: zero failed requests; every good
+/// reload served within [`RELOAD_APPLY`] (asked by a handshake after each); the proxy's log
+/// counts every good reload applied and the corrupt one refused (`n/a` for peers); after
+/// the corrupt one the terminator still serves the previous certificate; at the end it
+/// serves the newest one.
 pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(6, "cert-reload");
     let mut checks = Checks::default();
@@ -43,6 +44,8 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         corrupt_at,
         good_sent,
         bad_sent,
+        served_new,
+        served_after,
         kept_old,
         newest: current,
         started,
@@ -57,15 +60,23 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     row.proxy_rss_after_kib = stack.rss_kib();
     row.proxy_fds_after = stack.fds();
 
+    checks.require(served_new == good_sent, || {
+        format!("every good reload served within {RELOAD_APPLY:?}: {served_new} of {good_sent}")
+    });
+    checks.fact(format!(
+        "new certificates served {} after their signal",
+        span(&served_after)
+    ));
     let log = std::fs::read_to_string(&stack.proxy().stderr_log).unwrap_or_default();
     let ok = log
         .matches("certificates and TLS settings reloaded")
         .count();
     let failed = log.matches("reload failed").count();
-    checks.require(ok == good_sent, || {
+    let no_log = || stack.terminator.lacks(Feature::ReloadLog);
+    checks.require_unless(no_log(), ok == good_sent, || {
         format!("every good reload applied: the proxy logged {ok} of {good_sent}")
     });
-    checks.require(failed == bad_sent, || {
+    checks.require_unless(no_log(), failed == bad_sent, || {
         format!(
             "the corrupt certificate refused and logged: {failed} `reload failed` lines, \
              expected {bad_sent}"
@@ -84,8 +95,9 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         )
     });
     checks.fact(format!(
-        "{reloads} SIGHUPs in {:.0} s ({good_sent} new certificates, 1 corrupt at #{corrupt_at}); \
+        "{reloads} {}s in {:.0} s ({good_sent} new certificates, 1 corrupt at #{corrupt_at}); \
          good clients: a handshake per request at {RELOAD_RATE}/s",
+        stack.terminator.reload_signal(),
         started.elapsed().as_secs_f64()
     ));
     if s.scale.short {
@@ -94,8 +106,8 @@ pub(super) fn cert_reload(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
             s.scale.reload_for
         ));
     }
-    if let Some(line) = log.lines().find(|l| l.contains("reload failed")) {
-        checks.fact(format!("proxy log: {}", line.trim()));
+    if let Some(line) = log.lines().find(|l| refusal_line(l)) {
+        checks.fact(format!("{} log: {}", stack.terminator.name(), line.trim()));
     }
     stack.finish(&mut row, &mut checks)?;
     row.conclude(&checks);
@@ -110,6 +122,10 @@ struct Reloads {
     corrupt_at: usize,
     good_sent: usize,
     bad_sent: usize,
+    /// Good reloads whose certificate was served within [`RELOAD_APPLY`], and how long
+    /// each took to be served (those served within [`RELOAD_WAIT`]).
+    served_new: usize,
+    served_after: Vec<Duration>,
     /// Whether the proxy still served the previous certificate after the corrupt reload.
     kept_old: Option<bool>,
     /// The last good certificate installed.
@@ -117,8 +133,8 @@ struct Reloads {
     started: Instant,
 }
 
-/// Scenario 6: a new certificate and SIGHUP every second for `reload_for`, the corrupt one
-/// half-way (then asks which certificate is served).
+/// Scenario 6: a new certificate and the reload signal every second for `reload_for`, the
+/// corrupt one half-way; asks which certificate is served after each.
 fn reload_every_second(
     s: &mut Suite<'_>,
     stack: &ScenarioStack,
@@ -127,17 +143,18 @@ fn reload_every_second(
     let reloads = s.scale.reload_for.as_secs().max(2) as usize;
     let corrupt_at = reloads / 2;
     let mut current = stack.leaf.clone();
-    let (mut good_sent, mut bad_sent) = (0usize, 0usize);
+    let (mut good_sent, mut bad_sent, mut served_new) = (0usize, 0usize, 0usize);
+    let mut served_after = Vec::new();
     let mut kept_old = None;
-    let pid = Pid::from_raw(stack.pid() as i32);
+    let signal = stack.terminator.reload_signal();
     let started = Instant::now();
     for i in 1..=reloads {
         s.sleep_until(started + RELOAD_EVERY * i as u32)?;
         if i == corrupt_at {
-            certs::write_corrupt_cert(&stack.cert.cert)?;
-            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            stack.install_corrupt_cert()?;
+            stack.signal(signal)?;
             bad_sent += 1;
-            s.sleep(RELOAD_SETTLE)?;
+            s.sleep(RELOAD_CORRUPT_SETTLE)?;
             let client = s.client.clone();
             let addr = stack.addr();
             let served = s.on_client(async move { client.served_cert(addr).await });
@@ -147,9 +164,15 @@ fn reload_every_second(
             }
         } else {
             let leaf = s.pki.issue(&stack::LEAF_NAMES)?;
-            leaf.install(&stack.cert)?;
-            kill(pid, Signal::SIGHUP).context("sending SIGHUP to the proxy")?;
+            stack.install_leaf(&leaf)?;
+            stack.signal(signal)?;
             good_sent += 1;
+            // Waits for it (up to RELOAD_WAIT) before the next file replaces it: a reload
+            // slower than the period would otherwise read the next one's certificate.
+            if let Some(took) = served_after_signal(s, stack, &leaf.der)? {
+                served_new += usize::from(took <= RELOAD_APPLY);
+                served_after.push(took);
+            }
             current = leaf;
         }
     }
@@ -158,16 +181,62 @@ fn reload_every_second(
         corrupt_at,
         good_sent,
         bad_sent,
+        served_new,
+        served_after,
         kept_old,
         newest: current,
         started,
     })
 }
 
+/// Scenario 6: how long after its signal (sent just before) the terminator serves the
+/// certificate `der`, asked every [`RELOAD_POLL`] (a peer's reload starts a new worker);
+/// `None` if not within [`RELOAD_WAIT`].
+fn served_after_signal(
+    s: &Suite<'_>,
+    stack: &ScenarioStack,
+    der: &[u8],
+) -> anyhow::Result<Option<Duration>> {
+    let started = Instant::now();
+    loop {
+        let client = s.client.clone();
+        let addr = stack.addr();
+        let served = s.on_client(async move { client.served_cert(addr).await });
+        if matches!(&served, Ok(got) if got == der) {
+            return Ok(Some(started.elapsed()));
+        }
+        if started.elapsed() >= RELOAD_WAIT {
+            return Ok(None);
+        }
+        s.sleep(RELOAD_POLL)?;
+    }
+}
+
+/// `12ms-340ms`, or `-` for none.
+fn span(times: &[Duration]) -> String {
+    match (times.iter().min(), times.iter().max()) {
+        (Some(lo), Some(hi)) => format!("{lo:.0?}-{hi:.0?}"),
+        _ => "-".to_owned(),
+    }
+}
+
+/// A log line of a refused reload: the proxy's, HAProxy's, nginx's.
+fn refusal_line(line: &str) -> bool {
+    [
+        "reload failed",
+        "Loading failure",
+        "cannot load certificate",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
+}
+
 /// Scenario 7, SIGTERM under load, with one slow request (a body sent in pieces over 2 s) in flight
-/// at the signal. Criteria: good-client errors 0 (requests in flight complete); the slow
-/// request completes and echoes correctly; no new connection is accepted after the signal;
-/// exit code 0, within the grace period.
+/// at the signal. A peer gets its own graceful stop
+/// ([`crate::faults::Terminator::stop_signal`]).
+/// Criteria: good-client errors 0 (requests in flight complete); the slow request completes
+/// and echoes correctly (both `n/a` for a terminator without a graceful stop); no new
+/// connection is accepted after the signal; exit code 0, within the grace period.
 pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     let mut row = FaultRow::new(7, "sigterm");
     let mut checks = Checks::default();
@@ -190,21 +259,23 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
     // The signal lands while the slow request is still sending its body.
     s.sleep(SLOW_PIECE_EVERY * 2)?;
     // The proxy is gone once it has stopped: read its peak memory while it still runs.
-    row.proxy_max_rss_kib = memory_kib(stack.pid(), "VmHWM").ok();
+    row.proxy_max_rss_kib = tree_memory_kib(stack.pid(), "VmHWM").ok();
+    let (signal, signal_name) = stack.terminator.stop_signal();
+    let no_drain = stack.terminator.lacks(Feature::Drain);
     let signalled = Instant::now();
-    kill(Pid::from_raw(stack.pid() as i32), Signal::SIGTERM).context("sending SIGTERM")?;
+    stack.signal(signal)?;
     s.sleep(AFTER_SIGNAL)?;
     let attempts = connections_accepted_after_signal(s, addr);
     s.sleep_until(signalled + DRAIN_LOAD)?;
     let report = load.finish(s.inputs.stop)?;
-    good_clients(&mut row, &mut checks, &report);
+    good_clients_unless(&mut row, &mut checks, &report, no_drain.clone());
     let slow = match s.rt.block_on(slow) {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let status = stack.wait_proxy(grace + CLOSE_SLACK, s.inputs.stop)?;
     let exited_after = signalled.elapsed();
-    checks.require(slow.is_ok(), || {
+    checks.require_unless(no_drain, slow.is_ok(), || {
         format!(
             "the request in flight at the signal completes: {}",
             slow.as_ref().err().map_or("", |e| e)
@@ -216,8 +287,11 @@ pub(super) fn sigterm(s: &mut Suite<'_>) -> anyhow::Result<FaultRow> {
         )
     });
     exit_checks(&mut checks, status, exited_after, grace, &stack);
-    row.proxy_max_rss_kib =
-        stack::max_opt(row.proxy_max_rss_kib, memory_kib(stack.pid(), "VmHWM").ok());
+    checks.fact(format!("stopped with {signal_name}"));
+    row.proxy_max_rss_kib = stack::max_opt(
+        row.proxy_max_rss_kib,
+        tree_memory_kib(stack.pid(), "VmHWM").ok(),
+    );
     stack.expect_exit();
     stack.finish(&mut row, &mut checks)?;
     row.conclude(&checks);
@@ -282,7 +356,7 @@ fn exit_checks(
         Some(status) => {
             checks.require(status.success(), || {
                 format!(
-                    "exit code 0 after SIGTERM: {}{}",
+                    "exit code 0 after the stop signal: {}{}",
                     crate::procs::describe(status),
                     stack.proxy().stderr_tail()
                 )
@@ -291,14 +365,17 @@ fn exit_checks(
                 format!("exit within the grace period ({grace:?}): after {exited_after:.2?}")
             });
             checks.fact(format!(
-                "exited {} {exited_after:.2?} after SIGTERM (grace {grace:?}); {NEW_AFTER_SIGNAL} \
+                "exited {} {exited_after:.2?} after the signal (grace {grace:?}); {NEW_AFTER_SIGNAL} \
                  connection attempts after it refused",
                 crate::procs::describe(status)
             ));
         }
         None => {
             checks.require(false, || {
-                format!("the proxy exits after SIGTERM: still running {exited_after:.2?} later")
+                format!(
+                    "{} exits after its stop signal: still running {exited_after:.2?} later",
+                    stack.terminator.name()
+                )
             });
         }
     }
@@ -309,6 +386,15 @@ fn exit_checks(
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 const RELOAD_RATE: u32 = 300;
 const RELOAD_SETTLE: Duration = Duration::from_millis(300);
+/// Scenario 6: how long after its signal a good reload must be served (within the second
+/// before the next one), how long the suite waits for it before going on (the schedule
+/// slips by as much), and how often it asks.
+const RELOAD_APPLY: Duration = Duration::from_millis(800);
+const RELOAD_WAIT: Duration = Duration::from_secs(3);
+const RELOAD_POLL: Duration = Duration::from_millis(50);
+/// Scenario 6: the wait after the corrupt reload's signal before asking which certificate
+/// is served (a peer's master re-reads its whole config).
+const RELOAD_CORRUPT_SETTLE: Duration = Duration::from_millis(900);
 /// Scenario 7: the slow request (body, pieces, pause between), the wait before trying new
 /// connections, how many, how long the good clients run after the signal, and the slack
 /// on the exit time.

@@ -120,7 +120,7 @@ fn in_flight_closed_on_crash(
     let clean = closes.iter().filter(|(c, _)| *c == Closed::Clean).count();
     let slowest = closes.iter().map(|(_, t)| *t).max().unwrap_or_default();
     row.attackers = k as u64;
-    row.attackers_closed = closes.iter().filter(|(c, _)| c.is_closed()).count() as u64;
+    row.attackers_closed = Some(closes.iter().filter(|(c, _)| c.is_closed()).count() as u64);
     checks.require(closed_in_time == k, || {
         format!(
             "in-flight connections closed within {FAIL_FAST:?} of the backend's death: \
@@ -288,7 +288,7 @@ fn never_answers(
         )
     });
     row.attackers += k as u64;
-    row.attackers_closed += by_idle as u64;
+    row.add_closed(by_idle as u64);
     Ok(())
 }
 
