@@ -21,7 +21,9 @@ use serde_json::json;
 
 use crate::cpus::CpuList;
 
-pub use names::{CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV};
+pub use names::{
+    CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV, SNI_SCALE_CSV,
+};
 pub use overrides::{preset_or_file, Overrides};
 pub use presets::Preset;
 
@@ -73,6 +75,8 @@ pub struct Plan {
     pub soak_duration: Duration,
     /// The fault suite's short version: seconds per scenario (the smoke preset, CI).
     pub short_faults: bool,
+    /// SNI certificates in the one listener of `--scenario sni-scale`.
+    pub sni_certs: NonZeroU32,
     /// The peer set asked for; `None`: current when installed, else system (decided when
     /// the run starts).
     pub peers: Option<PeerSet>,
@@ -210,7 +214,27 @@ impl Plan {
         if let Some(target) = &self.target {
             check_target(target).context("--target / target")?;
         }
+        self.check_sni_scale_configs()?;
         self.check_client_processes()
+    }
+
+    /// `--scenario sni-scale` runs the terminators that can serve a certificate chosen by
+    /// SNI from a list of them ([`SNI_SCALE_CONFIGS`]).
+    fn check_sni_scale_configs(&self) -> anyhow::Result<()> {
+        if self.scenario != Scenario::SniScale {
+            return Ok(());
+        }
+        if let Some(other) = self
+            .configs
+            .iter()
+            .find(|c| !SNI_SCALE_CONFIGS.contains(c))
+        {
+            bail!(
+                "--configs / configs: scenario sni-scale runs {}, not {other}",
+                SNI_SCALE_CONFIGS.map(ConfigName::name).join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// `--client-processes N` splits the load of the sweep and the handshakes: each process
@@ -229,7 +253,10 @@ impl Plan {
             );
         }
         let parts = self.scenario.parts();
-        if self.scenario.is_fault_suite() || parts.contains(&Scenario::Idle) {
+        if self.scenario.is_fault_suite()
+            || self.scenario == Scenario::SniScale
+            || parts.contains(&Scenario::Idle)
+        {
             bail!(
                 "--client-processes / client_processes {n} applies to the sweep and the \
                  handshakes, not to scenario {}: the idle scenario and the fault suite run one \
@@ -367,7 +394,7 @@ impl Plan {
                             push(iteration, variant, HANDSHAKE_BODY_BYTES, Kind::Idle);
                         }
                     }
-                    Scenario::All | Scenario::Faults | Scenario::Soak => {}
+                    Scenario::All | Scenario::Faults | Scenario::Soak | Scenario::SniScale => {}
                 }
             }
         }
@@ -483,10 +510,25 @@ impl Plan {
             "idle_hold": humantime::format_duration(self.idle_hold).to_string(),
             "soak_duration": humantime::format_duration(self.soak_duration).to_string(),
             "short_faults": self.short_faults,
+            "sni_certs": self.sni_certs.get(),
             "peers": self.peers.map(PeerSet::name),
         })
     }
 }
+
+/// The configs `--scenario sni-scale` can run: ours (`[[tls.sni]]`), HAProxy on OpenSSL
+/// and on AWS-LC (a crt-list), hitch (a `pem-file` line each) and nginx (a stream-module
+/// `server` block per name, which nginx has since 1.25.5). stunnel would need a service
+/// section per name and is left out; the echo-server terminating TLS itself has one
+/// certificate.
+pub const SNI_SCALE_CONFIGS: [ConfigName; 6] = [
+    ConfigName::ProxyRustls,
+    ConfigName::ProxyOpenssl,
+    ConfigName::Haproxy,
+    ConfigName::HaproxyAwslc,
+    ConfigName::Hitch,
+    ConfigName::Nginx,
+];
 
 /// Start and stop of the servers around each load generator run, for the estimate.
 const PER_MEASUREMENT_OVERHEAD: Duration = Duration::from_millis(800);

@@ -61,6 +61,7 @@ impl Preset {
             idle_hold: Duration::from_secs(3),
             soak_duration: Duration::from_secs(30 * 60),
             short_faults: false,
+            sni_certs: nz(10_000),
             peers: None,
         };
         match self {
@@ -77,6 +78,7 @@ impl Preset {
                 idle_connections: nz(200),
                 idle_hold: Duration::from_secs(1),
                 short_faults: true,
+                sni_certs: nz(200),
                 sizes: vec![10, 1000],
                 iterations: nz(1),
                 duration: Duration::from_secs(1),
