@@ -214,27 +214,7 @@ impl Plan {
         if let Some(target) = &self.target {
             check_target(target).context("--target / target")?;
         }
-        self.check_sni_scale_configs()?;
         self.check_client_processes()
-    }
-
-    /// `--scenario sni-scale` runs the terminators that can serve a certificate chosen by
-    /// SNI from a list of them ([`SNI_SCALE_CONFIGS`]).
-    fn check_sni_scale_configs(&self) -> anyhow::Result<()> {
-        if self.scenario != Scenario::SniScale {
-            return Ok(());
-        }
-        if let Some(other) = self
-            .configs
-            .iter()
-            .find(|c| !SNI_SCALE_CONFIGS.contains(c))
-        {
-            bail!(
-                "--configs / configs: scenario sni-scale runs {}, not {other}",
-                SNI_SCALE_CONFIGS.map(ConfigName::name).join(", ")
-            );
-        }
-        Ok(())
     }
 
     /// `--client-processes N` splits the load of the sweep and the handshakes: each process
@@ -276,12 +256,20 @@ impl Plan {
     }
 
     /// The configs of the plan whose backend cannot speak its TLS version (native-tls and
-    /// TLS 1.3), each with the line a run prints and records in meta.json's `skipped`:
+    /// TLS 1.3), or that scenario sni-scale cannot run (not in [`SNI_SCALE_CONFIGS`]), each
+    /// with the line a run prints and records in meta.json's `skipped`:
     /// [`Plan::variants`] leaves them out, rather than measure a wall of failed handshakes.
     pub fn skipped_configs(&self) -> Vec<(ConfigName, String)> {
         self.configs
             .iter()
             .filter_map(|&config| {
+                if self.scenario == Scenario::SniScale && !SNI_SCALE_CONFIGS.contains(&config) {
+                    let line = format!(
+                        "skipping {config}: scenario sni-scale runs {}",
+                        SNI_SCALE_CONFIGS.map(ConfigName::name).join(", ")
+                    );
+                    return Some((config, line));
+                }
                 let backend = config.fixed_backend()?;
                 (!backend.speaks(self.tls_version)).then(|| {
                     let line = format!(
@@ -775,6 +763,48 @@ mod tests {
         assert!(
             err.contains("each process needs at least one of the 3"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn sni_scale_takes_its_certificate_count_and_only_the_terminators_it_can_load() {
+        let with = |configs: &[ConfigName], certs: Option<u32>| {
+            Plan::resolve(
+                None,
+                Overrides {
+                    preset: Some(Preset::Smoke),
+                    scenario: Some(Scenario::SniScale),
+                    configs: Some(configs.iter().map(|&c| ConfigPick::One(c)).collect()),
+                    sni_certs: certs.and_then(NonZeroU32::new),
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plan = with(&SNI_SCALE_CONFIGS, Some(1234)).unwrap();
+        assert_eq!(plan.sni_certs.get(), 1234);
+        assert_eq!(plan.to_json()["sni_certs"], 1234);
+        assert!(plan.measurements().is_empty(), "it runs its own steps");
+        assert_eq!(Scenario::SniScale.csv_file(), Some("sni-scale.csv"));
+        assert_eq!(
+            with(&[ConfigName::Hitch], None).unwrap().sni_certs.get(),
+            200
+        );
+        assert_eq!(Preset::Quick.plan().sni_certs.get(), 10_000);
+        let plan = with(&[ConfigName::ProxyRustls, ConfigName::Stunnel], None).unwrap();
+        assert_eq!(plan.variants().len(), 1);
+        let lines: Vec<_> = plan.skipped_configs().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("skipping stunnel: scenario sni-scale runs proxy-rustls"),
+            "{lines:?}"
+        );
+        let err = with(&[ConfigName::Http], None).unwrap_err().to_string();
+        assert!(err.contains("nothing left to run: skipping http"), "{err}");
+        let err = Overrides::parse("sni_certs = 0").unwrap_err();
+        assert!(format!("{err:#}").contains("sni_certs"), "{err:#}");
+        assert_eq!(
+            Overrides::parse("sni_certs = 500").unwrap().sni_certs,
+            NonZeroU32::new(500)
         );
     }
 

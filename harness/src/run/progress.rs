@@ -21,6 +21,8 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
     );
     if plan.scenario.is_fault_suite() {
         s.push_str(&describe_faults(plan, split));
+    } else if plan.scenario == Scenario::SniScale {
+        s.push_str(&describe_sni_scale(plan, split));
     } else {
         s.push_str(&describe_what(plan));
         s.push_str(&describe_how(plan, split));
@@ -42,6 +44,27 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
         "  faults:      {what}; proxy (rustls-aws-lc) in front of the echo-server under \
          a steady good-client load\n  cpus:        servers {}, clients {}\n",
         split.server, split.client
+    )
+}
+
+/// The certificate-scale run's lines: terminators, certificates, loads and CPUs.
+fn describe_sni_scale(plan: &Plan, split: &CpuSplit) -> String {
+    format!(
+        "  configs:     {}
+  certs:       {} SNI certificates (ECDSA P-256) in one listener          each
+  handshakes:  first and last name, {} warm-up + {} measured, {} connections,          twice each
+  reloads:     {} of every certificate under {} handshakes/s
+  cpus:                 servers {}, load generator {}
+",
+        join(plan.variants().iter().map(|v| v.label())),
+        plan.sni_certs,
+        humantime::format_duration(plan.warmup),
+        humantime::format_duration(plan.duration),
+        plan.connections,
+        crate::sni_scale::RELOADS,
+        crate::sni_scale::RELOAD_RATE,
+        split.server,
+        split.client
     )
 }
 

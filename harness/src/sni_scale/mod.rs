@@ -75,7 +75,10 @@ pub fn run(mut inputs: Inputs<'_>) -> anyhow::Result<Vec<SniRow>> {
     let count = inputs.plan.sni_certs.get() as usize;
     eprintln!("sni-scale: generating a CA and {count} certificates (ECDSA P-256)");
     let certs = SniCerts::generate(&inputs.runtime_dir.join("sni-certs"), count)?;
-    eprintln!("sni-scale: certificates made in {:.1} s", certs.generated_in_s);
+    eprintln!(
+        "sni-scale: certificates made in {:.1} s",
+        certs.generated_in_s
+    );
     let csv = inputs.out_dir.join(SNI_SCALE_CSV);
     let mut sink = CsvSink::create_with(&csv, &report::COLUMNS)?;
     let mut rows = Vec::new();
@@ -172,8 +175,14 @@ fn start(
         ready_timeout: inputs.plan.ready_timeout.max(READY_TIMEOUT),
     };
     let recipe = || terminators::recipe(variant, &setup);
-    Stack::start_retrying(3, recipe, &format!("sni-{label}-{count}"), inputs.ledger, waits)
-        .with_context(|| format!("starting {label} with {count} certificate(s)"))
+    Stack::start_retrying(
+        3,
+        recipe,
+        &format!("sni-{label}-{count}"),
+        inputs.ledger,
+        waits,
+    )
+    .with_context(|| format!("starting {label} with {count} certificate(s)"))
 }
 
 /// Handshake loads with the first and the last name, first-last-last-first; each name's
@@ -197,7 +206,9 @@ fn handshakes(
         let tag = ["first", "last"][which];
         let run_stem = stem.with_file_name(format!(
             "{}-handshakes{}-{tag}",
-            stem.file_name().map(|s| s.to_string_lossy()).unwrap_or_default(),
+            stem.file_name()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default(),
             k + 1
         ));
         let load = Load::start(target, &shape, &names[which].name, &run_stem, inputs.ledger)?;
@@ -231,7 +242,9 @@ fn reloads(
     let last = &certs.names[certs.names.len() - 1].name;
     let load_stem = stem.with_file_name(format!(
         "{}-reloads",
-        stem.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()
+        stem.file_name()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
     ));
     let load = Load::start(target, &shape, last, &load_stem, inputs.ledger)?;
     let stop = inputs.stop;
@@ -346,7 +359,7 @@ pub const RELOADS: usize = 10;
 const SERVED_SAMPLE: usize = 20;
 /// The load under the reloads: open loop, this many handshakes a second over this many
 /// connections (well below what one server CPU does, so a failure is the reload's).
-const RELOAD_RATE: u32 = 200;
+pub const RELOAD_RATE: u32 = 200;
 const RELOAD_CONNECTIONS: u32 = 10;
 /// The reload load's `-d`: longer than any reloads; it ends by SIGINT.
 const RELOAD_LOAD_MAX: Duration = Duration::from_secs(3 * 3600);

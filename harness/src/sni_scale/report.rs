@@ -61,8 +61,7 @@ impl Reloads {
     /// RSS after the last reload against before them, percent.
     pub fn change_pct(&self) -> Option<f64> {
         let last = *self.rss_after_kib.last()?;
-        (self.rss_before_kib > 0)
-            .then(|| (last as f64 / self.rss_before_kib as f64 - 1.0) * 100.0)
+        (self.rss_before_kib > 0).then(|| (last as f64 / self.rss_before_kib as f64 - 1.0) * 100.0)
     }
 
     /// The criterion: RSS after the last reload at most [`RSS_LIMIT_PCT`] above before.
@@ -214,7 +213,10 @@ pub fn cells(row: &SniRow) -> Vec<String> {
         opt(r.map(|r| r.asked)),
         opt(r.map(|r| r.done_ms.len())),
         f(r.and_then(|r| median(&r.done_ms)), 1),
-        f(r.and_then(|r| r.done_ms.iter().copied().reduce(f64::max)), 1),
+        f(
+            r.and_then(|r| r.done_ms.iter().copied().reduce(f64::max)),
+            1,
+        ),
         opt(r.map(|r| r.requests)),
         opt(r.map(|r| r.failed)),
         opt(r.map(|r| r.rss_before_kib)),
@@ -235,8 +237,18 @@ pub fn cells(row: &SniRow) -> Vec<String> {
 /// then each failing row's note.
 pub fn render(rows: &[SniRow]) -> String {
     let header = [
-        "config", "certs", "start_ms", "rss_MiB", "KiB/cert", "p99_first", "p99_last", "ratio",
-        "reload_ms", "failed", "rss_chg%", "verdict",
+        "config",
+        "certs",
+        "start_ms",
+        "rss_MiB",
+        "KiB/cert",
+        "p99_first",
+        "p99_last",
+        "ratio",
+        "reload_ms",
+        "failed",
+        "rss_chg%",
+        "verdict",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     let f = |v: Option<f64>, digits: usize| {
@@ -279,7 +291,10 @@ pub fn render(rows: &[SniRow]) -> String {
         out.push('\n');
     }
     for row in rows.iter().filter(|r| r.verdict != Some(Verdict::Pass)) {
-        out.push_str(&format!("  {} ({}): {}\n", row.config, row.tls_backend, row.note));
+        out.push_str(&format!(
+            "  {} ({}): {}\n",
+            row.config, row.tls_backend, row.note
+        ));
     }
     out
 }

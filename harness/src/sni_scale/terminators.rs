@@ -198,7 +198,10 @@ fn config_texts(
         ConfigName::Haproxy | ConfigName::HaproxyAwslc => {
             let list = config_path(setup, "-crt-list.txt");
             vec![
-                (".cfg".into(), haproxy_cfg(setup, threads, port, socket, &list)),
+                (
+                    ".cfg".into(),
+                    haproxy_cfg(setup, threads, port, socket, &list),
+                ),
                 ("-crt-list.txt".into(), haproxy_crt_list(setup)),
             ]
         }
