@@ -121,6 +121,7 @@ fn measure(
     let mut stack = start(inputs, certs, variant, count, 2 * index + 1)?;
     row.start_ms = stack.ready_after(Role::Terminator).map(ms);
     row.rss_kib = Some(settled_rss(&stack)?);
+    row.pss_kib = Some(terminator(&stack)?.pss_kib()?);
     let addr = address(&stack.url)?;
     let sample = served::sample(&certs.names, SERVED_SAMPLE);
     let served = served::check(&certs.ca_pem, addr, &sample)?;
@@ -255,6 +256,7 @@ fn reloads(
     let mut out = Reloads {
         asked: RELOADS,
         rss_before_kib: terminator.rss_kib()?,
+        pss_before_kib: terminator.pss_kib()?,
         ..Reloads::default()
     };
     for i in 1..=RELOADS {
@@ -270,6 +272,7 @@ fn reloads(
         out.rss_after_kib.push(outcome.rss_after_kib);
         out.peak_rss_kib = out.peak_rss_kib.max(outcome.peak_rss_kib);
     }
+    out.pss_after_kib = terminator.pss_kib()?;
     sleep(stop, LOAD_LEAD)?;
     let report = load.finish(stop)?;
     out.requests = report.requests;
@@ -280,10 +283,13 @@ fn reloads(
 /// The terminator's RSS a moment after it is ready (workers forked, lists loaded).
 fn settled_rss(stack: &Stack) -> anyhow::Result<u64> {
     std::thread::sleep(SETTLE);
+    terminator(stack)?.rss_kib()
+}
+
+fn terminator(stack: &Stack) -> anyhow::Result<&crate::procs::Proc> {
     stack
         .proc(Role::Terminator)
-        .context("internal error: a stack without its terminator")?
-        .rss_kib()
+        .context("internal error: a stack without its terminator")
 }
 
 fn note_stop(checks: &mut Checks, problems: Vec<String>) {

@@ -18,6 +18,9 @@ pub struct SniRow {
     /// RSS after start (summed over the terminator's process tree), same two starts.
     pub rss_1_kib: Option<u64>,
     pub rss_kib: Option<u64>,
+    /// The start with all names' proportional set size: shared pages of forked workers
+    /// counted once (VmRSS counts them in each process).
+    pub pss_kib: Option<u64>,
     /// Names whose served certificate was checked, and those that got another one.
     pub served_checked: usize,
     pub served_wrong: usize,
@@ -55,6 +58,9 @@ pub struct Reloads {
     pub rss_before_kib: u64,
     pub rss_after_kib: Vec<u64>,
     pub peak_rss_kib: u64,
+    /// Proportional set size before the first reload and after the last.
+    pub pss_before_kib: u64,
+    pub pss_after_kib: u64,
 }
 
 impl Reloads {
@@ -141,7 +147,7 @@ fn reload_checks(checks: &mut Checks, r: &Reloads) {
 pub const RSS_LIMIT_PCT: f64 = 10.0;
 
 /// The CSV header.
-pub const COLUMNS: [&str; 34] = [
+pub const COLUMNS: [&str; 37] = [
     "config",
     "tls_backend",
     "tls_library",
@@ -150,6 +156,7 @@ pub const COLUMNS: [&str; 34] = [
     "start_ms",
     "rss_1cert_kib",
     "rss_kib",
+    "pss_kib",
     "per_cert_kib",
     "served_checked",
     "served_wrong",
@@ -174,6 +181,8 @@ pub const COLUMNS: [&str; 34] = [
     "rss_reload_change_pct",
     "rss_within_10pct",
     "reload_peak_rss_kib",
+    "pss_before_reloads_kib",
+    "pss_after_last_reload_kib",
     "verdict",
     "note",
 ];
@@ -202,6 +211,7 @@ pub fn cells(row: &SniRow) -> Vec<String> {
         f(row.start_ms, 1),
         opt(row.rss_1_kib),
         opt(row.rss_kib),
+        opt(row.pss_kib),
         f(row.per_cert_kib(), 2),
         row.served_checked.to_string(),
         row.served_wrong.to_string(),
@@ -227,6 +237,8 @@ pub fn cells(row: &SniRow) -> Vec<String> {
             .map(|ok| if ok { "pass" } else { "fail" }.to_owned())
             .unwrap_or_default(),
         opt(r.map(|r| r.peak_rss_kib)),
+        opt(r.map(|r| r.pss_before_kib)),
+        opt(r.map(|r| r.pss_after_kib)),
         row.verdict.map(|v| v.name().to_owned()).unwrap_or_default(),
         row.note.clone(),
     ]);
@@ -346,6 +358,8 @@ mod tests {
                 rss_before_kib: 10_000,
                 rss_after_kib: vec![10_600, 10_900],
                 peak_rss_kib: 12_000,
+                pss_before_kib: 9_000,
+                pss_after_kib: 9_100,
             }),
             ..SniRow::default()
         }
@@ -384,7 +398,7 @@ mod tests {
             "{}",
             grown.note
         );
-        assert_eq!(cells(&grown)[30], "fail");
+        assert_eq!(cells(&grown)[31], "fail");
 
         let mut wrong = full_row();
         wrong.served_wrong = 1;
@@ -406,5 +420,6 @@ mod tests {
         let empty = SniRow::default();
         assert_eq!(cells(&empty).len(), COLUMNS.len());
         assert!(cells(&empty)[4].is_empty(), "no figure is a made-up zero");
+        assert!(cells(&empty)[8].is_empty(), "no PSS is a made-up zero");
     }
 }
