@@ -49,23 +49,29 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
 
 /// The certificate-scale run's lines: terminators, certificates, loads and CPUs.
 fn describe_sni_scale(plan: &Plan, split: &CpuSplit) -> String {
-    format!(
-        "  configs:     {}
-  certs:       {} SNI certificates (ECDSA P-256) in one listener          each
-  handshakes:  first and last name, {} warm-up + {} measured, {} connections,          twice each
-  reloads:     {} of every certificate under {} handshakes/s
-  cpus:                 servers {}, load generator {}
-",
-        join(plan.variants().iter().map(|v| v.label())),
-        plan.sni_certs,
+    let configs = join(plan.variants().iter().map(|v| v.label()));
+    let mut s = format!("  configs:     {configs}\n");
+    s.push_str(&format!(
+        "  certs:       {} SNI certificates (ECDSA P-256) in one listener each\n",
+        plan.sni_certs
+    ));
+    s.push_str(&format!(
+        "  handshakes:  first and last name, {} warm-up + {} measured, {} connections, \
+         twice each\n",
         humantime::format_duration(plan.warmup),
         humantime::format_duration(plan.duration),
-        plan.connections,
+        plan.connections
+    ));
+    s.push_str(&format!(
+        "  reloads:     {} of every certificate under {} handshakes/s\n",
         crate::sni_scale::RELOADS,
-        crate::sni_scale::RELOAD_RATE,
-        split.server,
-        split.client
-    )
+        crate::sni_scale::RELOAD_RATE
+    ));
+    s.push_str(&format!(
+        "  cpus:        servers {}, load generator {}\n",
+        split.server, split.client
+    ));
+    s
 }
 
 /// What is measured: the target or configs, and each scenario's own line.
