@@ -80,6 +80,8 @@ pub struct Pki {
     /// The CA certificate on disk, for loadgen's `--cacert`.
     pub ca_path: PathBuf,
     serial: u64,
+    /// Whose certificates these are (`fault suite`), in every subject's common name.
+    label: &'static str,
 }
 
 /// One issued certificate.
@@ -96,14 +98,21 @@ impl std::fmt::Debug for Pki {
         f.debug_struct("Pki")
             .field("ca_path", &self.ca_path)
             .field("serial", &self.serial)
+            .field("label", &self.label)
             .finish_non_exhaustive()
     }
 }
 
 impl Pki {
+    /// The fault suite's CA, written to `dir/ca.pem`.
     pub fn create(dir: &Path) -> anyhow::Result<Pki> {
-        let (ca, ca_key) =
-            selfsigned::generate_ca("tls-off fault suite CA").context("the suite's CA")?;
+        Pki::create_for(dir, "fault suite")
+    }
+
+    /// A CA for `label` (`fault suite`, `sni-scale`), written to `dir/ca.pem`.
+    pub fn create_for(dir: &Path, label: &'static str) -> anyhow::Result<Pki> {
+        let (ca, ca_key) = selfsigned::generate_ca(&format!("tls-off {label} CA"))
+            .with_context(|| format!("the {label} CA"))?;
         let ca_path = dir.join("ca.pem");
         write_atomically(&ca_path, ca.pem().as_bytes(), 0o644)?;
         Ok(Pki {
@@ -111,6 +120,7 @@ impl Pki {
             ca,
             ca_path,
             serial: 0,
+            label,
         })
     }
 
@@ -128,7 +138,7 @@ impl Pki {
         let mut params = rcgen::CertificateParams::new(names).context("leaf parameters")?;
         params.distinguished_name.push(
             rcgen::DnType::CommonName,
-            format!("tls-off fault suite leaf {}", self.serial),
+            format!("tls-off {} leaf {}", self.label, self.serial),
         );
         params.serial_number = Some(rcgen::SerialNumber::from(self.serial));
         let cert = params

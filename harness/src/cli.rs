@@ -327,6 +327,15 @@ mod tests {
     }
 
     #[test]
+    fn sni_certs_flag_sets_the_certificate_count() {
+        let plan = parse(&["--scenario", "sni-scale", "--sni-certs", "300"]).unwrap();
+        assert_eq!(plan.scenario, crate::plan::Scenario::SniScale);
+        assert_eq!(plan.sni_certs.get(), 300);
+        assert!(parse(&["--sni-certs", "0"]).is_err());
+        assert!(parse(&["--sni-certs", "many"]).is_err());
+    }
+
+    #[test]
     fn plan_flag_takes_a_preset_name() {
         let plan = parse(&["--plan", "smoke"]).unwrap();
         assert_eq!(plan.source, "preset smoke");

@@ -21,6 +21,8 @@
 //! - [`run`]: one run: its folder, the measurement loop, one load or idle measurement, the
 //!   rows and their verdicts, progress.
 //! - [`faults`]: the fault suite (`--scenario faults`, `soak`): attacks under load, verdicts.
+//! - [`sni_scale`]: certificates at scale (`--scenario sni-scale`): thousands of SNI
+//!   certificates in one listener of each terminator; start-up, memory, lookups, reloads.
 //! - [`output`], [`meta`], [`summary`]: results.csv, meta.json, the closing table.
 //! - [`plot`]: pictures of the run by `analysis/plot.py`, when Python can make them.
 //! - [`report`]: `index.html`, the run folder as one page that needs no network (also
@@ -44,6 +46,7 @@ pub mod procfs;
 pub mod procs;
 pub mod report;
 pub mod run;
+pub mod sni_scale;
 pub mod stack;
 pub mod summary;
 pub mod tls_library;

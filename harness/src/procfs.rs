@@ -56,6 +56,20 @@ pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("/proc/{pid}/status {field} {text:?}"))
 }
 
+/// Proportional set size (`Pss` of `/proc/PID/smaps_rollup`), KiB: a page N processes
+/// share counts 1/N in each, so a sum over a master and its forked workers counts the
+/// pages they share (certificates loaded before the fork) once, where VmRSS counts them
+/// in every process.
+pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
+    let rollup = proc_file(pid, "smaps_rollup")?;
+    let text = status_field(&rollup, "Pss")
+        .with_context(|| format!("no Pss in /proc/{pid}/smaps_rollup"))?;
+    text.trim_end_matches("kB")
+        .trim()
+        .parse()
+        .with_context(|| format!("/proc/{pid}/smaps_rollup Pss {text:?}"))
+}
+
 /// Open descriptors of `pid`: the entries of `/proc/PID/fd`.
 pub fn fd_count(pid: u32) -> Option<u64> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -249,7 +263,11 @@ mod tests {
     #[test]
     fn proc_figures_of_self() {
         let me = std::process::id();
-        assert!(memory_kib(me, "VmRSS").unwrap() > 0);
+        let rss = memory_kib(me, "VmRSS").unwrap();
+        assert!(rss > 0);
+        // Alone, nothing of ours is shared with a child: Pss is at most RSS.
+        let pss = pss_kib(me).unwrap();
+        assert!(pss > 0 && pss <= rss + 1024, "pss {pss} rss {rss}");
         assert!(fd_count(me).unwrap() >= 3);
         let (soft, hard) = nofile_limits(me).unwrap();
         assert!(!soft.is_empty() && !hard.is_empty());

@@ -306,6 +306,16 @@ impl Proc {
         self.memory_kib("VmRSS")
     }
 
+    /// Proportional set size now, KiB, summed over the process and its children (shared
+    /// pages counted once; see [`crate::procfs::pss_kib`]).
+    pub fn pss_kib(&self) -> anyhow::Result<u64> {
+        let mut total = crate::procfs::pss_kib(self.pid)?;
+        for pid in descendants(self.pid) {
+            total += crate::procfs::pss_kib(pid).unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
         let mut total = memory_kib(self.pid, field)?;
         for pid in descendants(self.pid) {

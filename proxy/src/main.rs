@@ -141,6 +141,7 @@ fn serve(
                 _ = hangup.recv() => {
                     let ok = reload(&listeners, file.as_deref(), &flags);
                     metrics.config_reload(ok);
+                    tokio::spawn(release_after_reload());
                 }
             }
         }
@@ -190,6 +191,23 @@ fn reload(
         }
     }
 }
+
+/// The previous certificates stay alive while a connection made with them does (it holds
+/// their TLS context); as they go, their memory is freed on the workers' threads, after the
+/// reload's own release. Released again a little later, and once more later still.
+async fn release_after_reload() {
+    for wait in RELEASE_AFTER_RELOAD {
+        tokio::time::sleep(wait).await;
+        proxy::sys::release_reload_memory();
+    }
+}
+
+/// Waits between the releases after a reload: handshakes in flight are done after the
+/// first, short requests after the second.
+const RELEASE_AFTER_RELOAD: [std::time::Duration; 2] = [
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(10),
+];
 
 /// Our own events at info; the TLS libraries' per-connection complaints (rustls warns for
 /// every client that sends an IP address as SNI, as wrk does) only when they are errors.

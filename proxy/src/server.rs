@@ -200,7 +200,9 @@ pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsErr
             continue;
         };
         match (&l.acceptor, &acceptors[i]) {
-            (Some(running), Some(new)) => running.store(Arc::new(new.clone())),
+            // The previous acceptor is freed here unless a handshake still holds it (then
+            // by that handshake, and its memory goes back at the next reload).
+            (Some(running), Some(new)) => drop(running.swap(Arc::new(new.clone()))),
             // Plain before and after: nothing to reload.
             (None, None) => {}
             _ => tracing::warn!(
@@ -209,6 +211,8 @@ pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsErr
             ),
         }
     }
+    drop(acceptors);
+    crate::sys::release_reload_memory();
     Ok(())
 }
 

@@ -172,6 +172,41 @@ pub fn release_freed_memory_if_due() {
     }
 }
 
+/// Hands back to the OS the memory a certificate reload freed: the previous certificates
+/// and keys, parsed by the TLS libraries in C (OpenSSL, aws-lc: glibc's malloc) and in
+/// Rust (mimalloc). Called on the thread that ran the reload, right after it dropped the
+/// previous acceptor: without it a reload of 10,000 certificates left the process ~75%
+/// above its size before (both sets had been resident at once, and neither allocator gave
+/// the freed one back on its own: glibc's keeps its high-water mark, and mimalloc purges
+/// only when the freeing thread collects, which the idle control thread never did).
+pub fn release_reload_memory() {
+    mimalloc_collect_all();
+    malloc_trim();
+}
+
+#[allow(unsafe_code)] // reason: one call into mimalloc's C API
+fn mimalloc_collect_all() {
+    // SAFETY: as in `mimalloc_collect`; `force` also purges at once and collects pages
+    // other threads freed into this thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // reason: one call into glibc
+fn malloc_trim() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: glibc's malloc_trim takes no pointers and may be called from any thread; it
+    // returns free pages of every arena to the OS (madvise), a few ms for a large heap.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc_trim() {}
+
 /// How often a worker hands freed memory back to the OS.
 pub const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
 

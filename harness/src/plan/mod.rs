@@ -24,6 +24,7 @@ use crate::faults::AttackerSched;
 
 pub use names::{
     CertType, ConfigName, ConfigPick, Kind, PeerSet, Scenario, FAULTS_CSV, FAULTS_SUMMARY,
+    SNI_SCALE_CSV,
 };
 pub use overrides::{preset_or_file, Overrides};
 pub use presets::Preset;
@@ -82,6 +83,8 @@ pub struct Plan {
     /// scheduling policy.
     pub attacker_cpus: Option<CpuList>,
     pub attacker_sched: AttackerSched,
+    /// SNI certificates in the one listener of `--scenario sni-scale`.
+    pub sni_certs: NonZeroU32,
     /// The peer set asked for; `None`: current when installed, else system (decided when
     /// the run starts).
     pub peers: Option<PeerSet>,
@@ -268,7 +271,10 @@ impl Plan {
             );
         }
         let parts = self.scenario.parts();
-        if self.scenario.is_fault_suite() || parts.contains(&Scenario::Idle) {
+        if self.scenario.is_fault_suite()
+            || self.scenario == Scenario::SniScale
+            || parts.contains(&Scenario::Idle)
+        {
             bail!(
                 "--client-processes / client_processes {n} applies to the sweep and the \
                  handshakes, not to scenario {}: the idle scenario and the fault suite run one \
@@ -288,12 +294,20 @@ impl Plan {
     }
 
     /// The configs of the plan whose backend cannot speak its TLS version (native-tls and
-    /// TLS 1.3), each with the line a run prints and records in meta.json's `skipped`:
+    /// TLS 1.3), or that scenario sni-scale cannot run (not in [`SNI_SCALE_CONFIGS`]), each
+    /// with the line a run prints and records in meta.json's `skipped`:
     /// [`Plan::variants`] leaves them out, rather than measure a wall of failed handshakes.
     pub fn skipped_configs(&self) -> Vec<(ConfigName, String)> {
         self.configs
             .iter()
             .filter_map(|&config| {
+                if self.scenario == Scenario::SniScale && !SNI_SCALE_CONFIGS.contains(&config) {
+                    let line = format!(
+                        "skipping {config}: scenario sni-scale runs {}",
+                        SNI_SCALE_CONFIGS.map(ConfigName::name).join(", ")
+                    );
+                    return Some((config, line));
+                }
                 let backend = config.fixed_backend()?;
                 (!backend.speaks(self.tls_version)).then(|| {
                     let line = format!(
@@ -406,7 +420,7 @@ impl Plan {
                             push(iteration, variant, HANDSHAKE_BODY_BYTES, Kind::Idle);
                         }
                     }
-                    Scenario::All | Scenario::Faults | Scenario::Soak => {}
+                    Scenario::All | Scenario::Faults | Scenario::Soak | Scenario::SniScale => {}
                 }
             }
         }
@@ -525,10 +539,25 @@ impl Plan {
             "fault_scenarios": self.fault_scenarios,
             "attacker_cpus": self.attacker_cpus.as_ref().map(ToString::to_string),
             "attacker_sched": self.attacker_sched.name(),
+            "sni_certs": self.sni_certs.get(),
             "peers": self.peers.map(PeerSet::name),
         })
     }
 }
+
+/// The configs `--scenario sni-scale` can run: ours (`[[tls.sni]]`), HAProxy on OpenSSL
+/// and on AWS-LC (a crt-list), hitch (a `pem-file` line each) and nginx (a stream-module
+/// `server` block per name, which nginx has since 1.25.5). stunnel would need a service
+/// section per name and is left out; the echo-server terminating TLS itself has one
+/// certificate.
+pub const SNI_SCALE_CONFIGS: [ConfigName; 6] = [
+    ConfigName::ProxyRustls,
+    ConfigName::ProxyOpenssl,
+    ConfigName::Haproxy,
+    ConfigName::HaproxyAwslc,
+    ConfigName::Hitch,
+    ConfigName::Nginx,
+];
 
 /// Start and stop of the servers around each load generator run, for the estimate.
 const PER_MEASUREMENT_OVERHEAD: Duration = Duration::from_millis(800);
@@ -844,6 +873,48 @@ mod tests {
             assert!(err.starts_with("--fault-scenarios"), "{err}");
             assert!(err.contains(scenario.name()), "{err}");
         }
+    }
+
+    #[test]
+    fn sni_scale_takes_its_certificate_count_and_only_the_terminators_it_can_load() {
+        let with = |configs: &[ConfigName], certs: Option<u32>| {
+            Plan::resolve(
+                None,
+                Overrides {
+                    preset: Some(Preset::Smoke),
+                    scenario: Some(Scenario::SniScale),
+                    configs: Some(configs.iter().map(|&c| ConfigPick::One(c)).collect()),
+                    sni_certs: certs.and_then(NonZeroU32::new),
+                    ..Overrides::default()
+                },
+            )
+        };
+        let plan = with(&SNI_SCALE_CONFIGS, Some(1234)).unwrap();
+        assert_eq!(plan.sni_certs.get(), 1234);
+        assert_eq!(plan.to_json()["sni_certs"], 1234);
+        assert!(plan.measurements().is_empty(), "it runs its own steps");
+        assert_eq!(Scenario::SniScale.csv_file(), Some("sni-scale.csv"));
+        assert_eq!(
+            with(&[ConfigName::Hitch], None).unwrap().sni_certs.get(),
+            200
+        );
+        assert_eq!(Preset::Quick.plan().sni_certs.get(), 10_000);
+        let plan = with(&[ConfigName::ProxyRustls, ConfigName::Stunnel], None).unwrap();
+        assert_eq!(plan.variants().len(), 1);
+        let lines: Vec<_> = plan.skipped_configs().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("skipping stunnel: scenario sni-scale runs proxy-rustls"),
+            "{lines:?}"
+        );
+        let err = with(&[ConfigName::Http], None).unwrap_err().to_string();
+        assert!(err.contains("nothing left to run: skipping http"), "{err}");
+        let err = Overrides::parse("sni_certs = 0").unwrap_err();
+        assert!(format!("{err:#}").contains("sni_certs"), "{err:#}");
+        assert_eq!(
+            Overrides::parse("sni_certs = 500").unwrap().sni_certs,
+            NonZeroU32::new(500)
+        );
     }
 
     #[test]

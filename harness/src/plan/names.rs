@@ -27,10 +27,13 @@ pub enum Scenario {
     /// The long run of the fault suite (scenario 9): RSS and fds sampled for
     /// `--soak-duration` under moderate load.
     Soak,
+    /// Certificates at scale: `--sni-certs` SNI certificates in one listener; start-up,
+    /// memory, handshakes for the first and last name, reloads under load (`sni-scale.csv`).
+    SniScale,
 }
 
 impl Scenario {
-    pub const NAMES: &'static str = "sweep, handshakes, idle, all, faults, soak";
+    pub const NAMES: &'static str = "sweep, handshakes, idle, all, faults, soak, sni-scale";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl Scenario {
             Scenario::All => "all",
             Scenario::Faults => "faults",
             Scenario::Soak => "soak",
+            Scenario::SniScale => "sni-scale",
         }
     }
 
@@ -51,15 +55,17 @@ impl Scenario {
             Scenario::Handshakes => Some("handshakes.csv"),
             Scenario::Idle => Some("idle.csv"),
             Scenario::Faults | Scenario::Soak => Some(FAULTS_CSV),
+            Scenario::SniScale => Some(SNI_SCALE_CSV),
             Scenario::All => None,
         }
     }
 
-    /// The measuring scenarios this one runs (none for the fault suite).
+    /// The measuring scenarios this one runs (none for the fault suite and the
+    /// certificate-scale run, which run their own steps).
     pub fn parts(self) -> Vec<Scenario> {
         match self {
             Scenario::All => vec![Scenario::Sweep, Scenario::Handshakes, Scenario::Idle],
-            Scenario::Faults | Scenario::Soak => Vec::new(),
+            Scenario::Faults | Scenario::Soak | Scenario::SniScale => Vec::new(),
             one => vec![one],
         }
     }
@@ -360,6 +366,8 @@ impl FromStr for CertType {
 pub const FAULTS_CSV: &str = "faults.csv";
 /// The fault suite's side-by-side summary, when it attacked more than one terminator.
 pub const FAULTS_SUMMARY: &str = "faults-summary.md";
+/// The certificate-scale run's file (written by `sni_scale`, like the fault suite's).
+pub const SNI_SCALE_CSV: &str = "sni-scale.csv";
 
 #[cfg(test)]
 mod tests {

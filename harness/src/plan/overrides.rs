@@ -32,7 +32,8 @@ pub struct Overrides {
     pub preset: Option<Preset>,
     /// What to measure: sweep (body sizes, keep-alive; the default), handshakes (full and
     /// resumed, ECDSA and RSA), idle (memory per idle connection), all (those three),
-    /// faults (the fault suite under load), soak (its 30-minute long run).
+    /// faults (the fault suite under load), soak (its 30-minute long run), sni-scale
+    /// (--sni-certs certificates in one listener: start-up, memory, handshakes, reloads).
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "parsed")]
     pub scenario: Option<Scenario>,
@@ -140,6 +141,11 @@ pub struct Overrides {
     #[arg(long, value_parser = parse_duration)]
     #[serde(default, deserialize_with = "duration")]
     pub soak_duration: Option<Duration>,
+    /// SNI certificates in the one listener of `--scenario sni-scale` (default 10000; the
+    /// smoke preset 200).
+    #[arg(long)]
+    #[serde(default, deserialize_with = "at_least_one")]
+    pub sni_certs: Option<NonZeroU32>,
     /// Measure this URL (a proxy elsewhere) instead of starting local servers.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
@@ -202,7 +208,8 @@ impl Overrides {
             idle_connections,
             idle_hold,
             soak_duration,
-            attacker_sched
+            attacker_sched,
+            sni_certs
         );
         if let Some(picks) = self.configs {
             plan.configs = ConfigPick::expand(&picks);

@@ -65,6 +65,7 @@ impl Preset {
             fault_scenarios: Vec::new(),
             attacker_cpus: None,
             attacker_sched: AttackerSched::DEFAULT,
+            sni_certs: nz(10_000),
             peers: None,
         };
         match self {
@@ -81,6 +82,7 @@ impl Preset {
                 idle_connections: nz(200),
                 idle_hold: Duration::from_secs(1),
                 short_faults: true,
+                sni_certs: nz(200),
                 sizes: vec![10, 1000],
                 iterations: nz(1),
                 duration: Duration::from_secs(1),

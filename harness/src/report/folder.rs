@@ -31,7 +31,7 @@ pub struct Kind {
 }
 
 /// The scenarios' CSV files, in the order the page shows them.
-pub const KINDS: [Kind; 4] = [
+pub const KINDS: [Kind; 5] = [
     Kind {
         csv: csv_of(PlanScenario::Sweep),
         id: "sweep",
@@ -80,6 +80,17 @@ pub const KINDS: [Kind; 4] = [
         figures: &[],
         summary: None,
         keys: &["scenario", "name", "terminator"],
+        verdict: "verdict",
+        good: "pass",
+        every_row: true,
+    },
+    Kind {
+        csv: csv_of(PlanScenario::SniScale),
+        id: "sni-scale",
+        heading: "Certificates at scale: SNI certificates in one listener",
+        figures: &[],
+        summary: None,
+        keys: &["config", "tls_backend", "certs"],
         verdict: "verdict",
         good: "pass",
         every_row: true,

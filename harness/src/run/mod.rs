@@ -143,6 +143,8 @@ pub fn execute(mut plan: Plan, opts: &Options, stop: &Stop) -> anyhow::Result<Ou
     };
     let result = if plan.scenario.is_fault_suite() {
         run_fault_suite(&run, &peers, &mut meta)
+    } else if plan.scenario == Scenario::SniScale {
+        run_sni_scale(&run, &peers, &mut meta)
     } else {
         measurements::run_measurements(&run, sinks, &peers, &mut meta)
     };
@@ -453,6 +455,53 @@ fn fault_terminators(plan: &Plan, peers: &[Peer], tls_library: String) -> Vec<Te
             }
         })
         .collect()
+}
+
+/// Runs the certificate-scale scenario (`--scenario sni-scale`): `sni-scale.csv` and its
+/// table. A terminator whose verdict is `fail` counts as a failed row.
+fn run_sni_scale(run: &Run<'_>, peers: &[Peer], meta: &mut Value) -> anyhow::Result<Outcome> {
+    let Run {
+        plan,
+        opts,
+        stop,
+        split,
+        out,
+        ..
+    } = *run;
+    let (bins, ours) = binaries(opts, stop, false, meta)?;
+    let runtime = tempfile::Builder::new()
+        .prefix("tls-off-sni-")
+        .tempdir()
+        .context("creating a temporary directory for certificates and sockets")?;
+    meta["status"] = json!("running");
+    meta::write_json(&out.meta, meta)?;
+    let mut ledger = Ledger::create(&out.logs.join("children.tsv"))?;
+    let rows = crate::sni_scale::run(crate::sni_scale::Inputs {
+        plan,
+        bins: &bins,
+        split,
+        out_dir: &out.dir,
+        logs: &out.logs,
+        configs: &out.configs,
+        runtime_dir: runtime.path(),
+        stop,
+        ledger: &mut ledger,
+        peers,
+        ours: &ours,
+    })?;
+    meta["rows"] = json!(rows.len());
+    let failed_rows = rows
+        .iter()
+        .filter(|r| r.verdict != Some(crate::faults::Verdict::Pass))
+        .count();
+    if failed_rows > 0 {
+        eprintln!("harness: {failed_rows} terminator(s) failed; see sni-scale.csv");
+    }
+    Ok(Outcome::Complete {
+        rows: rows.len(),
+        failed_rows,
+        dir: out.dir.clone(),
+    })
 }
 
 /// The open-file limit the harness asks for (as root it can raise the hard limit): the

@@ -21,6 +21,8 @@ pub fn describe_plan(plan: &Plan, split: &CpuSplit) -> String {
     );
     if plan.scenario.is_fault_suite() {
         s.push_str(&describe_faults(plan, split));
+    } else if plan.scenario == Scenario::SniScale {
+        s.push_str(&describe_sni_scale(plan, split));
     } else {
         s.push_str(&describe_what(plan));
         s.push_str(&describe_how(plan, split));
@@ -62,6 +64,33 @@ fn describe_faults(plan: &Plan, split: &CpuSplit) -> String {
         attackers,
         plan.attacker_sched.name()
     )
+}
+
+/// The certificate-scale run's lines: terminators, certificates, loads and CPUs.
+fn describe_sni_scale(plan: &Plan, split: &CpuSplit) -> String {
+    let configs = join(plan.variants().iter().map(|v| v.label()));
+    let mut s = format!("  configs:     {configs}\n");
+    s.push_str(&format!(
+        "  certs:       {} SNI certificates (ECDSA P-256) in one listener each\n",
+        plan.sni_certs
+    ));
+    s.push_str(&format!(
+        "  handshakes:  first and last name, {} warm-up + {} measured, {} connections, \
+         twice each\n",
+        humantime::format_duration(plan.warmup),
+        humantime::format_duration(plan.duration),
+        plan.connections
+    ));
+    s.push_str(&format!(
+        "  reloads:     {} of every certificate under {} handshakes/s\n",
+        crate::sni_scale::RELOADS,
+        crate::sni_scale::RELOAD_RATE
+    ));
+    s.push_str(&format!(
+        "  cpus:        servers {}, load generator {}\n",
+        split.server, split.client
+    ));
+    s
 }
 
 /// What is measured: the target or configs, and each scenario's own line.

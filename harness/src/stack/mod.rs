@@ -5,7 +5,7 @@
 pub mod recipe;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -31,6 +31,8 @@ struct Running {
     proc: Proc,
     /// A peer (HAProxy, ...): dying of the SIGTERM it was sent is its clean stop.
     peer: bool,
+    /// From its spawn to its readiness (the `listening on` line, or its port accepting).
+    ready_after: Duration,
 }
 
 /// How to wait for the servers of a stack.
@@ -133,6 +135,14 @@ impl Stack {
             .collect()
     }
 
+    /// How long the `role` server took from its spawn to being ready (its start-up time).
+    pub fn ready_after(&self, role: Role) -> Option<Duration> {
+        self.servers
+            .iter()
+            .find(|s| s.role == role)
+            .map(|s| s.ready_after)
+    }
+
     /// The running process of the `role` server, if the stack has one.
     pub fn proc(&self, role: Role) -> Option<&Proc> {
         self.servers
@@ -225,17 +235,20 @@ fn start_server(
     ledger: &mut Ledger,
     waits: Waits<'_>,
 ) -> anyhow::Result<(Running, String)> {
+    let started = Instant::now();
     let mut p = Proc::spawn(&server.spec, ledger, label)?;
     let addr = match server.ready {
         Ready::Line => p.wait_ready(waits.stop, waits.ready_timeout),
         Ready::Port(port) => p.wait_port(port, waits.stop, waits.ready_timeout),
     }
     .with_context(|| format!("starting {}", server.spec.name))?;
+    let ready_after = started.elapsed();
     p.verify_affinity()?;
     let running = Running {
         role: server.role,
         proc: p,
         peer: matches!(server.ready, Ready::Port(_)),
+        ready_after,
     };
     Ok((running, addr))
 }

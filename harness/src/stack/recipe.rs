@@ -216,7 +216,7 @@ fn peer_in_front(inputs: &Inputs<'_>, peer: ConfigName) -> Recipe {
 }
 
 /// The echo-server in `mode` (`http`, `https`, `unix`) on `listen`, with `extra` flags.
-fn echo(inputs: &Inputs<'_>, mode: &str, listen: OsString, extra: Vec<OsString>) -> Server {
+pub fn echo(inputs: &Inputs<'_>, mode: &str, listen: OsString, extra: Vec<OsString>) -> Server {
     let mut args: Vec<OsString> = vec!["--mode".into(), mode.into(), "--listen".into(), listen];
     args.extend(extra);
     args.extend([
@@ -243,11 +243,12 @@ fn tls_args(inputs: &Inputs<'_>, backend: &str) -> Vec<OsString> {
 }
 
 /// The Unix socket between terminator and upstream, one per measurement.
-fn socket_path(inputs: &Inputs<'_>) -> PathBuf {
+pub fn socket_path(inputs: &Inputs<'_>) -> PathBuf {
     inputs.runtime_dir.join(format!("{}.sock", inputs.index))
 }
 
-fn spec(name: &str, program: &Path, args: Vec<OsString>, inputs: &Inputs<'_>) -> Spec {
+/// A server's spec: pinned to the server CPUs, logged under the measurement's stem.
+pub fn spec(name: &str, program: &Path, args: Vec<OsString>, inputs: &Inputs<'_>) -> Spec {
     Spec {
         name: name.to_owned(),
         program: program.to_owned(),
