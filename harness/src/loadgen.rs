@@ -11,6 +11,7 @@ use loadgen::segment::Segment;
 use serde::Deserialize;
 
 use crate::plan::{Kind, Measurement, Plan};
+use crate::procs::{describe, Proc, Stop};
 
 /// How one load generator run is set up.
 #[derive(Debug, Clone)]
@@ -276,6 +277,43 @@ fn check(out: &mut Vec<String>, what: &str, got: Option<&str>, asked: &[String])
         )),
         None => out.push(format!("loadgen did not report the negotiated {what}")),
     }
+}
+
+/// Ends a loadgen run that runs until interrupted (SIGINT: loadgen stops early and still
+/// prints its full report) and reads the report from `out`, its stdout.
+pub fn interrupt(
+    proc: &mut Proc,
+    out: &Path,
+    wait: Duration,
+    stop: &Stop,
+) -> anyhow::Result<Report> {
+    if proc.try_wait()?.is_none() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(proc.pid as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    if proc.wait_for(wait, stop)?.is_none() {
+        proc.stop(Duration::ZERO)?;
+        bail!("loadgen did not report within {wait:?} of SIGINT");
+    }
+    read_report(proc, out)
+}
+
+/// The report of a loadgen run that has ended, from `out`, its stdout; an unreadable one
+/// names the file, how loadgen ended and the tail of its stderr.
+pub fn read_report(proc: &mut Proc, out: &Path) -> anyhow::Result<Report> {
+    let status = proc.try_wait()?;
+    let stdout =
+        std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    Report::parse(&stdout).with_context(|| {
+        format!(
+            "loadgen's report in {} ({}){}",
+            out.display(),
+            status.map_or_else(String::new, describe),
+            proc.stderr_tail()
+        )
+    })
 }
 
 #[cfg(test)]

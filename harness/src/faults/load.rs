@@ -6,13 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::Suite;
 use crate::loadgen::{duration_arg, Report};
-use crate::procs::{describe, Proc, Spec, Stop};
+use crate::procs::{Proc, Spec, Stop};
 
 /// The good clients: one loadgen run, open loop, verifying every echoed body.
 #[derive(Debug)]
@@ -85,24 +81,7 @@ impl Load {
 
     /// Ends the run (SIGINT) and reads its report.
     pub fn finish(mut self, stop: &Stop) -> anyhow::Result<Report> {
-        if self.proc.try_wait()?.is_none() {
-            let _ = kill(Pid::from_raw(self.proc.pid as i32), Signal::SIGINT);
-        }
-        let status = self.proc.wait_for(LOAD_REPORT_WAIT, stop)?;
-        if status.is_none() {
-            self.proc.stop(Duration::ZERO)?;
-            bail!("loadgen did not report within {LOAD_REPORT_WAIT:?} of SIGINT");
-        }
-        let stdout = std::fs::read_to_string(&self.out)
-            .with_context(|| format!("reading {}", self.out.display()))?;
-        Report::parse(&stdout).with_context(|| {
-            format!(
-                "loadgen's report in {} ({}){}",
-                self.out.display(),
-                status.map_or_else(String::new, describe),
-                self.proc.stderr_tail()
-            )
-        })
+        crate::loadgen::interrupt(&mut self.proc, &self.out, LOAD_REPORT_WAIT, stop)
     }
 }
 

@@ -8,14 +8,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use anyhow::bail;
 
 use crate::cpus::CpuList;
 use crate::loadgen::{duration_arg, Report};
 use crate::plan::{Plan, HANDSHAKE_BODY_BYTES};
-use crate::procs::{describe, Ledger, Proc, Spec, Stop};
+use crate::procs::{Ledger, Proc, Spec, Stop};
 
 /// What every load of the scenario shares.
 #[derive(Debug, Clone, Copy)]
@@ -78,33 +76,12 @@ impl Load {
             self.proc.stop(Duration::ZERO)?;
             bail!("loadgen did not finish within {limit:?}");
         }
-        self.report()
+        crate::loadgen::read_report(&mut self.proc, &self.out)
     }
 
     /// Ends the run (SIGINT) and reads its report.
     pub fn finish(mut self, stop: &Stop) -> anyhow::Result<Report> {
-        if self.proc.try_wait()?.is_none() {
-            let _ = kill(Pid::from_raw(self.proc.pid as i32), Signal::SIGINT);
-        }
-        if self.proc.wait_for(REPORT_WAIT, stop)?.is_none() {
-            self.proc.stop(Duration::ZERO)?;
-            bail!("loadgen did not report within {REPORT_WAIT:?} of SIGINT");
-        }
-        self.report()
-    }
-
-    fn report(&mut self) -> anyhow::Result<Report> {
-        let status = self.proc.try_wait()?;
-        let stdout = std::fs::read_to_string(&self.out)
-            .with_context(|| format!("reading {}", self.out.display()))?;
-        Report::parse(&stdout).with_context(|| {
-            format!(
-                "loadgen's report in {} ({}){}",
-                self.out.display(),
-                status.map_or_else(String::new, describe),
-                self.proc.stderr_tail()
-            )
-        })
+        crate::loadgen::interrupt(&mut self.proc, &self.out, REPORT_WAIT, stop)
     }
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use proxy::tls::Backend;
 use rstest::rstest;
+use rstest_reuse::apply;
 
+use crate::every_backend;
 use crate::stack::{self, cell, Pki, HOST};
 
 /// The assets the page's script checks (the script itself is one: without it no verdict).
@@ -28,16 +30,8 @@ const BLOB_BYTES: usize = 300_000;
 /// How long nginx may take to accept on its socket.
 const NGINX_START: Duration = Duration::from_secs(10);
 
-#[rstest]
-fn chromium_loads_a_page_and_its_assets(
-    #[values(
-        Backend::RustlsAwsLc,
-        Backend::RustlsRing,
-        Backend::Openssl,
-        Backend::NativeTls
-    )]
-    backend: Backend,
-) {
+#[apply(every_backend)]
+fn chromium_loads_a_page_and_its_assets(backend: Backend) {
     let (Some(chromium), Some(certutil), Some(nginx)) = (
         stack::program("chromium", "chromium"),
         stack::program("certutil", "libnss3-tools"),

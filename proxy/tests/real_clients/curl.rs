@@ -6,23 +6,17 @@ use std::process::Command;
 
 use proxy::tls::Backend;
 use rstest::rstest;
+use rstest_reuse::apply;
 
+use crate::every_backend;
 use crate::stack::{self, cell, EchoServer, Pki, HOST};
 
 /// Body size: larger than curl's and hyper's buffers and the HTTP/2 initial windows (64 KiB),
 /// so flow control and several TLS records are exercised, and odd so framing slips show.
 const BODY_BYTES: usize = 1024 * 1024 + 7;
 
-#[rstest]
-fn curl_http1_and_http2_echo_the_body(
-    #[values(
-        Backend::RustlsAwsLc,
-        Backend::RustlsRing,
-        Backend::Openssl,
-        Backend::NativeTls
-    )]
-    backend: Backend,
-) {
+#[apply(every_backend)]
+fn curl_http1_and_http2_echo_the_body(backend: Backend) {
     let Some(curl) = stack::program("curl", "curl") else {
         return;
     };

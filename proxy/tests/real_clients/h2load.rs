@@ -5,7 +5,9 @@ use std::process::Command;
 
 use proxy::tls::Backend;
 use rstest::rstest;
+use rstest_reuse::apply;
 
+use crate::every_backend;
 use crate::stack::{self, cell, EchoServer, Pki, HOST};
 
 /// Requests, connections and streams at once per connection: 128 streams in flight.
@@ -15,16 +17,8 @@ const STREAMS: usize = 32;
 /// Each request's body, echoed back: 2 MB of DATA frames in all.
 const BODY_BYTES: usize = 1000;
 
-#[rstest]
-fn h2load_many_streams_all_2xx_and_every_byte_back(
-    #[values(
-        Backend::RustlsAwsLc,
-        Backend::RustlsRing,
-        Backend::Openssl,
-        Backend::NativeTls
-    )]
-    backend: Backend,
-) {
+#[apply(every_backend)]
+fn h2load_many_streams_all_2xx_and_every_byte_back(backend: Backend) {
     let Some(h2load) = stack::program("h2load", "nghttp2-client") else {
         return;
     };

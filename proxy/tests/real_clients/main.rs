@@ -17,3 +17,19 @@ mod curl;
 mod h2load;
 mod s_client;
 mod stack;
+
+use rstest_reuse::{self, template};
+
+/// Every TLS backend: each client's test applying this runs once for each.
+#[template]
+#[rstest]
+fn every_backend(
+    #[values(
+        Backend::RustlsAwsLc,
+        Backend::RustlsRing,
+        Backend::Openssl,
+        Backend::NativeTls
+    )]
+    backend: Backend,
+) {
+}

@@ -8,8 +8,10 @@ use std::process::{Command, Output};
 
 use proxy::tls::Backend;
 use rstest::rstest;
+use rstest_reuse::apply;
 
 use crate::common::Proxy;
+use crate::every_backend;
 use crate::stack::{self, cell, EchoServer, Pki, HOST};
 
 /// What s_client sends once the handshake is done: the echo-server answers a GET with an
@@ -17,16 +19,8 @@ use crate::stack::{self, cell, EchoServer, Pki, HOST};
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: web.tls-off.test\r\nConnection: close\r\n\r\n";
 const ANSWER: &str = "HTTP/1.1 200 OK";
 
-#[rstest]
-fn s_client_versions_resumption_and_client_certificates(
-    #[values(
-        Backend::RustlsAwsLc,
-        Backend::RustlsRing,
-        Backend::Openssl,
-        Backend::NativeTls
-    )]
-    backend: Backend,
-) {
+#[apply(every_backend)]
+fn s_client_versions_resumption_and_client_certificates(backend: Backend) {
     let Some(openssl) = stack::program("openssl", "openssl") else {
         return;
     };
