@@ -1,9 +1,9 @@
 //! `--scenario sni-scale` end to end with 200 certificates: our proxy on both TLS
-//! libraries, and HAProxy when it is installed (skipped with its package name otherwise,
-//! never under `CI=true`). The harness builds the release binaries itself (minutes the
-//! first time). Checked: one row per terminator, every name served its own certificate
-//! (the first and the last among them), no failed handshake for either name nor during
-//! the reloads, every reload done. Timings are figures, not checked.
+//! libraries, and HAProxy when it is installed (skipped with its package name otherwise;
+//! under `CI=true` a missing HAProxy fails it). The harness builds the release binaries
+//! itself (minutes the first time). Checked: one row per terminator, every name served its
+//! own certificate (the first and the last among them), no failed handshake for either
+//! name nor during the reloads, every reload done. Timings are figures, not checked.
 
 // Helpers outside `#[test]` functions panic as the tests do: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
