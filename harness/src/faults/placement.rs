@@ -36,8 +36,9 @@ pub enum AttackerSched {
 
 impl AttackerSched {
     /// The policy a plan gets unless it says otherwise.
-    /// `idle`: at `normal` the attackers on the load generator's CPU raised the good
-    /// clients' p99 on the client side (README, "Slowloris latency").
+    /// `idle`: at `normal` the attackers on the load generator's CPU compete with it for
+    /// that CPU, which a busy machine showed as client-side latency (on a quiet one the
+    /// two placements measured alike: README, "Slowloris latency").
     pub const DEFAULT: AttackerSched = AttackerSched::Idle;
 
     pub fn name(self) -> &'static str {
