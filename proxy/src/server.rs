@@ -200,8 +200,9 @@ pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsErr
             continue;
         };
         match (&l.acceptor, &acceptors[i]) {
-            // The previous acceptor is freed here unless a handshake still holds it (then
-            // by that handshake, and its memory goes back at the next reload).
+            // The previous acceptor is freed here unless a connection still holds it (then
+            // by that connection; its memory goes back at the releases main.rs schedules 1 s
+            // and 10 s after the reload).
             (Some(running), Some(new)) => drop(running.swap(Arc::new(new.clone()))),
             // Plain before and after: nothing to reload.
             (None, None) => {}
