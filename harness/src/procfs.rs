@@ -47,13 +47,19 @@ pub fn is_gone(pid: u32) -> bool {
 
 /// A `kB` field of `/proc/PID/status` (VmRSS, VmHWM), in KiB.
 pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = proc_file(pid, "status")?;
-    let text = status_field(&status, field)
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
-    text.trim_end_matches("kB")
+    kib_field(pid, "status", field)
+}
+
+/// A `Key:  N kB` field of the `/proc/PID/<file>` text, in KiB.
+fn kib_field(pid: u32, file: &str, field: &str) -> anyhow::Result<u64> {
+    let text = proc_file(pid, file)?;
+    let value =
+        status_field(&text, field).with_context(|| format!("no {field} in /proc/{pid}/{file}"))?;
+    value
+        .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("/proc/{pid}/status {field} {text:?}"))
+        .with_context(|| format!("/proc/{pid}/{file} {field} {value:?}"))
 }
 
 /// Proportional set size (`Pss` of `/proc/PID/smaps_rollup`), KiB: a page N processes
@@ -61,13 +67,7 @@ pub fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
 /// pages they share (certificates loaded before the fork) once, where VmRSS counts them
 /// in every process.
 pub fn pss_kib(pid: u32) -> anyhow::Result<u64> {
-    let rollup = proc_file(pid, "smaps_rollup")?;
-    let text = status_field(&rollup, "Pss")
-        .with_context(|| format!("no Pss in /proc/{pid}/smaps_rollup"))?;
-    text.trim_end_matches("kB")
-        .trim()
-        .parse()
-        .with_context(|| format!("/proc/{pid}/smaps_rollup Pss {text:?}"))
+    kib_field(pid, "smaps_rollup", "Pss")
 }
 
 /// Open descriptors of `pid`: the entries of `/proc/PID/fd`.
@@ -88,11 +88,22 @@ pub fn tree(pid: u32) -> Vec<u32> {
 /// The sum of a `kB` field of `/proc/PID/status` (VmRSS, VmHWM) over [`tree`]`(pid)`; an
 /// error when `pid` itself cannot be read (a descendant that exits meanwhile counts 0).
 pub fn tree_memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let own = memory_kib(pid, field)?;
+    tree_sum(pid, |p| memory_kib(p, field))
+}
+
+/// [`pss_kib`] summed over [`tree`]`(pid)`: pages a master shares with its workers once.
+pub fn tree_pss_kib(pid: u32) -> anyhow::Result<u64> {
+    tree_sum(pid, pss_kib)
+}
+
+/// `figure` of `pid` plus that of each live descendant (one that exits between the
+/// listing and the read counts 0); an error only when `pid` itself cannot be read.
+fn tree_sum(pid: u32, figure: impl Fn(u32) -> anyhow::Result<u64>) -> anyhow::Result<u64> {
+    let own = figure(pid)?;
     Ok(own
         + descendants(pid)
             .into_iter()
-            .filter_map(|p| memory_kib(p, field).ok())
+            .filter_map(|p| figure(p).ok())
             .sum::<u64>())
 }
 

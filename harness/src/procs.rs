@@ -24,7 +24,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::cpus::CpuList;
-use crate::procfs::{cpu_seconds, descendants, memory_kib, proc_file, status_field};
+use crate::procfs::{cpu_seconds, descendants, proc_file, status_field};
 
 /// Set by SIGINT/SIGTERM; every wait in the harness checks it.
 #[derive(Debug, Clone, Default)]
@@ -309,19 +309,11 @@ impl Proc {
     /// Proportional set size now, KiB, summed over the process and its children (shared
     /// pages counted once; see [`crate::procfs::pss_kib`]).
     pub fn pss_kib(&self) -> anyhow::Result<u64> {
-        let mut total = crate::procfs::pss_kib(self.pid)?;
-        for pid in descendants(self.pid) {
-            total += crate::procfs::pss_kib(pid).unwrap_or(0);
-        }
-        Ok(total)
+        crate::procfs::tree_pss_kib(self.pid)
     }
 
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let mut total = memory_kib(self.pid, field)?;
-        for pid in descendants(self.pid) {
-            total += memory_kib(pid, field).unwrap_or(0);
-        }
-        Ok(total)
+        crate::procfs::tree_memory_kib(self.pid, field)
     }
 
     /// Waits until something accepts TCP connections on `127.0.0.1:port` (a server that
@@ -592,7 +584,7 @@ mod tests {
         }
         let kids = descendants(p.pid);
         assert_eq!(kids.len(), 2, "{kids:?}");
-        let own = memory_kib(p.pid, "VmRSS").unwrap();
+        let own = crate::procfs::memory_kib(p.pid, "VmRSS").unwrap();
         assert!(p.rss_kib().unwrap() > own, "children's memory is added");
         assert!(p.peak_rss_kib().unwrap() >= p.rss_kib().unwrap() / 2);
         let addr = p
