@@ -9,12 +9,14 @@
 //!   echo-server's HTTPS mode, plus self-signed certificates for tests and quick starts.
 //! - [`proxy_protocol`]: PROXY v1/v2 headers, encoded for the upstream, parsed from a balancer.
 //! - [`relay`]: the bidirectional, half-close aware copy.
-//! - [`sys`]: process-level helpers (signals, log rate limits, accept backoff, memory release);
+//! - [`sys`]: process-level helpers (signals, log rate limits, accept backoff);
 //!   CPU counts, fd limits, `ReadAhead` and TLS names are in the shared `sysio` crate.
+//! - [`memory`]: handing freed memory back to the OS off the workers' path.
 //! - [`metrics`]: counters, histograms, bounded per-client accounting and `/metrics`.
 
 pub mod cli;
 pub mod config;
+pub mod memory;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod relay;

@@ -83,6 +83,15 @@ fn serve(
     if let Err(e) = sysio::host::raise_nofile_limit() {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
+    // Two descriptors per connection (client and upstream), plus listeners, logs and
+    // metrics: grown now, before the first accept, not inside one (see the function).
+    let fds = 2 * config.max_connections.get() as u64 + 64;
+    if let Err(e) = sysio::host::reserve_fd_table(fds) {
+        tracing::warn!(error = %e, fds, "cannot grow the descriptor table up front");
+    }
+    if let Err(e) = proxy::memory::init() {
+        tracing::warn!(error = %e, "memory release: setting up its thread and policy failed");
+    }
     let workers = sysio::host::worker_count(config.threads).get();
     let shared = server::Shared::new(&config);
     let bound = server::bind(&config, acceptors, &shared, workers)?;
@@ -198,7 +207,7 @@ fn reload(
 async fn release_after_reload() {
     for wait in RELEASE_AFTER_RELOAD {
         tokio::time::sleep(wait).await;
-        proxy::sys::release_reload_memory();
+        proxy::memory::release_reload_memory();
     }
 }
 

@@ -213,7 +213,7 @@ pub fn reload(listeners: &[Arc<Listener>], config: &Config) -> Result<(), TlsErr
         }
     }
     drop(acceptors);
-    crate::sys::release_reload_memory();
+    crate::memory::release_reload_memory();
     Ok(())
 }
 
@@ -289,7 +289,7 @@ pub fn run(
                 .thread_name("proxy-worker")
                 // The housekeeping task runs on one thread at a time; every other worker
                 // releases its freed memory when it parks.
-                .on_thread_park(crate::sys::release_freed_memory_if_due)
+                .on_thread_park(crate::memory::release_freed_memory_if_due)
                 .enable_all()
                 .build()?;
             let listeners = bound
@@ -319,11 +319,11 @@ async fn worker(
 ) -> io::Result<()> {
     // Freed memory goes back to the OS even when nothing else wakes this worker.
     let housekeeping = tokio::spawn(async {
-        let mut every = tokio::time::interval(crate::sys::RELEASE_MEMORY_EVERY);
+        let mut every = tokio::time::interval(crate::memory::RELEASE_MEMORY_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            crate::sys::release_freed_memory();
+            crate::memory::release_freed_memory();
         }
     });
     let mut loops = tokio::task::JoinSet::new();

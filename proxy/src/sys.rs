@@ -1,5 +1,5 @@
 //! Process-level helpers of the servers (the proxy, and the echo-server through it):
-//! graceful-stop signals, rate-limited logging, accept backoff, handing freed memory back.
+//! graceful-stop signals, rate-limited logging, accept backoff.
 //! CPU, worker-count and fd-limit helpers that loadgen needs too live in `sysio::host`.
 
 use std::time::{Duration, Instant};
@@ -144,83 +144,6 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// At most one accept-error log line per this period.
 const LOG_EVERY: Duration = Duration::from_secs(1);
-
-/// Hands the memory this thread's allocator has freed back to the OS.
-///
-/// mimalloc (the binary's global allocator) purges freed pages only once they have been free
-/// for its purge delay (1 s), and only when a thread later takes its allocation slow path or
-/// collects. A worker that goes quiet after a burst (2,000 slowloris connections timing out
-/// together) never takes that path again, and kept the burst's ~30 MB resident while
-/// idle or serving light load. Each worker calls this every [`RELEASE_MEMORY_EVERY`]
-/// (and, in the multi-thread runtime, when it parks and the last call is that old), so
-/// freed memory leaves within about two periods. A normal collect only visits the
-/// thread's own non-full pages: tens of microseconds once a second.
-pub fn release_freed_memory() {
-    LAST_RELEASE.with(|last| last.set(Some(Instant::now())));
-    mimalloc_collect();
-}
-
-/// [`release_freed_memory`] if this thread has not done it for [`RELEASE_MEMORY_EVERY`]:
-/// cheap enough (a clock read) for a hook that runs every time a worker parks.
-pub fn release_freed_memory_if_due() {
-    let due = LAST_RELEASE.with(|last| {
-        last.get()
-            .is_none_or(|t| t.elapsed() >= RELEASE_MEMORY_EVERY)
-    });
-    if due {
-        release_freed_memory();
-    }
-}
-
-/// Hands back to the OS the memory a certificate reload freed: the previous certificates
-/// and keys, parsed by the TLS libraries in C (OpenSSL, aws-lc: glibc's malloc) and in
-/// Rust (mimalloc). Called on the thread that ran the reload, right after it dropped the
-/// previous acceptor: without it a reload of 10,000 certificates left the process ~75%
-/// above its size before (both sets had been resident at once, and neither allocator gave
-/// the freed one back on its own: glibc's keeps its high-water mark, and mimalloc purges
-/// only when the freeing thread collects, which the idle control thread never did).
-pub fn release_reload_memory() {
-    mimalloc_collect_all();
-    malloc_trim();
-}
-
-#[allow(unsafe_code)] // reason: one call into mimalloc's C API
-fn mimalloc_collect_all() {
-    // SAFETY: as in `mimalloc_collect`; `force` also purges at once and collects pages
-    // other threads freed into this thread's heap.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)] // reason: one call into glibc
-fn malloc_trim() {
-    extern "C" {
-        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-    }
-    // SAFETY: glibc's malloc_trim takes no pointers and may be called from any thread; it
-    // returns free pages of every arena to the OS (madvise), a few ms for a large heap.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn malloc_trim() {}
-
-/// How often a worker hands freed memory back to the OS.
-pub const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
-
-thread_local! {
-    static LAST_RELEASE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-}
-
-#[allow(unsafe_code)] // reason: one call into mimalloc's C API
-fn mimalloc_collect() {
-    // SAFETY: mi_collect takes no pointers and may be called on any thread at any time; when
-    // mimalloc is not the global allocator (the library's tests) it collects its own empty
-    // heap.
-    unsafe { libmimalloc_sys::mi_collect(false) }
-}
 
 #[cfg(test)]
 mod tests {
