@@ -191,7 +191,7 @@ pub fn ours(version: &str, backend: Backend) -> Option<String> {
             let krate = short(krate)?;
             Some(format!("{krate} + {}", short(openssl)?))
         }
-        Backend::RustlsAwsLc | Backend::RustlsRing => {
+        Backend::RustlsAwsLc | Backend::RustlsRing | Backend::RustlsMixed => {
             (!line.trim().is_empty()).then(|| line.trim().to_owned())
         }
     }

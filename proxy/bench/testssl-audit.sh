@@ -3,7 +3,7 @@
 #
 #   proxy/bench/testssl-audit.sh [--quick] [--out DIR] [--accept ID[,ID...]]
 #
-# For each backend (rustls-aws-lc, rustls-ring, openssl) it starts
+# For each backend (rustls-aws-lc, rustls-ring, rustls-mixed, openssl) it starts
 #   echo-server --mode unix   <-   proxy --tls-backend B (every other setting at its default)
 # on 127.0.0.1 with a fresh self-signed ECDSA P-256 certificate, runs testssl against it with
 # JSON output, and fails (exit 1, printing the offending findings) when
@@ -41,7 +41,7 @@
 # target/release/{proxy,echo-server} with cargo only when one of them is missing.
 set -euo pipefail
 
-BACKENDS=(rustls-aws-lc rustls-ring openssl)
+BACKENDS=(rustls-aws-lc rustls-ring rustls-mixed openssl)
 # Seconds a server may take to print its `listening on` line.
 READY_TIMEOUT_SECS=30
 # Whole testssl run per backend, in seconds: the full audit takes minutes on a busy

@@ -371,7 +371,7 @@ impl BulkConnection {
             .unwrap_or_else(|e| panic!("{what}: building the acceptor: {e}"));
         let (server_io, client_io) = tokio::io::duplex(BULK_PIPE_BYTES);
         let (server, client) = match backend {
-            Backend::RustlsAwsLc | Backend::RustlsRing => {
+            Backend::RustlsAwsLc | Backend::RustlsRing | Backend::RustlsMixed => {
                 let provider = proxy::tls::rustls::provider(backend)
                     .unwrap_or_else(|e| panic!("{what}: provider: {e}"));
                 let config = client_config(provider, TlsVersion::Tls13, suite, &cert.cert);

@@ -32,6 +32,7 @@ fn every_backend(
     #[values(
         Backend::RustlsAwsLc,
         Backend::RustlsRing,
+        Backend::RustlsMixed,
         Backend::Openssl,
         Backend::NativeTls
     )]
@@ -44,7 +45,13 @@ fn every_backend(
 #[template]
 #[rstest]
 fn backends_with_every_option(
-    #[values(Backend::RustlsAwsLc, Backend::RustlsRing, Backend::Openssl)] backend: Backend,
+    #[values(
+        Backend::RustlsAwsLc,
+        Backend::RustlsRing,
+        Backend::RustlsMixed,
+        Backend::Openssl
+    )]
+    backend: Backend,
 ) {
 }
 
@@ -128,9 +135,9 @@ fn unknown_suite_or_group_is_refused_by_name(backend: Backend) {
     assert!(err.contains("kx_groups"), "{backend}: {err}");
 }
 
-/// X25519MLKEM768: aws-lc-rs and OpenSSL 3.5 or later (the default build's) negotiate it;
-/// ring and OpenSSL 3.0 (a host libssl) do not have it and must say so at build time rather
-/// than quietly fall back to a classical group.
+/// X25519MLKEM768: aws-lc-rs (rustls-aws-lc, rustls-mixed) and OpenSSL 3.5 or later (the
+/// default build's) negotiate it; ring and OpenSSL 3.0 (a host libssl) do not have it and
+/// must say so at build time rather than quietly fall back to a classical group.
 #[apply(every_backend)]
 #[tokio::test]
 async fn x25519mlkem768_is_negotiated_or_refused_clearly(backend: Backend) {
@@ -141,13 +148,12 @@ async fn x25519mlkem768_is_negotiated_or_refused_clearly(backend: Backend) {
         kx_groups: vec!["X25519MLKEM768".into()],
         ..TlsSettings::default()
     };
+    // rustls-mixed takes its key exchange from aws-lc-rs.
+    let has_it = matches!(backend, Backend::RustlsAwsLc | Backend::RustlsMixed)
+        || (backend == Backend::Openssl && proxy::tls::openssl::has_hybrid_group());
     match Acceptor::build(&settings, &cert.set()) {
         Ok(acceptor) => {
-            assert!(
-                backend == Backend::RustlsAwsLc
-                    || (backend == Backend::Openssl && proxy::tls::openssl::has_hybrid_group()),
-                "{backend} claims X25519MLKEM768"
-            );
+            assert!(has_it, "{backend} claims X25519MLKEM768");
             let mut provider = aws_lc_rs::default_provider();
             provider.kx_groups = vec![aws_lc_rs::kx_group::X25519MLKEM768];
             let client = client_config(provider, TLS13, &[&cert.der], &[]);
@@ -155,11 +161,7 @@ async fn x25519mlkem768_is_negotiated_or_refused_clearly(backend: Backend) {
             assert_eq!(server.info().kx_group.as_deref(), Some("X25519MLKEM768"));
         }
         Err(e) => {
-            assert_ne!(backend, Backend::RustlsAwsLc, "{e}");
-            assert!(
-                backend != Backend::Openssl || !proxy::tls::openssl::has_hybrid_group(),
-                "{e}"
-            );
+            assert!(!has_it, "{backend}: {e}");
             let msg = e.to_string();
             assert!(msg.contains("X25519MLKEM768"), "{backend}: {msg}");
             assert!(msg.contains(backend.name()), "{backend}: {msg}");

@@ -289,7 +289,7 @@ impl Plan {
         self.tls_backends
             .iter()
             .copied()
-            .filter(|b| matches!(b, Backend::RustlsAwsLc | Backend::RustlsRing))
+            .filter(|b| b.is_rustls())
             .collect()
     }
 

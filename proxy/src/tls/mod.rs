@@ -33,6 +33,11 @@ pub enum Backend {
     RustlsAwsLc,
     /// rustls with the ring crypto provider.
     RustlsRing,
+    /// rustls with aws-lc-rs for the handshake (key exchange, signatures, certificate
+    /// verification, randomness, ticket keys) and ring for the record layer (the cipher
+    /// suites: AEAD and their HKDF/PRF): each library where it measured faster here
+    /// (README, "Crypto provider by measurement").
+    RustlsMixed,
     /// The system OpenSSL (libssl), through the `openssl` crate.
     Openssl,
     /// The same OpenSSL through `native-tls` (the original experiment's stack): TLS 1.2
@@ -46,18 +51,28 @@ impl Backend {
         match self {
             Backend::RustlsAwsLc => "rustls-aws-lc",
             Backend::RustlsRing => "rustls-ring",
+            Backend::RustlsMixed => "rustls-mixed",
             Backend::Openssl => "openssl",
             Backend::NativeTls => "native-tls",
         }
     }
 
     /// Every backend, for tests and sweeps that cover them all.
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::RustlsAwsLc,
         Backend::RustlsRing,
+        Backend::RustlsMixed,
         Backend::Openssl,
         Backend::NativeTls,
     ];
+
+    /// Whether this backend is rustls (with any of its crypto providers).
+    pub fn is_rustls(self) -> bool {
+        matches!(
+            self,
+            Backend::RustlsAwsLc | Backend::RustlsRing | Backend::RustlsMixed
+        )
+    }
 
     /// Whether this backend can speak `version` (native-tls's server cannot speak TLS 1.3).
     pub fn speaks(self, version: TlsVersion) -> bool {
@@ -86,6 +101,11 @@ impl Backend {
             Backend::RustlsRing => {
                 format!("rustls {rustls} + ring {}", env!("TLS_OFF_RING_VERSION"))
             }
+            Backend::RustlsMixed => format!(
+                "rustls {rustls} + aws-lc-rs {} + ring {} (record layer)",
+                env!("TLS_OFF_AWS_LC_RS_VERSION"),
+                env!("TLS_OFF_RING_VERSION")
+            ),
             Backend::Openssl => openssl::linked_library(),
             Backend::NativeTls => native_tls::library(),
         }
@@ -486,7 +506,7 @@ impl Acceptor {
     /// Builds from certificates already read (reloads read once, build for each listener).
     pub fn from_loaded(settings: &TlsSettings, certs: &LoadedCerts) -> Result<Self, TlsError> {
         let inner = match settings.backend {
-            Backend::RustlsAwsLc | Backend::RustlsRing => {
+            Backend::RustlsAwsLc | Backend::RustlsRing | Backend::RustlsMixed => {
                 AcceptorInner::Rustls(self::rustls::build(settings, certs)?)
             }
             Backend::Openssl => AcceptorInner::Openssl(self::openssl::build(settings, certs)?),

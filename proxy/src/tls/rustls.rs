@@ -202,6 +202,10 @@ pub fn provider(backend: Backend) -> Result<CryptoProvider, TlsError> {
     match backend {
         Backend::RustlsAwsLc => Ok(rustls::crypto::aws_lc_rs::default_provider()),
         Backend::RustlsRing => Ok(rustls::crypto::ring::default_provider()),
+        Backend::RustlsMixed => Ok(CryptoProvider {
+            cipher_suites: rustls::crypto::ring::default_provider().cipher_suites,
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        }),
         Backend::Openssl | Backend::NativeTls => Err(TlsError::Unsupported {
             backend,
             option: "the rustls builder",

@@ -27,6 +27,7 @@ fn every_backend(
     #[values(
         Backend::RustlsAwsLc,
         Backend::RustlsRing,
+        Backend::RustlsMixed,
         Backend::Openssl,
         Backend::NativeTls
     )]
