@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// releaser thread from the arenas to the OS.
 pub const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(1);
 
-/// Called once, first thing in the proxy's `main`, before any worker starts.
+/// Called once by the proxy's `main` (not by the library's users), before any worker starts.
 ///
 /// Errors are returned for the caller to log: each step only moves a cost, and the proxy
 /// serves correctly without it.

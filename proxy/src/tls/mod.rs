@@ -35,8 +35,8 @@ pub enum Backend {
     RustlsRing,
     /// rustls with aws-lc-rs for the handshake (key exchange, signatures, certificate
     /// verification, randomness, ticket keys) and ring for the record layer (the cipher
-    /// suites: AEAD and their HKDF/PRF): each library where it measured faster here
-    /// (README, "Crypto provider by measurement").
+    /// suites: AEAD and their HKDF/PRF): each library where it measured as fast or faster
+    /// here (README, "Crypto provider by measurement").
     RustlsMixed,
     /// The system OpenSSL (libssl), through the `openssl` crate.
     Openssl,
