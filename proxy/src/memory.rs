@@ -79,7 +79,7 @@ fn lowest_priority() -> std::io::Result<()> {
 /// of microseconds once a second.
 pub fn release_freed_memory() {
     LAST_RELEASE.with(|last| last.set(Some(Instant::now())));
-    mimalloc_collect();
+    mimalloc_collect(false);
 }
 
 /// [`release_freed_memory`] if this thread has not done it for [`RELEASE_MEMORY_EVERY`]:
@@ -121,20 +121,18 @@ fn set_purge_delay(ms: i64) {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms as _) }
 }
 
-#[allow(unsafe_code)] // reason: one call into mimalloc's C API
+/// Purges every freed range of the shared arenas now, whatever the delay (and collects
+/// the pages other threads freed into this thread's heap).
 fn purge_freed_ranges() {
-    // SAFETY: mi_collect takes no pointers and may be called on any thread at any time.
-    // `force` purges every freed range of the shared arenas now, whatever the delay, and
-    // collects the pages other threads freed into this thread's heap.
-    unsafe { libmimalloc_sys::mi_collect(true) }
+    mimalloc_collect(true);
 }
 
 #[allow(unsafe_code)] // reason: one call into mimalloc's C API
-fn mimalloc_collect() {
+fn mimalloc_collect(force: bool) {
     // SAFETY: mi_collect takes no pointers and may be called on any thread at any time; when
     // mimalloc is not the global allocator (the library's tests) it collects its own empty
     // heap.
-    unsafe { libmimalloc_sys::mi_collect(false) }
+    unsafe { libmimalloc_sys::mi_collect(force) }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
