@@ -15,7 +15,7 @@ use crate::config::{
     ClientAuthMode, Config, ConfigError, ListenerConfig, LogFormat, ProxyProtocol, RuntimeModel,
     Timeouts, TlsConfig, Upstream, DEFAULT_MAX_CONNECTIONS, DEFAULT_TOP_CLIENTS,
 };
-use crate::tls::{Backend, TlsVersion};
+use crate::tls::{Backend, RustlsIo, TlsVersion};
 
 /// tls-off: a TLS terminating proxy. Decrypts TLS from clients and relays the bytes to a
 /// Unix-socket or TCP upstream (with --no-tls, relays plain TCP).
@@ -85,6 +85,10 @@ pub struct Flags {
     /// ALPN protocols, comma-separated, in preference order [tls.alpn; default none].
     #[arg(long, value_delimiter = ',')]
     pub alpn: Option<Vec<String>>,
+    /// rustls API for the rustls backends: unbuffered (per-thread buffers) or buffered
+    /// (tokio-rustls) [tls.rustls_io; default unbuffered].
+    #[arg(long, value_enum)]
+    pub rustls_io: Option<RustlsIo>,
     /// Turn off session resumption (tickets and session cache) [tls.session_resumption].
     #[arg(long)]
     pub no_session_resumption: bool,
@@ -204,6 +208,7 @@ impl Flags {
         set(&mut tls.cipher_suites, self.cipher_suites.clone());
         set(&mut tls.kx_groups, self.kx_groups.clone());
         set(&mut tls.alpn, self.alpn.clone());
+        set(&mut tls.rustls_io, self.rustls_io);
         if self.no_session_resumption {
             tls.session_resumption = false;
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::tls::{Backend, CertPaths, CertSet, ClientAuth, TlsSettings, TlsVersion};
+use crate::tls::{Backend, CertPaths, CertSet, ClientAuth, RustlsIo, TlsSettings, TlsVersion};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -113,6 +113,9 @@ pub struct TlsConfig {
     pub alpn: Vec<String>,
     #[serde(default = "yes")]
     pub session_resumption: bool,
+    /// The rustls API the rustls backends use.
+    #[serde(default)]
+    pub rustls_io: RustlsIo,
     #[serde(default)]
     pub strict_sni: bool,
     /// Default certificate chain (PEM) and key; required unless every listener is plain
@@ -145,6 +148,7 @@ impl Default for TlsConfig {
             kx_groups: Vec::new(),
             alpn: Vec::new(),
             session_resumption: true,
+            rustls_io: RustlsIo::default(),
             strict_sni: false,
             cert: None,
             key: None,
@@ -163,6 +167,7 @@ impl TlsConfig {
             kx_groups: self.kx_groups.clone(),
             alpn: self.alpn.clone(),
             session_resumption: self.session_resumption,
+            rustls_io: self.rustls_io,
             client_auth: listener.client_ca.as_ref().map(|ca| ClientAuth {
                 ca: ca.clone(),
                 required: listener.client_auth != Some(ClientAuthMode::Optional),

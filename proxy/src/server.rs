@@ -372,20 +372,28 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Listener>, mut stop: watch:
             drop(tcp);
             continue;
         };
-        tokio::spawn(handle(tcp, peer, ctx.clone(), slot));
+        match &ctx.acceptor {
+            Some(acceptor) => {
+                let front = Handshake(acceptor.load_full());
+                tokio::spawn(handle(tcp, peer, ctx.clone(), slot, front))
+            }
+            None => tokio::spawn(handle(tcp, peer, ctx.clone(), slot, Plain)),
+        };
     }
 }
 
 /// One client connection, start to end: [`serve`] does the work and says how the
 /// connection ended; this records that end, once, in the metrics and the access log.
-async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Listener>, slot: Slot) {
+async fn handle<F: Front>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Listener>,
+    slot: Slot,
+    front: F,
+) {
     let shared = &ctx.shared;
     let started = Instant::now();
-    // The one dispatch on the listener's kind; each arm is its own compiled path.
-    let ended = match &ctx.acceptor {
-        Some(acceptor) => serve(tcp, peer, &ctx, Handshake(acceptor), started).await,
-        None => serve(tcp, peer, &ctx, Plain, started).await,
-    };
+    let ended = serve(tcp, peer, &ctx, front, started).await;
     match ended {
         Ended::NotEstablished { why, error } => {
             shared.metrics.handshake_failed(why);
@@ -478,7 +486,9 @@ async fn serve<F: Front>(
     let mut io = ReadAhead::new(tcp);
 
     // PROXY header from a load balancer, then the TLS handshake (if any): one deadline.
-    let opening = async {
+    // Boxed, so that the handshake's state is freed when it ends instead of sizing the
+    // connection's task for its whole life.
+    let opening = Box::pin(async {
         let addrs = if ctx.config.accept_proxy {
             proxy_protocol::read_header(&mut io).await?.addrs
         } else {
@@ -489,7 +499,7 @@ async fn serve<F: Front>(
         };
         let (client, info) = front.open(io).await?;
         Ok::<_, FrontError>((addrs, client, info))
-    };
+    });
     let (addrs, mut stream, info) = match tokio::time::timeout(timeouts.handshake, opening).await {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {

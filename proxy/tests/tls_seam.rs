@@ -12,7 +12,7 @@ use std::time::Duration;
 use proxy::tls::selfsigned::{self, KeyKind};
 use proxy::tls::{
     Acceptor, Backend, CertPaths, CertSet, ClientAuth, ClientCertInfo, HandshakeErrorKind,
-    HandshakeInfo, TlsError, TlsSettings, TlsStream, TlsVersion,
+    HandshakeInfo, RustlsIo, TlsError, TlsSettings, TlsStream, TlsVersion,
 };
 use rstest::rstest;
 use rstest_reuse::{self, apply, template};
@@ -792,6 +792,95 @@ async fn server_shutdown_sends_close_notify_then_fin(backend: Backend) {
     // The close_notify came before the FIN (encrypted in TLS 1.3, so not told apart here
     // from the tickets that may precede it; ping_pong checks the client reads it as EOF).
     assert!(!rest.is_empty(), "{backend}: a FIN but no close_notify");
+}
+
+// ---- rustls's two APIs: the same stream either way ------------------------------------
+
+/// Both rustls APIs (the default unbuffered one, and tokio-rustls kept to measure against)
+/// carry bytes exactly in both directions, whatever the reader's buffer size: records
+/// split across reads, several records in one read, plaintext larger than the reader's
+/// buffer; then half-close from the client, and close_notify plus FIN from the server.
+#[rstest]
+#[tokio::test]
+async fn both_rustls_apis_carry_bytes_exactly_and_close_cleanly(
+    #[values(RustlsIo::Unbuffered, RustlsIo::Buffered)] io_mode: RustlsIo,
+    #[values(TLS13, TLS12)] version: &'static [&'static SupportedProtocolVersion],
+    #[values(1, 1000, 70_000)] read_size: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        rustls_io: io_mode,
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    let client = client_config(aws_lc_rs::default_provider(), version, &[&cert.der], &[]);
+    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    let (mut client_rd, mut client_wr) = tokio::io::split(client);
+    let up: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let down: Vec<u8> = up.iter().rev().copied().collect();
+    let exchange = async {
+        let sender = async {
+            client_wr.write_all(&up).await?;
+            client_wr.shutdown().await // close_notify: the server reads EOF
+        };
+        let receiver = async {
+            let mut got = Vec::new();
+            let mut chunk = vec![0; read_size];
+            loop {
+                let n = server.read(&mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&chunk[..n]);
+            }
+            server.write_all(&down).await?;
+            server.shutdown().await?;
+            io::Result::Ok(got)
+        };
+        let client_reader = async {
+            let mut got = Vec::new();
+            client_rd.read_to_end(&mut got).await?;
+            io::Result::Ok(got)
+        };
+        let ((), got_up, got_down) = tokio::try_join!(sender, receiver, client_reader)?;
+        io::Result::Ok((got_up, got_down))
+    };
+    let (got_up, got_down) = tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .expect("exchange timed out")
+        .unwrap_or_else(|e| panic!("{}: {e}", io_mode.name()));
+    assert!(got_up == up, "{}: client to server differs", io_mode.name());
+    assert!(got_down == down, "{}: server to client differs", io_mode.name());
+}
+
+/// Garbage after a good handshake ends that connection's read with an error (and an
+/// alert to the client), never a hang or a panic.
+#[rstest]
+#[tokio::test]
+async fn a_forged_record_after_the_handshake_is_an_error(
+    #[values(RustlsIo::Unbuffered, RustlsIo::Buffered)] io_mode: RustlsIo,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        rustls_io: io_mode,
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&cert.der], &[]);
+    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    // An application-data record whose tag cannot verify.
+    let (mut transport, _) = client.into_inner();
+    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    forged.extend_from_slice(&[0xAB; 0x40]);
+    transport.write_all(&forged).await.unwrap();
+    let mut buf = [0u8; 100];
+    let read = tokio::time::timeout(TIMEOUT, server.read(&mut buf))
+        .await
+        .expect("read timed out");
+    let err = read.expect_err("a forged record must not read as data");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{}: {err}", io_mode.name());
 }
 
 // ---- native-tls: what it cannot do is refused, what it does is checked ----------------

@@ -13,6 +13,7 @@ pub mod native_tls;
 pub mod openssl;
 pub mod rustls;
 pub mod selfsigned;
+pub mod unbuffered;
 
 use std::fmt;
 use std::io;
@@ -128,6 +129,29 @@ impl fmt::Display for Backend {
     }
 }
 
+/// How the rustls backends move records: the choice is measured in the README ("rustls's
+/// unbuffered API"); other backends ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RustlsIo {
+    /// rustls's unbuffered API ([`unbuffered`]): buffers are per worker thread, and an
+    /// idle connection owns none.
+    #[default]
+    Unbuffered,
+    /// tokio-rustls over rustls's buffered connection, which keeps a read buffer per
+    /// connection: kept to measure against.
+    Buffered,
+}
+
+impl RustlsIo {
+    pub fn name(self) -> &'static str {
+        match self {
+            RustlsIo::Unbuffered => "unbuffered",
+            RustlsIo::Buffered => "buffered",
+        }
+    }
+}
+
 /// Lowest protocol version the server accepts. TLS 1.2 and 1.3 are the only versions any
 /// backend here is allowed to speak.
 #[derive(
@@ -201,6 +225,8 @@ pub struct TlsSettings {
     pub session_resumption: bool,
     /// Verify client certificates (mutual TLS); `None` asks for none.
     pub client_auth: Option<ClientAuth>,
+    /// The rustls API the rustls backends use.
+    pub rustls_io: RustlsIo,
 }
 
 /// Mutual TLS: which CAs client certificates must chain to, and whether one is required.
@@ -223,6 +249,7 @@ impl Default for TlsSettings {
             alpn: Vec::new(),
             session_resumption: true,
             client_auth: None,
+            rustls_io: RustlsIo::default(),
         }
     }
 }
@@ -531,7 +558,7 @@ impl Acceptor {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         match &self.inner {
-            AcceptorInner::Rustls(a) => a.accept(io).await.map(TlsStream::Rustls),
+            AcceptorInner::Rustls(a) => a.accept(io).await,
             AcceptorInner::Openssl(a) => a.accept(io).await.map(TlsStream::Openssl),
             AcceptorInner::NativeTls(a) => a.accept(io).await.map(TlsStream::NativeTls),
         }
@@ -545,6 +572,7 @@ impl Acceptor {
 #[allow(clippy::large_enum_variant)]
 pub enum TlsStream<IO> {
     Rustls(tokio_rustls::server::TlsStream<IO>),
+    RustlsUnbuffered(unbuffered::Stream<IO>),
     Openssl(tokio_openssl::SslStream<IO>),
     NativeTls(tokio_native_tls::TlsStream<IO>),
 }
@@ -557,6 +585,7 @@ impl<IO> TlsStream<IO> {
     {
         match self {
             TlsStream::Rustls(s) => self::rustls::info(s),
+            TlsStream::RustlsUnbuffered(s) => s.info(),
             TlsStream::Openssl(s) => self::openssl::info(s),
             TlsStream::NativeTls(s) => self::native_tls::info(s),
         }
@@ -566,6 +595,7 @@ impl<IO> TlsStream<IO> {
     pub fn get_ref(&self) -> &IO {
         match self {
             TlsStream::Rustls(s) => s.get_ref().0,
+            TlsStream::RustlsUnbuffered(s) => s.get_ref(),
             TlsStream::Openssl(s) => s.get_ref(),
             TlsStream::NativeTls(s) => s.get_ref().get_ref().get_ref(),
         }
@@ -580,6 +610,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_read(cx, buf),
+            TlsStream::RustlsUnbuffered(s) => Pin::new(s).poll_read(cx, buf),
             TlsStream::Openssl(s) => Pin::new(s).poll_read(cx, buf),
             TlsStream::NativeTls(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -594,6 +625,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_write(cx, buf),
+            TlsStream::RustlsUnbuffered(s) => Pin::new(s).poll_write(cx, buf),
             TlsStream::Openssl(s) => Pin::new(s).poll_write(cx, buf),
             TlsStream::NativeTls(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -606,6 +638,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            TlsStream::RustlsUnbuffered(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             TlsStream::Openssl(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             TlsStream::NativeTls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
@@ -614,6 +647,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     fn is_write_vectored(&self) -> bool {
         match self {
             TlsStream::Rustls(s) => s.is_write_vectored(),
+            TlsStream::RustlsUnbuffered(s) => s.is_write_vectored(),
             TlsStream::Openssl(s) => s.is_write_vectored(),
             TlsStream::NativeTls(s) => s.is_write_vectored(),
         }
@@ -622,6 +656,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_flush(cx),
+            TlsStream::RustlsUnbuffered(s) => Pin::new(s).poll_flush(cx),
             TlsStream::Openssl(s) => Pin::new(s).poll_flush(cx),
             TlsStream::NativeTls(s) => Pin::new(s).poll_flush(cx),
         }
@@ -631,6 +666,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             TlsStream::Rustls(s) => Pin::new(s).poll_shutdown(cx),
+            TlsStream::RustlsUnbuffered(s) => Pin::new(s).poll_shutdown(cx),
             TlsStream::Openssl(s) => Pin::new(s).poll_shutdown(cx),
             // tokio-native-tls sends close_notify only; the FIN is ours to send.
             TlsStream::NativeTls(s) => {

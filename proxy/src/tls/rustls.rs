@@ -1,6 +1,7 @@
 //! The rustls backends: one module for both crypto providers (aws-lc-rs and ring), which
 //! differ only in the [`CryptoProvider`] and the session-ticket key generator.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -11,21 +12,21 @@ use rustls::server::{
     WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
-use rustls::{HandshakeKind, InconsistentKeys, ProtocolVersion, ServerConfig};
+use rustls::{CommonState, HandshakeKind, InconsistentKeys, ProtocolVersion, ServerConfig};
 use sysio::tls_names::{canonical_group, canonical_suite};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     load_client_ca, subject_cn, Backend, ClientCertInfo, HandshakeErrorKind, HandshakeInfo,
-    LoadedCert, LoadedCerts, TlsError, TlsSettings, TlsVersion,
+    LoadedCert, LoadedCerts, RustlsIo, TlsError, TlsSettings, TlsStream, TlsVersion,
 };
 
 /// A rustls acceptor; clones share one `ServerConfig`.
-#[derive(Clone)]
-#[allow(missing_debug_implementations)] // reason: TlsAcceptor has no Debug; nothing to show
+#[derive(Clone, Debug)]
 pub struct Acceptor {
     backend: Backend,
-    inner: tokio_rustls::TlsAcceptor,
+    io: RustlsIo,
+    config: Arc<ServerConfig>,
 }
 
 impl Acceptor {
@@ -33,31 +34,49 @@ impl Acceptor {
         self.backend
     }
 
-    pub async fn accept<IO>(&self, io: IO) -> Result<tokio_rustls::server::TlsStream<IO>, TlsError>
+    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        self.inner.accept(io).await.map_err(handshake_error)
+        match self.io {
+            RustlsIo::Unbuffered => super::unbuffered::accept(self.config.clone(), io)
+                .await
+                .map(TlsStream::RustlsUnbuffered),
+            RustlsIo::Buffered => tokio_rustls::TlsAcceptor::from(self.config.clone())
+                .accept(io)
+                .await
+                .map(TlsStream::Rustls)
+                .map_err(handshake_error),
+        }
     }
 }
 
-/// A failed handshake, sorted by the `rustls::Error` that tokio-rustls wraps in the
-/// `io::Error` (an `io::Error` without one is the transport's). On a server, certificate
-/// errors can only be about the client's certificate.
+/// A failed tokio-rustls handshake, sorted by the `rustls::Error` it wraps in the
+/// `io::Error` (an `io::Error` without one is the transport's).
 fn handshake_error(e: std::io::Error) -> TlsError {
-    let kind = match e
+    match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_)) => {
-            return TlsError::ClientCertificate(e.to_string());
+        Some(inner) => handshake_failed(inner.clone()),
+        None => TlsError::Handshake {
+            kind: HandshakeErrorKind::of_io(&e),
+            detail: e.to_string(),
+        },
+    }
+}
+
+/// A handshake rustls refused. On a server, certificate errors can only be about the
+/// client's certificate.
+pub(crate) fn handshake_failed(e: rustls::Error) -> TlsError {
+    match e {
+        rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_) => {
+            TlsError::ClientCertificate(e.to_string())
         }
-        Some(inner) => kind_of(inner),
-        None => HandshakeErrorKind::of_io(&e),
-    };
-    TlsError::Handshake {
-        kind,
-        detail: e.to_string(),
+        e => TlsError::Handshake {
+            kind: kind_of(&e),
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -87,7 +106,8 @@ pub fn build(settings: &TlsSettings, certs: &LoadedCerts) -> Result<Acceptor, Tl
     let config = server_config(settings, certs)?;
     Ok(Acceptor {
         backend: settings.backend,
-        inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        io: settings.rustls_io,
+        config: Arc::new(config),
     })
 }
 
@@ -170,9 +190,14 @@ pub fn server_config(
     Ok(config)
 }
 
-/// The negotiated parameters of an established rustls stream.
+/// The negotiated parameters of an established tokio-rustls stream.
 pub fn info<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> HandshakeInfo {
     let (_, conn) = stream.get_ref();
+    info_of(conn, conn.server_name())
+}
+
+/// The negotiated parameters of a connection (either API), with the SNI it received.
+pub(crate) fn info_of(conn: &CommonState, sni: Option<&str>) -> HandshakeInfo {
     HandshakeInfo {
         version: conn.protocol_version().map(version_name),
         cipher_suite: conn
@@ -184,7 +209,7 @@ pub fn info<IO>(stream: &tokio_rustls::server::TlsStream<IO>) -> HandshakeInfo {
         alpn: conn
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned()),
-        sni: conn.server_name().map(str::to_owned),
+        sni: sni.map(str::to_owned),
         resumed: Some(conn.handshake_kind() == Some(HandshakeKind::Resumed)),
         // rustls only completes a handshake whose client certificate verified.
         client_cert: conn
@@ -346,8 +371,31 @@ impl fmt::Debug for SniResolver {
     }
 }
 
+thread_local! {
+    /// The SNI of the ClientHello this thread's resolver saw last.
+    static SNI_SEEN: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Clears the SNI the resolver saw, before a connection processes its records.
+pub(crate) fn forget_sni() {
+    SNI_SEEN.with(|seen| seen.borrow_mut().take());
+}
+
+/// The SNI of the ClientHello processed since [`forget_sni`], if any had one.
+///
+/// rustls 0.23's unbuffered server connection keeps the SNI but has no accessor for it
+/// (the buffered one has `server_name()`). The certificate resolver is shown it, inside
+/// `process_tls_records`, synchronously and on the thread that called it, for every
+/// ClientHello; so the connection clears this slot before the call and reads it after.
+pub(crate) fn take_sni() -> Option<String> {
+    SNI_SEEN.with(|seen| seen.borrow_mut().take())
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = hello.server_name() {
+            SNI_SEEN.with(|seen| *seen.borrow_mut() = Some(name.to_owned()));
+        }
         // rustls hands us the SNI already lower-cased and validated as a DNS name.
         let found = hello.server_name().and_then(|n| self.by_name.get(n));
         match (found, self.strict) {
