@@ -5,12 +5,13 @@ Answers two questions the proxy's design rests on, with the method of
 ../shared/bench/peers.py (wrk as the neutral client, interleaved repeats, medians, the
 proxy's own CPU time per request from /proc):
   * runtime model: `--runtime per-core` vs `--runtime multi-thread`;
-  * cost of the operations features: defaults vs PROXY v2 + metrics + JSON access log.
+  * cost of the operations features: defaults vs PROXY v2 + metrics + JSON access log;
+  * rustls API: `--rustls-io unbuffered` (the default) vs `--rustls-io buffered` (tokio-rustls).
 
 Each variant runs pinned to the server CPUs beside one Unix-socket echo-server; wrk runs
 pinned to the client CPUs. Build first: cargo build --release -p proxy -p echo-server.
 
-usage: variants.py [--set runtime|features] [--sizes 10,10000] [--reps 3] [--dur 8]
+usage: variants.py [--set runtime|features|rustls-io] [--sizes 10,10000] [--reps 3] [--dur 8]
                    [--conns 100] [--threads N] [--server-cpus 0] [--client-cpus 1]
 """
 import argparse
@@ -48,7 +49,7 @@ def readiness(proc, count):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--proj", default=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    ap.add_argument("--set", choices=["runtime", "features"], default="runtime")
+    ap.add_argument("--set", choices=["runtime", "features", "rustls-io"], default="runtime")
     ap.add_argument("--sizes", default="10,10000")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dur", type=int, default=8)
@@ -67,6 +68,9 @@ def main():
     threads = ["--threads", str(a.threads)] if a.threads else []
     if a.set == "runtime":
         variants = {"per-core": ["--runtime", "per-core"], "multi-thread": ["--runtime", "multi-thread"]}
+        backend = f"{d}/echo.sock"
+    elif a.set == "rustls-io":
+        variants = {"unbuffered": ["--rustls-io", "unbuffered"], "buffered": ["--rustls-io", "buffered"]}
         backend = f"{d}/echo.sock"
     else:
         # The all-on proxy sends PROXY v2 headers, so its echo-server reads them

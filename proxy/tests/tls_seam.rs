@@ -851,7 +851,11 @@ async fn both_rustls_apis_carry_bytes_exactly_and_close_cleanly(
         .expect("exchange timed out")
         .unwrap_or_else(|e| panic!("{}: {e}", io_mode.name()));
     assert!(got_up == up, "{}: client to server differs", io_mode.name());
-    assert!(got_down == down, "{}: server to client differs", io_mode.name());
+    assert!(
+        got_down == down,
+        "{}: server to client differs",
+        io_mode.name()
+    );
 }
 
 /// Garbage after a good handshake ends that connection's read with an error (and an
@@ -880,7 +884,12 @@ async fn a_forged_record_after_the_handshake_is_an_error(
         .await
         .expect("read timed out");
     let err = read.expect_err("a forged record must not read as data");
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{}: {err}", io_mode.name());
+    assert_eq!(
+        err.kind(),
+        io::ErrorKind::InvalidData,
+        "{}: {err}",
+        io_mode.name()
+    );
 }
 
 // ---- native-tls: what it cannot do is refused, what it does is checked ----------------

@@ -294,7 +294,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream<IO> {
                 continue;
             }
             if self.eof {
-                return Poll::Ready(Ok(if *delivered { Driven::Reached } else { Driven::Eof }));
+                return Poll::Ready(Ok(if *delivered {
+                    Driven::Reached
+                } else {
+                    Driven::Eof
+                }));
             }
             // Make room at the front, then read one window's worth after what is held.
             buf.copy_within(*start..*len, 0);
