@@ -571,6 +571,25 @@ upstream = "unix:/run/app.sock"
     }
 
     #[test]
+    fn rustls_io_is_chosen_by_name_and_a_wrong_one_is_named() {
+        let with =
+            |value: &str| MINIMAL.replace("[tls]\n", &format!("[tls]\nrustls_io = {value}\n"));
+        let config = parse(&with("\"buffered\"")).unwrap();
+        assert_eq!(config.tls.rustls_io, RustlsIo::Buffered);
+        assert_eq!(parse(MINIMAL).unwrap().tls.rustls_io, RustlsIo::Unbuffered);
+        let err = parse(&with("\"half-buffered\"")).unwrap_err().to_string();
+        // The line is rustls_io's, and the expected names are listed.
+        assert!(
+            err.contains("proxy.toml:3") && err.contains("half-buffered"),
+            "{err}"
+        );
+        assert!(
+            err.contains("unbuffered") && err.contains("buffered"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn example_config_parses_and_states_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
         let example = Config::load(&path).unwrap();
