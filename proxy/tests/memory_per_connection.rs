@@ -99,19 +99,22 @@ fn an_idle_unbuffered_connection_holds_no_tls_buffer() {
 /// aws-lc-rs and OpenSSL allocate their key contexts with C's `malloc`, which Rust's
 /// global allocator never sees (the harness's idle scenario, by RSS, sees everything).
 fn bytes_per_idle_connection(io: RustlsIo) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256).unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let paths = selfsigned::write_to_dir(dir.path(), KeyKind::EcdsaP256)
+        .expect("a self-signed certificate");
     let (cert, key) = (paths.cert, paths.key);
     let settings = TlsSettings {
         backend: Backend::RustlsRing,
         rustls_io: io,
         ..TlsSettings::default()
     };
-    let acceptor = Acceptor::build(&settings, &CertSet::single(&cert, &key)).unwrap();
-    let root = CertificateDer::from_pem_file(&cert).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
+    let acceptor = Acceptor::build(&settings, &CertSet::single(&cert, &key)).expect("the acceptor");
+    let root = CertificateDer::from_pem_file(&cert).expect("the certificate's PEM");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("the bound address");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let clients = std::thread::spawn(move || clients(addr, root, CONNECTIONS + 1, done_rx));
@@ -119,9 +122,9 @@ fn bytes_per_idle_connection(io: RustlsIo) -> f64 {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .expect("a runtime");
         let measure = async {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
             // One connection first, dropped: the thread's buffers and the runtime's tables
             // are allocated once, not per connection.
             drop(serve_one(&listener, &acceptor).await);
@@ -142,7 +145,7 @@ fn bytes_per_idle_connection(io: RustlsIo) -> f64 {
             .expect("the connections did not all open in time")
     });
     let per_connection = server.join().expect("the server thread");
-    done_tx.send(()).unwrap();
+    done_tx.send(()).expect("the clients still waiting");
     clients.join().expect("the client thread");
     per_connection
 }
@@ -152,10 +155,13 @@ async fn serve_one(
     listener: &tokio::net::TcpListener,
     acceptor: &Acceptor,
 ) -> proxy::tls::TlsStream<ReadAhead<tokio::net::TcpStream>> {
-    let (tcp, _) = listener.accept().await.unwrap();
-    let mut tls = acceptor.accept(ReadAhead::new(tcp)).await.unwrap();
+    let (tcp, _) = listener.accept().await.expect("accepting a connection");
+    let mut tls = acceptor
+        .accept(ReadAhead::new(tcp))
+        .await
+        .expect("the server's handshake");
     let mut ping = [0u8; 4];
-    tls.read_exact(&mut ping).await.unwrap();
+    tls.read_exact(&mut ping).await.expect("the client's ping");
     assert_eq!(&ping, b"ping");
     tls
 }
@@ -170,28 +176,33 @@ fn clients(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .expect("a runtime");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).unwrap();
+    roots.add(root).expect("trusting the certificate");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .unwrap()
+        .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let streams = rt.block_on(async {
         let mut streams = Vec::with_capacity(n);
         for _ in 0..n {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let name = ServerName::try_from("localhost").unwrap();
-            let mut tls = connector.connect(name, tcp).await.unwrap();
-            tls.write_all(b"ping").await.unwrap();
-            tls.flush().await.unwrap();
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connecting");
+            let name = ServerName::try_from("localhost").expect("a server name");
+            let mut tls = connector
+                .connect(name, tcp)
+                .await
+                .expect("the client's handshake");
+            tls.write_all(b"ping").await.expect("sending ping");
+            tls.flush().await.expect("flushing ping");
             streams.push(tls);
         }
         streams
     });
-    done.recv().unwrap();
+    done.recv().expect("the measurement's end");
     drop(streams);
 }
