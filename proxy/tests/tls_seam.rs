@@ -807,15 +807,7 @@ async fn both_rustls_apis_carry_bytes_exactly_and_close_cleanly(
     #[values(TLS13, TLS12)] version: &'static [&'static SupportedProtocolVersion],
     #[values(1, 1000, 70_000)] read_size: usize,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let settings = TlsSettings {
-        rustls_io: io_mode,
-        ..TlsSettings::default()
-    };
-    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
-    let client = client_config(aws_lc_rs::default_provider(), version, &[&cert.der], &[]);
-    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    let (mut server, client) = connected_with(io_mode, version).await;
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
     let up: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let down: Vec<u8> = up.iter().rev().copied().collect();
@@ -865,15 +857,7 @@ async fn both_rustls_apis_carry_bytes_exactly_and_close_cleanly(
 async fn a_forged_record_after_the_handshake_is_an_error(
     #[values(RustlsIo::Unbuffered, RustlsIo::Buffered)] io_mode: RustlsIo,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
-    let settings = TlsSettings {
-        rustls_io: io_mode,
-        ..TlsSettings::default()
-    };
-    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
-    let client = client_config(aws_lc_rs::default_provider(), TLS13, &[&cert.der], &[]);
-    let (mut server, client) = connect(&acceptor, client, "localhost").await.unwrap();
+    let (mut server, client) = connected_with(io_mode, TLS13).await;
     // An application-data record whose tag cannot verify.
     let (mut transport, _) = client.into_inner();
     let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x40];
@@ -890,6 +874,25 @@ async fn a_forged_record_after_the_handshake_is_an_error(
         "{}: {err}",
         io_mode.name()
     );
+}
+
+/// A default-backend server using rustls's `io_mode` API and a rustls client, connected
+/// over `version`.
+async fn connected_with(
+    io_mode: RustlsIo,
+    version: &'static [&'static SupportedProtocolVersion],
+) -> (ServerStream, ClientStream) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        rustls_io: io_mode,
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).expect("an acceptor");
+    let client = client_config(aws_lc_rs::default_provider(), version, &[&cert.der], &[]);
+    connect(&acceptor, client, "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", io_mode.name()))
 }
 
 // ---- native-tls: what it cannot do is refused, what it does is checked ----------------
