@@ -876,6 +876,37 @@ async fn a_forged_record_after_the_handshake_is_an_error(
     );
 }
 
+/// A client that cuts every message into 64-byte records (the smallest fragment rustls
+/// allows is 32): the server joins the handshake messages across dozens of records and
+/// many records per read, and still learns the SNI.
+#[rstest]
+#[tokio::test]
+async fn handshake_messages_cut_into_tiny_records_are_joined(
+    #[values(RustlsIo::Unbuffered, RustlsIo::Buffered)] io_mode: RustlsIo,
+    #[values(TLS13, TLS12)] version: &'static [&'static SupportedProtocolVersion],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(&dir, "c", KeyKind::EcdsaP256, &["localhost"]);
+    let settings = TlsSettings {
+        rustls_io: io_mode,
+        ..TlsSettings::default()
+    };
+    let acceptor = Acceptor::build(&settings, &cert.set()).unwrap();
+    let mut client =
+        (*client_config(aws_lc_rs::default_provider(), version, &[&cert.der], &[])).clone();
+    client.max_fragment_size = Some(64);
+    let (server, client) = connect(&acceptor, Arc::new(client), "localhost")
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", io_mode.name()));
+    assert_eq!(
+        server.info().sni.as_deref(),
+        Some("localhost"),
+        "{}",
+        io_mode.name()
+    );
+    ping_pong(server, client).await;
+}
+
 /// A default-backend server using rustls's `io_mode` API and a rustls client, connected
 /// over `version`.
 async fn connected_with(

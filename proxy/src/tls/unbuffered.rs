@@ -261,6 +261,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream<IO> {
                 ConnectionState::BlockedHandshake => need_data = true,
                 // No complete record left: done if anything was delivered, else read on.
                 ConnectionState::WriteTraffic(_) => match goal {
+                    // (Half-RTT data, were it configured, would allow writing before the
+                    // client's Finished: the handshake is done only once it is processed.)
+                    Goal::Handshake if self.conn.is_handshaking() => need_data = true,
                     Goal::Handshake => stop = Some(Driven::Reached),
                     Goal::Read if *delivered => stop = Some(Driven::Reached),
                     Goal::Read => need_data = true,
@@ -304,6 +307,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Stream<IO> {
             buf.copy_within(*start..*len, 0);
             *len -= *start;
             *start = 0;
+            if *len == buf.len() {
+                // rustls caps a handshake message at 64 KiB and a record at 16 KiB plus
+                // overhead, both well inside the buffer: a peer that fills it is not TLS.
+                return Poll::Ready(Err(Failure::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a TLS message larger than the read buffer",
+                ))));
+            }
             let end = (*len + READ_WINDOW).min(buf.len());
             let mut window = ReadBuf::new(&mut buf[*len..end]);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut window)).map_err(Failure::Io)?;
