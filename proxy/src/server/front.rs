@@ -8,7 +8,6 @@
 //! state needs).
 
 use std::future::Future;
-
 use std::sync::Arc;
 
 use sysio::read_ahead::ReadAhead;

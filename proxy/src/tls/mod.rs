@@ -5,6 +5,8 @@
 //! by the proxy hop. Each library lives in its own module ([`rustls`](self::rustls),
 //! [`openssl`](self::openssl), [`native_tls`](self::native_tls)) exporting the same names:
 //! `build(&TlsSettings, &LoadedCerts)`, an acceptor type with `accept`, and `info(&stream)`.
+//! The rustls backends' default stream is [`unbuffered`]'s, over rustls's unbuffered API;
+//! tokio-rustls's is the other ([`RustlsIo`]).
 //!
 //! Options a backend cannot honour are refused with [`TlsError::Unsupported`], never ignored:
 //! a comparison between backends is only fair when both really run the parameters asked for.
