@@ -583,8 +583,9 @@ upstream = "unix:/run/app.sock"
             err.contains("proxy.toml:3") && err.contains("half-buffered"),
             "{err}"
         );
+        // Quoted, since "buffered" alone is inside "unbuffered".
         assert!(
-            err.contains("unbuffered") && err.contains("buffered"),
+            err.contains("`unbuffered`") && err.contains("`buffered`"),
             "{err}"
         );
     }
